@@ -1,0 +1,59 @@
+//! The load-test emulator: a seeded discrete-event simulation of a Fortio load test
+//! against an Envoy client sidecar (circuit breakers, pending queue, outlier detection)
+//! and its upstream replicas. It writes the datasets and is the ground truth for
+//! validating the agents' choices. Semantics: ../shared/design/emulator.md.
+
+pub mod calibration;
+mod engine;
+pub mod scenario;
+
+use serde::{Deserialize, Serialize};
+
+pub use scenario::{EjectionRule, Scenario};
+
+use crate::rules::{Load, TrafficRules};
+
+/// What one load test measured, beyond qps and failure rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunDetails {
+    pub ok_count: u32,
+    /// Local 503s: pending queue full (UO).
+    pub fail_overflow: u32,
+    /// Local 503s: every host ejected (UH).
+    pub fail_no_healthy: u32,
+    /// 503s answered by a replica (injected fault or overload).
+    pub fail_upstream: u32,
+    pub ejections: u32,
+    /// Downstream sockets Fortio opened (threads, plus one per reconnect).
+    pub sockets: u32,
+    pub latency_mean_ms: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p90_ms: f64,
+    pub latency_p99_ms: f64,
+    pub duration_s: f64,
+}
+
+/// The result of one load test.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Fortio's ActualQPS: calls / elapsed time.
+    pub qps: f64,
+    /// Share of calls that were not 2xx.
+    pub failure_rate: f64,
+    pub details: RunDetails,
+}
+
+impl RunResult {
+    /// The paper's reward: 503s per second.
+    pub fn reward(&self) -> f64 {
+        self.qps * self.failure_rate
+    }
+}
+
+/// Runs one load test; the same inputs and seed give the same result.
+pub fn run_load_test(rules: &TrafficRules, load: &Load, scenario: &Scenario, seed: u64) -> RunResult {
+    engine::run(rules, load, scenario, seed)
+}
+
+#[cfg(test)]
+mod tests;
