@@ -41,7 +41,10 @@ impl Default for TableSpec {
         let names = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let mut features = names(&RULE_COLUMNS);
         features.extend(names(&LOAD_COLUMNS));
-        TableSpec { features, targets: names(&RESPONSE_COLUMNS) }
+        TableSpec {
+            features,
+            targets: names(&RESPONSE_COLUMNS),
+        }
     }
 }
 
@@ -59,13 +62,20 @@ impl TableSpec {
 
     /// Features then targets: every column a file must have.
     pub fn required_columns(&self) -> impl Iterator<Item = &str> {
-        self.features.iter().chain(&self.targets).map(String::as_str)
+        self.features
+            .iter()
+            .chain(&self.targets)
+            .map(String::as_str)
     }
 
-    /// Checks the spec itself (not a file): at least one feature, no empty or repeated name.
+    /// Checks the spec itself (not a file): at least one feature and one target, no empty or
+    /// repeated name.
     pub fn validate(&self) -> Result<()> {
         if self.features.is_empty() {
             return Err(Error::config("the table spec names no feature column"));
+        }
+        if self.targets.is_empty() {
+            return Err(Error::config("the table spec names no target column"));
         }
         let mut seen = HashSet::new();
         for name in self.required_columns() {
@@ -122,9 +132,10 @@ impl Domain {
             Domain::PositiveInt if x.fract() != 0.0 => {
                 Some(format!("expected a whole number, found {x}"))
             }
-            Domain::PositiveInt if !(1.0..=f64::from(u32::MAX)).contains(&x) => {
-                Some(format!("expected a whole number in 1..={}, found {x}", u32::MAX))
-            }
+            Domain::PositiveInt if !(1.0..=f64::from(u32::MAX)).contains(&x) => Some(format!(
+                "expected a whole number in 1..={}, found {x}",
+                u32::MAX
+            )),
             Domain::PositiveInt => None,
             Domain::Positive if x <= 0.0 => Some(format!("expected a number > 0, found {x}")),
             Domain::NonNegative if x < 0.0 => Some(format!("expected a number >= 0, found {x}")),
@@ -152,7 +163,10 @@ mod tests {
 
     #[test]
     fn spec_round_trips_through_json() {
-        let spec = TableSpec { features: vec!["l1".into(), "c1".into()], targets: vec!["d1".into()] };
+        let spec = TableSpec {
+            features: vec!["l1".into(), "c1".into()],
+            targets: vec!["d1".into()],
+        };
         let json = serde_json::to_string(&spec).unwrap();
         let back: TableSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec);
@@ -161,14 +175,25 @@ mod tests {
 
     #[test]
     fn rejects_spec_with_repeated_column() {
-        let spec = TableSpec { features: vec!["a".into()], targets: vec!["a".into()] };
+        let spec = TableSpec {
+            features: vec!["a".into()],
+            targets: vec!["a".into()],
+        };
         let err = spec.validate().unwrap_err().to_string();
         assert!(err.contains("`a`"), "{err}");
     }
 
     #[test]
-    fn rejects_spec_without_features() {
-        let spec = TableSpec { features: vec![], targets: vec!["d1".into()] };
+    fn rejects_spec_without_features_or_targets() {
+        let spec = TableSpec {
+            features: vec![],
+            targets: vec!["d1".into()],
+        };
+        assert!(spec.validate().is_err());
+        let spec = TableSpec {
+            features: vec!["l1".into()],
+            targets: vec![],
+        };
         assert!(spec.validate().is_err());
     }
 
@@ -182,9 +207,13 @@ mod tests {
         assert!(percent.violation(0.0).is_none());
         assert!(percent.violation(100.0).is_none());
         assert!(percent.violation(100.5).is_some());
-        assert!(Domain::of_protocol_column("interval_s").violation(0.0).is_some());
+        assert!(Domain::of_protocol_column("interval_s")
+            .violation(0.0)
+            .is_some());
         assert!(Domain::of_protocol_column("qps").violation(0.0).is_none());
         assert!(Domain::of_protocol_column("qps").violation(-1.0).is_some());
-        assert!(Domain::of_protocol_column("latency_p99_ms").violation(-1.0).is_none());
+        assert!(Domain::of_protocol_column("latency_p99_ms")
+            .violation(-1.0)
+            .is_none());
     }
 }
