@@ -25,6 +25,30 @@ pub enum Command {
     Emulate(EmulateArgs),
     /// Print row count, per-column ranges and a failure-rate histogram of a trace file.
     Inspect(InspectArgs),
+    /// Run an experiment described by a TOML file (e.g. experiments/table4.toml).
+    Run(RunArgs),
+    /// Predict a trace file's responses with a trained simulator and report its error.
+    Predict(PredictArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A trained MLP simulator (`.safetensors`, with its normaliser JSON files beside it).
+    pub model: PathBuf,
+    /// A trace file in the model's schema (.csv or .parquet).
+    pub trace: PathBuf,
+    /// Print the first N predictions.
+    #[arg(long, default_value_t = 5)]
+    pub show: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The experiment file.
+    pub config: PathBuf,
+    /// Override a config field before validation, e.g. `--set seed=7 --set mlp.max_epochs=5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +121,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(args) => crate::generate::run_cli(&args),
         Command::Emulate(args) => emulate(&args),
+        Command::Run(args) => Ok(crate::experiment::run(&args.config, &args.overrides)?),
+        Command::Predict(args) => predict(&args),
         Command::Inspect(args) => {
             let spec = if args.features.is_empty() && args.targets.is_empty() {
                 TableSpec::default()
@@ -189,4 +215,32 @@ fn print_distribution(d: &Distribution) {
     for (name, b, k) in rows {
         println!("  {:<18} {:>10.1} {:>10.1} {:>10.1} {:>10.1}", name, k * b.p05, k * b.p50, k * b.p95, k * b.mean);
     }
+}
+
+fn predict(args: &PredictArgs) -> Result<()> {
+    let model = crate::simulator::ServiceModel::load_mlp(&args.model)?;
+    let spec = TableSpec { features: model.inputs.names().to_vec(), targets: model.outputs.names().to_vec() };
+    let table = crate::data::load_table(&args.trace, &spec)?;
+    let pred = model.predict_raw(table.features())?;
+    let k = spec.targets.len();
+    let mut z_pred = pred.clone();
+    let mut z_true = table.targets().to_vec();
+    model.outputs.transform_rows(&mut z_pred);
+    model.outputs.transform_rows(&mut z_true);
+    println!("{} rows of {} predicted by {}", table.n_rows(), args.trace.display(), args.model.display());
+    for (j, name) in spec.targets.iter().enumerate() {
+        let mse: f64 = z_pred.iter().zip(&z_true).skip(j).step_by(k).map(|(a, b)| (a - b).powi(2)).sum::<f64>()
+            / table.n_rows() as f64;
+        println!("  {name}: MSE {mse:.4} (z-scored with the model's training statistics)");
+    }
+    for i in 0..args.show.min(table.n_rows()) {
+        let cells: Vec<String> = spec
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(j, n)| format!("{n} {:.4} (measured {:.4})", pred[i * k + j], table.target_row(i)[j]))
+            .collect();
+        println!("  row {}: {}", i + 1, cells.join(", "));
+    }
+    Ok(())
 }

@@ -304,9 +304,14 @@ impl FailureSummary {
         }
     }
 
-    /// Covers 0..1 (both ends reached) and neither end holds more than half of the rows.
+    /// Covers 0..1 (at least 1 % of the rows in each outer decile) and neither end
+    /// (< 0.05, > 0.95) holds more than half of the rows.
     pub fn is_balanced(&self) -> bool {
-        self.min <= 0.05 && self.max >= 0.95 && self.share_success <= 0.5 && self.share_failure <= 0.5
+        let one_percent = self.rows.div_ceil(100);
+        self.histogram[0] >= one_percent
+            && self.histogram[9] >= one_percent
+            && self.share_success <= 0.5
+            && self.share_failure <= 0.5
     }
 
     pub fn line(&self) -> String {
@@ -349,6 +354,14 @@ pub fn run_cli(args: &GenerateArgs) -> anyhow::Result<()> {
         let path = out_dir.join(format!("{}.csv", plan.spec.name));
         write_csv(&path, &mut df)?;
         let summary = FailureSummary::of(&generated.iter().map(|r| r.result.failure_rate).collect::<Vec<_>>());
+        let floor = noise_floor(plan, config.seed, NOISE_FLOOR_CONFIGS, NOISE_FLOOR_REPEATS);
+        println!(
+            "{}: noise floor (test MSE of a perfect simulator, z-scored): qps {:.3}, failure_rate {:.3}, mean {:.3}",
+            plan.spec.name,
+            floor[0],
+            floor[1],
+            (floor[0] + floor[1]) / 2.0
+        );
         println!(
             "{}: {} rows -> {} in {:.1} s; failure rate {}",
             plan.spec.name,
@@ -357,7 +370,7 @@ pub fn run_cli(args: &GenerateArgs) -> anyhow::Result<()> {
             t0.elapsed().as_secs_f64(),
             summary.line()
         );
-        summaries.push((plan.clone(), summary));
+        summaries.push((plan.clone(), summary, floor));
     }
     let complete = args.only.is_empty() && args.rows.is_none();
     if complete {
@@ -369,7 +382,7 @@ pub fn run_cli(args: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// datasets/README.md: schema, provenance, scenario, seed, command, failure-rate summary.
-fn datasets_readme(config: &DatasetsConfig, summaries: &[(DatasetPlan, FailureSummary)], config_path: &Path) -> String {
+fn datasets_readme(config: &DatasetsConfig, summaries: &[(DatasetPlan, FailureSummary, [f64; 2])], config_path: &Path) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Datasets S1-S5\n");
     let _ = writeln!(
@@ -418,7 +431,7 @@ fn datasets_readme(config: &DatasetsConfig, summaries: &[(DatasetPlan, FailureSu
     let _ = writeln!(s, "Settings are drawn uniformly from these inclusive integer ranges (protocol.md section 2).\n");
     let _ = writeln!(s, "| dataset | rows | pending | connections | req/conn | ejection s | max ejection % | interval s | consecutive errors | threads | calls | failure rate mean | < 0.05 | > 0.95 | balanced |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (plan, sum) in summaries {
+    for (plan, sum, _) in summaries {
         let r = plan.spec.ranges().map(|(_, [lo, hi])| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") });
         let _ = writeln!(
             s,
@@ -434,14 +447,103 @@ fn datasets_readme(config: &DatasetsConfig, summaries: &[(DatasetPlan, FailureSu
     }
     let _ = writeln!(s, "\nFailure-rate histograms (share of rows per decile, %):\n");
     let _ = writeln!(s, "| dataset | 0-.1 | .1-.2 | .2-.3 | .3-.4 | .4-.5 | .5-.6 | .6-.7 | .7-.8 | .8-.9 | .9-1 |\n|---|---|---|---|---|---|---|---|---|---|---|");
-    for (plan, sum) in summaries {
+    for (plan, sum, _) in summaries {
         let cells: Vec<String> = sum.histogram.iter().map(|c| format!("{:.1}", 100.0 * *c as f64 / sum.rows.max(1) as f64)).collect();
         let _ = writeln!(s, "| {} | {} |", plan.spec.name, cells.join(" | "));
     }
+    let _ = writeln!(s, "\n## Noise floor\n");
+    let _ = writeln!(
+        s,
+        "The share of each output's variance that is run-to-run noise: the z-scored test MSE a \
+         perfect simulator would score (Table 4's yardstick). Estimated by rerunning the settings \
+         of the first {NOISE_FLOOR_CONFIGS} rows with {NOISE_FLOOR_REPEATS} other seeds each.\n"
+    );
+    let _ = writeln!(s, "| dataset | qps | failure_rate | mean |\n|---|---|---|---|");
+    for (plan, _, f) in summaries {
+        let _ = writeln!(s, "| {} | {:.3} | {:.3} | {:.3} |", plan.spec.name, f[0], f[1], (f[0] + f[1]) / 2.0);
+    }
     let _ = writeln!(s, "\n## Scenario of each dataset\n");
-    for (plan, _) in summaries {
+    for (plan, _, _) in summaries {
         let body = toml::to_string(&plan.scenario).unwrap_or_default();
         let _ = writeln!(s, "### {}\n\n```toml\n{}```\n", plan.spec.name, body);
     }
     s
+}
+
+/// Settings re-run, and seeds per setting, when estimating a dataset's noise floor.
+pub const NOISE_FLOOR_CONFIGS: usize = 300;
+pub const NOISE_FLOOR_REPEATS: usize = 16;
+
+/// The irreducible error of a dataset: the share of each output's variance that comes
+/// from run-to-run noise, i.e. the z-scored test MSE of a perfect simulator. Estimated
+/// by rerunning the settings of the first `configs` rows with `repeats` other seeds.
+pub fn noise_floor(plan: &DatasetPlan, master_seed: u64, configs: usize, repeats: usize) -> [f64; 2] {
+    let per_config: Vec<[f64; 2]> = (0..configs)
+        .into_par_iter()
+        .map(|i| {
+            let row = generate_row(plan, master_seed, i);
+            let runs: Vec<RunResult> = (0..repeats as u64)
+                .map(|r| run_load_test(&row.rules, &row.load, &plan.scenario, row.seed ^ (0x5EED_0000 + r)))
+                .collect();
+            let var = |f: fn(&RunResult) -> f64| {
+                let m = runs.iter().map(f).sum::<f64>() / repeats as f64;
+                runs.iter().map(|r| (f(r) - m).powi(2)).sum::<f64>() / (repeats - 1) as f64
+            };
+            [var(|r| r.qps), var(|r| r.failure_rate)]
+        })
+        .collect();
+    let rows: Vec<GeneratedRow> = (0..plan.spec.rows.min(4000)).into_par_iter().map(|i| generate_row(plan, master_seed, i)).collect();
+    let total = |f: fn(&RunResult) -> f64| {
+        let m = rows.iter().map(|r| f(&r.result)).sum::<f64>() / rows.len() as f64;
+        rows.iter().map(|r| (f(&r.result) - m).powi(2)).sum::<f64>() / rows.len() as f64
+    };
+    let within = |j: usize| per_config.iter().map(|v| v[j]).sum::<f64>() / configs as f64;
+    [within(0) / total(|r| r.qps), within(1) / total(|r| r.failure_rate)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_needs_both_outer_deciles_and_no_dominant_end() {
+        let spread: Vec<f64> = (0..100).map(|i| i as f64 / 99.0).collect();
+        assert!(FailureSummary::of(&spread).is_balanced());
+        let no_top: Vec<f64> = spread.iter().map(|r| r * 0.85).collect();
+        assert!(!FailureSummary::of(&no_top).is_balanced(), "nothing above 0.9");
+        let mostly_ok: Vec<f64> = (0..100).map(|i| if i < 60 { 0.0 } else { 1.0 }).collect();
+        let s = FailureSummary::of(&mostly_ok);
+        assert!((s.share_success - 0.6).abs() < 1e-12 && !s.is_balanced());
+    }
+
+    #[test]
+    fn rows_depend_only_on_seed_dataset_and_index() {
+        let (_, plans) = DatasetsConfig::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/datasets.toml"))).unwrap();
+        let a = generate_row(&plans[0], 7, 5);
+        let b = generate_row(&plans[0], 7, 5);
+        assert_eq!((a.rules, a.load, a.seed, a.result), (b.rules, b.load, b.seed, b.result));
+        assert_ne!(generate_row(&plans[0], 7, 6).seed, a.seed);
+        assert_ne!(generate_row(&plans[1], 7, 5).seed, a.seed);
+    }
+
+    #[test]
+    fn noise_floor_is_zero_without_noise_and_positive_with_it() {
+        let (_, plans) = DatasetsConfig::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/datasets.toml"))).unwrap();
+        let mut quiet = plans[0].clone();
+        quiet.spec.rows = 200;
+        quiet.scenario = Scenario {
+            run_speed_sigma: 0.0,
+            run_handshake_sigma: 0.0,
+            handshake_sigma: 0.0,
+            service_time_sigma: 0.0,
+            fault_share: 0.0,
+            ..quiet.scenario
+        };
+        let floor = noise_floor(&quiet, 1, 30, 4);
+        // Only the random Envoy-worker choice and start-up jitter remain.
+        assert!(floor[0] < 0.05, "{floor:?}");
+        let mut noisy = quiet.clone();
+        noisy.scenario.run_speed_sigma = 0.5;
+        assert!(noise_floor(&noisy, 1, 30, 4)[0] > floor[0]);
+    }
 }

@@ -8,9 +8,12 @@ pub mod atomic;
 pub mod cli;
 pub mod data;
 pub mod emulator;
+pub mod experiment;
 pub mod error;
 pub mod generate;
 pub mod inspect;
+pub mod report;
 pub mod rules;
+pub mod simulator;
 
 pub use error::{Error, Result};

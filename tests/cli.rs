@@ -127,3 +127,117 @@ fn emulate_prints_the_distribution_and_the_published_runs() {
     let bad = meshrl(&["emulate", "--threads", "0"], &repo());
     assert_exit_2_naming(&bad, &["threads must be >= 1"]);
 }
+
+/// A tiny Table 4 config: two datasets, few rows, small networks, two seeds.
+fn tiny_table4(dir: &Path, extra: &str) -> PathBuf {
+    let repo = repo();
+    let config = format!(
+        r#"kind = "table4"
+seed = 3
+repeats = 2
+out_dir = "{out}"
+models_dir = "{out}/models"
+{extra}
+[[dataset]]
+name = "S1"
+path = "{repo}/datasets/S1.csv"
+max_rows = 400
+
+[[dataset]]
+name = "S4"
+path = "{repo}/datasets/S4.csv"
+max_rows = 400
+
+[mlp]
+hidden = [32, 32]
+max_epochs = 4
+
+[svr]
+max_train_rows = 150
+"#,
+        out = dir.join("out").display(),
+        repo = repo.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn table4_tiny_run_writes_tables_plots_models_and_is_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table4(tmp.path(), "");
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("claim 1 (the MLP has the lowest simulator MSE on every dataset)"), "{stdout}");
+    let dir = tmp.path().join("out");
+    for f in ["table4.csv", "table4.md", "parity_S1.png", "parity_S4.png", "config.resolved.toml"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    assert!(dir.join("models/S1/mlp_seed3.safetensors").exists());
+    assert!(dir.join("models/S1/mlp_seed4.inputs.json").exists());
+    let csv = std::fs::read_to_string(dir.join("table4.csv")).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("S1,mlp,all,mse,") && l.ends_with(",2,3 4,0.13")), "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.contains(",all,mse,")).count(), 2 * 4);
+
+    // Same seed from scratch: the same table, byte for byte.
+    let again = tempfile::tempdir().unwrap();
+    let config2 = tiny_table4(again.path(), "");
+    assert_ok(&meshrl(&["run", config2.to_str().unwrap()], again.path()));
+    let md = |d: &Path| std::fs::read_to_string(d.join("out/table4.md")).unwrap();
+    assert_eq!(csv, std::fs::read_to_string(again.path().join("out/table4.csv")).unwrap());
+    assert_eq!(md(tmp.path()), md(again.path()));
+
+    // A rerun resumes: no cell is fitted again, the table is unchanged.
+    let resumed = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&resumed);
+    assert!(!text(&resumed.stdout).contains("test MSE"), "cells were refitted:\n{}", text(&resumed.stdout));
+    assert_eq!(csv, std::fs::read_to_string(dir.join("table4.csv")).unwrap());
+
+    // The saved simulator predicts a trace file from the command line.
+    let model = dir.join("models/S1/mlp_seed3.safetensors");
+    let pred = meshrl(&["predict", model.to_str().unwrap(), repo().join("datasets/S1.csv").to_str().unwrap()], tmp.path());
+    assert_ok(&pred);
+    assert!(text(&pred.stdout).contains("failure_rate: MSE"));
+
+    // A model file of the wrong shape, and a corrupt one: exit 2, the file named.
+    let s4_model = dir.join("models/S4/mlp_seed3.safetensors");
+    let trace = repo().join("../shared/external/tnsm2023/data.csv");
+    let wrong = tmp.path().join("wrong.safetensors");
+    // Wrong shape: weights of a 9-input network with a 6-input normaliser.
+    std::fs::copy(&s4_model, &wrong).unwrap();
+    std::fs::write(
+        tmp.path().join("wrong.inputs.json"),
+        r#"{"names":["a","b","c","d","e","f"],"mean":[0,0,0,0,0,0],"std":[1,1,1,1,1,1]}"#,
+    )
+    .unwrap();
+    std::fs::copy(dir.join("models/S4/mlp_seed3.outputs.json"), tmp.path().join("wrong.outputs.json")).unwrap();
+    let out = meshrl(&["predict", wrong.to_str().unwrap(), trace.to_str().unwrap()], tmp.path());
+    assert_exit_2_naming(&out, &["wrong.safetensors", "9 inputs"]);
+    std::fs::write(&model, b"\x10\x00\x00\x00\x00\x00\x00\x00{broken").unwrap();
+    let out = meshrl(&["predict", model.to_str().unwrap(), repo().join("datasets/S1.csv").to_str().unwrap()], tmp.path());
+    assert_exit_2_naming(&out, &["mlp_seed3.safetensors", "safetensors"]);
+}
+
+#[test]
+fn table4_rejects_bad_configs_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table4(tmp.path(), "colour = \"blue\"");
+    assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["tiny.toml", "colour"]);
+
+    let config = tiny_table4(tmp.path(), "");
+    let missing = meshrl(&["run", config.to_str().unwrap(), "--set", "models=[\"mlp\", \"forest\"]"], tmp.path());
+    assert_exit_2_naming(&missing, &["forest"]);
+
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace("datasets/S4.csv", "datasets/S9.csv");
+    std::fs::write(&config, text_cfg).unwrap();
+    assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["S9.csv"]);
+
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "datasets/S9.csv\"",
+        "datasets/S4.csv\"\ntargets = [\"qps\", \"latency_p999_ms\"]",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["S4.csv", "latency_p999_ms"]);
+}
