@@ -41,8 +41,8 @@ impl Default for MlpConfig {
             hidden: vec![512, 512, 512],
             learning_rate: 1e-3,
             batch_size: 256,
-            max_epochs: 60,
-            patience: 6,
+            max_epochs: 30,
+            patience: 5,
             validation_fraction: 0.1,
         }
     }
