@@ -377,13 +377,19 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
                         let cell = compute_cell(cfg, ds, table, prep, model, seed)?;
                         let json = serde_json::to_string(&cell).map_err(|e| Error::config(e.to_string()))?;
                         atomic::write_file(&path, json)?;
-                        bar.println(format!(
+                        let line = format!(
                             "{:<8} {:<9} seed {seed}: test MSE {:.4} (fit {:.1} s)",
                             ds.name,
                             model,
                             cell.mse_mean(),
                             cell.fit_seconds
-                        ));
+                        );
+                        // A hidden bar (no terminal) drops its println: print plainly then.
+                        if bar.is_hidden() {
+                            println!("{line}");
+                        } else {
+                            bar.println(line);
+                        }
                         cell
                     }
                 };

@@ -55,8 +55,14 @@ pub fn parity_grid(path: &Path, title: &str, panels: &[ParityPanel], columns: us
                 .y_label_area_size(48)
                 .build_cartesian_2d(lo - pad..hi + pad, lo - pad..hi + pad)
                 .map_err(|e| plot_error(path, e))?;
+            let span = hi - lo;
+            let label = move |v: &f64| if span >= 100.0 { format!("{v:.0}") } else if span >= 1.0 { format!("{v:.1}") } else { format!("{v:.2}") };
             chart
                 .configure_mesh()
+                .x_labels(5)
+                .y_labels(6)
+                .x_label_formatter(&label)
+                .y_label_formatter(&label)
                 .x_desc("measured")
                 .y_desc("predicted")
                 .light_line_style(WHITE)
