@@ -4,10 +4,12 @@
 //! Fortio load test ([`emulator`]), the datasets it writes ([`generate`]), Polars loading
 //! of traces ([`data`]), and (later) simulators and DQN agents.
 
+pub mod agent;
 pub mod atomic;
 pub mod cli;
 pub mod data;
 pub mod emulator;
+pub mod env;
 pub mod experiment;
 pub mod error;
 pub mod generate;
@@ -17,3 +19,9 @@ pub mod rules;
 pub mod simulator;
 
 pub use error::{Error, Result};
+
+/// Candle allocates fresh buffers for every tensor op; with glibc's allocator the large
+/// ones are mmap-ed and unmapped each time, and the page faults cost more than the
+/// arithmetic of a small network (measured: a DQN run spent 2/3 of its time in the kernel).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -241,3 +241,94 @@ fn table4_rejects_bad_configs_with_exit_2() {
     std::fs::write(&config, text_cfg).unwrap();
     assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["S4.csv", "latency_p999_ms"]);
 }
+
+/// A tiny Table 5 config: S1, three configurations, small networks, a simulator trained
+/// on the spot (none exists in the temporary directory).
+fn tiny_table5(dir: &Path) -> PathBuf {
+    let repo = repo();
+    let config = format!(
+        r#"kind = "table5"
+seed = 5
+repeats = 1
+out_dir = "{out}"
+epochs = 4
+steps_per_epoch = 60
+rolling_window = 2
+configurations = ["call", "thread-call", "thread&call*5"]
+datasets_config = "{repo}/configs/datasets.toml"
+simulators_dir = "{out}/models"
+validation_pairs = 40
+
+[[dataset]]
+name = "S1"
+path = "{repo}/datasets/S1.csv"
+
+[simulator]
+hidden = [32, 32]
+max_epochs = 2
+
+[dqn]
+hidden = 32
+learning_rate = 1e-3
+learning_rate_multi = 1e-3
+learning_starts = 30
+"#,
+        out = dir.join("out").display(),
+        repo = repo.display()
+    );
+    let path = dir.join("tiny5.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn table5_tiny_run_writes_tables_curves_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5(tmp.path());
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("no simulator at"), "a missing simulator is trained first:\n{stdout}");
+    for claim in ["claim 2", "claim 3", "claim 5"] {
+        assert!(stdout.contains(claim), "{claim} missing:\n{stdout}");
+    }
+    let dir = tmp.path().join("out");
+    for f in ["table5.csv", "table5.md", "metrics.csv", "figure7.png", "config.resolved.toml", "curves/S1_thread_and_call_x5.png", "pairs/S1/call_seed5.csv"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("table5.csv")).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("S1,thread-call,sim,") && l.ends_with(",2.24")), "{csv}");
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 3 * 4, "one line per cell and epoch");
+    let pairs = std::fs::read_to_string(dir.join("pairs/S1/call_seed5.csv")).unwrap();
+    assert_eq!(pairs.lines().count(), 1 + 2 * 40, "validation_pairs per side");
+
+    // Interrupted run: one finished cell lost, the tables not yet written. The rerun
+    // redoes only that cell and ends with the same table.
+    std::fs::remove_file(dir.join("cells/S1/thread-call_seed5.json")).unwrap();
+    std::fs::remove_file(dir.join("table5.csv")).unwrap();
+    let resumed = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&resumed);
+    let lines = text(&resumed.stdout);
+    assert!(lines.contains("resuming: 2 of 3 cells already done"), "{lines}");
+    assert_eq!(lines.matches("seed 5: Sim. ").count(), 1, "only the lost cell is retrained:\n{lines}");
+    assert_eq!(csv, std::fs::read_to_string(dir.join("table5.csv")).unwrap());
+
+    // The same seed from scratch (with the simulator already there): the same table.
+    std::fs::remove_dir_all(dir.join("cells")).unwrap();
+    assert_ok(&meshrl(&["run", config.to_str().unwrap()], tmp.path()));
+    assert_eq!(csv, std::fs::read_to_string(dir.join("table5.csv")).unwrap());
+}
+
+#[test]
+fn table5_rejects_bad_configs_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5(tmp.path());
+    let bad = meshrl(&["run", config.to_str().unwrap(), "--set", "configurations=[\"call\", \"threads\"]"], tmp.path());
+    assert_exit_2_naming(&bad, &["tiny5.toml", "threads"]);
+    let bad = meshrl(&["run", config.to_str().unwrap(), "--set", "dqn.gamma=2"], tmp.path());
+    assert_exit_2_naming(&bad, &["gamma"]);
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace("name = \"S1\"", "name = \"S7\"");
+    std::fs::write(&config, text_cfg).unwrap();
+    assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["S7", "grid"]);
+}

@@ -2,6 +2,7 @@
 //! `kind` picks the runner; `--set key=value` overrides any field before validation.
 
 pub mod table4;
+pub mod table5;
 
 use std::path::Path;
 
@@ -41,9 +42,10 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<()> {
     let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     match kind {
         "table4" => table4::run(&table4::Table4Config::from_table(table, path)?),
+        "table5" => table5::run(&table5::Table5Config::from_table(table, path)?),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
-            message: format!("unknown experiment kind {other:?}; expected \"table4\""),
+            message: format!("unknown experiment kind {other:?}; expected \"table4\" or \"table5\""),
         }),
     }
 }

@@ -246,16 +246,17 @@ pub fn mse_r2(pred: &Array2<f64>, truth: &Array2<f64>) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// A dataset split and z-scored for one seed.
-struct Prepared {
-    x_train: Array2<f64>,
-    y_train: Array2<f64>,
-    x_test: Array2<f64>,
-    y_test: Array2<f64>,
-    inputs: Normalizer,
-    outputs: Normalizer,
+pub(crate) struct Prepared {
+    pub train_rows: Vec<usize>,
+    pub x_train: Array2<f64>,
+    pub y_train: Array2<f64>,
+    pub x_test: Array2<f64>,
+    pub y_test: Array2<f64>,
+    pub inputs: Normalizer,
+    pub outputs: Normalizer,
 }
 
-fn prepare(table: &TraceTable, rows: usize, seed: u64, train_fraction: f64) -> Result<Prepared> {
+pub(crate) fn prepare(table: &TraceTable, rows: usize, seed: u64, train_fraction: f64) -> Result<Prepared> {
     let (train, test) = split(rows, seed, train_fraction);
     let inputs = Normalizer::fit_features(table, &train)?;
     let outputs = Normalizer::fit_targets(table, &train)?;
@@ -275,6 +276,7 @@ fn prepare(table: &TraceTable, rows: usize, seed: u64, train_fraction: f64) -> R
         y_test: z(&test, false)?,
         inputs,
         outputs,
+        train_rows: train,
     })
 }
 

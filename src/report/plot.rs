@@ -81,3 +81,98 @@ pub fn parity_grid(path: &Path, title: &str, panels: &[ParityPanel], columns: us
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))
 }
+
+/// One curve with a band: `mean[e]` between `lo[e]` and `hi[e]` for epochs 1, 2, ...
+pub struct Curve {
+    pub label: String,
+    pub mean: Vec<f64>,
+    pub lo: Vec<f64>,
+    pub hi: Vec<f64>,
+}
+
+/// One panel of curves against epochs.
+pub struct CurvePanel {
+    pub title: String,
+    pub curves: Vec<Curve>,
+}
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// A grid of curve panels (`columns` per row), each curve a line over a shaded band.
+pub fn curves_grid(path: &Path, title: &str, y_desc: &str, panels: &[CurvePanel], columns: usize) -> Result<()> {
+    register_font();
+    let columns = columns.max(1);
+    let rows = panels.len().div_ceil(columns).max(1);
+    let (w, h) = (380 * columns as u32, 300 * rows as u32 + 40);
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{stem}.{}.tmp.png", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        let root = root.titled(title, ("sans-serif", 20)).map_err(|e| plot_error(path, e))?;
+        for (panel, area) in panels.iter().zip(root.split_evenly((rows, columns)).iter()) {
+            let epochs = panel.curves.iter().map(|c| c.mean.len()).max().unwrap_or(1).max(2);
+            let values = panel.curves.iter().flat_map(|c| c.lo.iter().chain(&c.hi).chain(&c.mean)).copied().filter(|v| v.is_finite());
+            let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+            if !(lo.is_finite() && hi > lo) {
+                (lo, hi) = (0.0, 2.0);
+            }
+            let pad = 0.05 * (hi - lo);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.title, ("sans-serif", 15))
+                .margin(6)
+                .x_label_area_size(28)
+                .y_label_area_size(40)
+                .build_cartesian_2d(1f64..epochs as f64, (lo - pad)..(hi + pad))
+                .map_err(|e| plot_error(path, e))?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc(y_desc)
+                .x_labels(5)
+                .y_labels(5)
+                .light_line_style(WHITE)
+                .draw()
+                .map_err(|e| plot_error(path, e))?;
+            for (i, c) in panel.curves.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                let band: Vec<(f64, f64)> = c
+                    .hi
+                    .iter()
+                    .enumerate()
+                    .map(|(e, v)| ((e + 1) as f64, *v))
+                    .chain(c.lo.iter().enumerate().rev().map(|(e, v)| ((e + 1) as f64, *v)))
+                    .filter(|p| p.1.is_finite())
+                    .collect();
+                if band.len() > 2 {
+                    chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(|e| plot_error(path, e))?;
+                }
+                let line: Vec<(f64, f64)> =
+                    c.mean.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(e, v)| ((e + 1) as f64, *v)).collect();
+                chart
+                    .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                    .map_err(|e| plot_error(path, e))?
+                    .label(c.label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2)));
+            }
+            if panel.curves.len() > 1 || !panel.curves.is_empty() && !panel.curves[0].label.is_empty() {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK.mix(0.3))
+                    .label_font(("sans-serif", 11))
+                    .draw()
+                    .map_err(|e| plot_error(path, e))?;
+            }
+        }
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))
+}

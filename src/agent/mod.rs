@@ -1,0 +1,398 @@
+//! The DQN core shared by every agent configuration (protocol.md section 5).
+//!
+//! Agents of one role (all thread agents, or all call agents, of a run) form a [`Role`]:
+//! one shared layer SNet (input -> hidden, ReLU) and a private head PNet per agent
+//! (hidden -> hidden -> |A|). A single agent is a role of one, so its Q network is the
+//! protocol's state -> 512 -> 512 -> |A|. One Adam optimiser per role minimises the sum of
+//! its agents' losses: PNet n sees only agent n's loss, SNet the sum over agents.
+
+pub mod replay;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{linear, Linear, Module, Optimizer, VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::simulator::mlp::candle_error;
+pub use replay::{ReplayBuffer, Transition};
+
+/// DQN hyperparameters (protocol.md section 5), per role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DqnConfig {
+    /// Width of SNet's output and of PNet's hidden layer.
+    pub hidden: usize,
+    /// Adam learning rate for single-service agents.
+    pub learning_rate: f64,
+    /// Adam learning rate for the five-service (`*5`) networks.
+    pub learning_rate_multi: f64,
+    /// Discount; 0 because the next state does not depend on the action.
+    pub gamma: f64,
+    /// Transitions kept per agent.
+    pub buffer_size: usize,
+    /// Transitions per agent in one update.
+    pub batch_size: usize,
+    /// Steps before the first update.
+    pub learning_starts: usize,
+    /// One update every this many steps.
+    pub train_every: usize,
+    /// Copy the online networks into the target networks every this many updates.
+    pub target_update_every: usize,
+    /// Exploration: epsilon goes linearly from `epsilon_start` to `epsilon_end` over the
+    /// first `exploration_fraction` of all steps.
+    pub epsilon_start: f64,
+    pub epsilon_end: f64,
+    pub exploration_fraction: f64,
+}
+
+impl Default for DqnConfig {
+    fn default() -> Self {
+        DqnConfig {
+            hidden: 512,
+            learning_rate: 5e-5,
+            learning_rate_multi: 1e-5,
+            gamma: 0.0,
+            buffer_size: 10_000,
+            batch_size: 32,
+            learning_starts: 1_000,
+            train_every: 4,
+            target_update_every: 250,
+            epsilon_start: 1.0,
+            epsilon_end: 0.05,
+            exploration_fraction: 0.1,
+        }
+    }
+}
+
+impl DqnConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::config(m));
+        if self.hidden == 0 || self.batch_size == 0 || self.buffer_size < self.batch_size || self.train_every == 0 {
+            return bad("dqn: hidden, batch_size, train_every must be >= 1 and buffer_size >= batch_size".into());
+        }
+        if self.target_update_every == 0 {
+            return bad("dqn.target_update_every must be >= 1".into());
+        }
+        for (name, v) in [("learning_rate", self.learning_rate), ("learning_rate_multi", self.learning_rate_multi)] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("dqn.{name} must be > 0, but is {v}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.gamma) {
+            return bad(format!("dqn.gamma must be in [0, 1], but is {}", self.gamma));
+        }
+        if !(0.0..=1.0).contains(&self.epsilon_end) || !(0.0..=1.0).contains(&self.epsilon_start) {
+            return bad("dqn.epsilon_start and epsilon_end must be in [0, 1]".into());
+        }
+        if !(self.exploration_fraction > 0.0 && self.exploration_fraction <= 1.0) {
+            return bad(format!("dqn.exploration_fraction must be in (0, 1], but is {}", self.exploration_fraction));
+        }
+        Ok(())
+    }
+}
+
+/// Linear schedule from `start` to `end` over `duration` steps, then `end`.
+pub fn linear_schedule(start: f64, end: f64, duration: usize, step: usize) -> f64 {
+    if step >= duration {
+        return end;
+    }
+    start + (step as f64 / duration as f64) * (end - start)
+}
+
+/// SNet plus one PNet per agent, with named variables (`snet.*`, `pnet{n}.fc0/fc1.*`).
+struct RoleNet {
+    varmap: VarMap,
+    snet: Linear,
+    pnets: Vec<(Linear, Linear)>,
+}
+
+impl RoleNet {
+    fn new(input: usize, hidden: usize, actions: &[usize]) -> Result<RoleNet> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let snet = linear(input, hidden, vb.pp("snet")).map_err(candle_error)?;
+        let pnets = actions
+            .iter()
+            .enumerate()
+            .map(|(n, &a)| {
+                let p = vb.pp(format!("pnet{n}"));
+                Ok((linear(hidden, hidden, p.pp("fc0"))?, linear(hidden, a, p.pp("fc1"))?))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(candle_error)?;
+        Ok(RoleNet { varmap, snet, pnets })
+    }
+
+    fn sorted_vars(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut vars: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Uniform in +-1/sqrt(fan_in) from our own seeded generator, in name order.
+    fn init(&self, seed: u64) -> Result<()> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let vars = self.sorted_vars();
+        for (name, var) in &vars {
+            let prefix = name.rsplit_once('.').map_or(name.as_str(), |(p, _)| p);
+            let weight = vars.iter().find(|(k, _)| k == &format!("{prefix}.weight")).map(|(_, v)| v.dims()[1]);
+            let bound = 1.0 / (weight.unwrap_or(1) as f32).sqrt();
+            let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
+            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).map_err(candle_error)?).map_err(candle_error)?;
+        }
+        Ok(())
+    }
+
+    fn copy_from(&self, other: &RoleNet) -> Result<()> {
+        for ((_, dst), (_, src)) in self.sorted_vars().iter().zip(other.sorted_vars().iter()) {
+            dst.set(src.as_tensor()).map_err(candle_error)?;
+        }
+        Ok(())
+    }
+
+    /// Q values of agent `n` for a batch of states (rows).
+    fn q(&self, n: usize, states: &Tensor) -> candle_core::Result<Tensor> {
+        let h = self.snet.forward(states)?.relu()?;
+        let (fc0, fc1) = &self.pnets[n];
+        fc1.forward(&fc0.forward(&h)?.relu()?)
+    }
+}
+
+/// The agents of one role: networks, target networks, optimiser, replay buffers.
+pub struct Role {
+    cfg: DqnConfig,
+    online: RoleNet,
+    target: RoleNet,
+    adam: candle_nn::AdamW,
+    buffers: Vec<ReplayBuffer>,
+    state_dim: usize,
+    actions: Vec<usize>,
+    updates: usize,
+    rng: ChaCha8Rng,
+}
+
+impl Role {
+    /// `actions[n]` is the action count of agent n; every agent sees `state_dim` inputs.
+    pub fn new(cfg: &DqnConfig, state_dim: usize, actions: &[usize], learning_rate: f64, seed: u64) -> Result<Role> {
+        cfg.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let online = RoleNet::new(state_dim, cfg.hidden, actions)?;
+        online.init(rng.random())?;
+        let target = RoleNet::new(state_dim, cfg.hidden, actions)?;
+        target.copy_from(&online)?;
+        let params = candle_nn::ParamsAdamW { lr: learning_rate, weight_decay: 0.0, ..Default::default() };
+        let adam = candle_nn::AdamW::new(online.varmap.all_vars(), params).map_err(candle_error)?;
+        Ok(Role {
+            cfg: cfg.clone(),
+            online,
+            target,
+            adam,
+            buffers: actions.iter().map(|_| ReplayBuffer::new(cfg.buffer_size, state_dim)).collect(),
+            state_dim,
+            actions: actions.to_vec(),
+            updates: 0,
+            rng,
+        })
+    }
+
+    pub fn agents(&self) -> usize {
+        self.actions.len()
+    }
+
+    /// Greedy actions of every agent for one state each (`states[n]` for agent n).
+    pub fn greedy(&self, states: &[Vec<f32>]) -> Result<Vec<usize>> {
+        let flat: Vec<f32> = states.iter().flatten().copied().collect();
+        let t = Tensor::from_vec(flat, (states.len(), self.state_dim), &Device::Cpu).map_err(candle_error)?;
+        let h = self.online.snet.forward(&t).and_then(|h| h.relu()).map_err(candle_error)?;
+        let mut out = Vec::with_capacity(states.len());
+        for n in 0..states.len() {
+            let row = h.narrow(0, n, 1).map_err(candle_error)?;
+            let (fc0, fc1) = &self.online.pnets[n];
+            let q = fc0
+                .forward(&row)
+                .and_then(|x| x.relu())
+                .and_then(|x| fc1.forward(&x))
+                .and_then(|x| x.flatten_all())
+                .and_then(|x| x.to_vec1::<f32>())
+                .map_err(candle_error)?;
+            out.push(argmax(&q));
+        }
+        Ok(out)
+    }
+
+    /// Epsilon-greedy actions at global step `step` of `total_steps`.
+    pub fn act(&mut self, states: &[Vec<f32>], step: usize, total_steps: usize) -> Result<Vec<usize>> {
+        let eps = self.epsilon(step, total_steps);
+        let greedy = self.greedy(states)?;
+        Ok(greedy
+            .into_iter()
+            .enumerate()
+            .map(|(n, a)| if self.rng.random::<f64>() < eps { self.rng.random_range(0..self.actions[n]) } else { a })
+            .collect())
+    }
+
+    pub fn epsilon(&self, step: usize, total_steps: usize) -> f64 {
+        let duration = (self.cfg.exploration_fraction * total_steps as f64) as usize;
+        linear_schedule(self.cfg.epsilon_start, self.cfg.epsilon_end, duration, step)
+    }
+
+    pub fn remember(&mut self, n: usize, t: Transition) {
+        self.buffers[n].push(t);
+    }
+
+    /// After step `step`: one update when due (after `learning_starts`, every `train_every`).
+    /// Returns the summed loss of the update, if one was made.
+    pub fn maybe_train(&mut self, step: usize) -> Result<Option<f64>> {
+        if step < self.cfg.learning_starts || step % self.cfg.train_every != 0 {
+            return Ok(None);
+        }
+        if self.buffers.iter().any(|b| b.len() < self.cfg.batch_size) {
+            return Ok(None);
+        }
+        self.train_step().map(Some)
+    }
+
+    /// One gradient step on a batch per agent: loss = sum over agents of the mean squared
+    /// error between Q(s, a) and r + gamma * max Q_target(s').
+    pub fn train_step(&mut self) -> Result<f64> {
+        let b = self.cfg.batch_size;
+        let mut total: Option<Tensor> = None;
+        for n in 0..self.agents() {
+            let batch = self.buffers[n].sample(b, &mut self.rng);
+            let dev = &Device::Cpu;
+            let s = Tensor::from_vec(batch.states, (b, self.state_dim), dev).map_err(candle_error)?;
+            let a = Tensor::from_vec(batch.actions, (b, 1), dev).map_err(candle_error)?;
+            let mut y = batch.rewards;
+            if self.cfg.gamma > 0.0 {
+                let s2 = Tensor::from_vec(batch.next_states, (b, self.state_dim), dev).map_err(candle_error)?;
+                let next = self.target.q(n, &s2).and_then(|q| q.max(1)).and_then(|q| q.to_vec1::<f32>()).map_err(candle_error)?;
+                for (yi, qi) in y.iter_mut().zip(next) {
+                    *yi += self.cfg.gamma as f32 * qi;
+                }
+            }
+            let y = Tensor::from_vec(y, b, dev).map_err(candle_error)?;
+            let q = self.online.q(n, &s).and_then(|q| q.gather(&a, 1)).and_then(|q| q.squeeze(1)).map_err(candle_error)?;
+            let loss = candle_nn::loss::mse(&q, &y).map_err(candle_error)?;
+            total = Some(match total {
+                None => loss,
+                Some(t) => (t + loss).map_err(candle_error)?,
+            });
+        }
+        let loss = total.ok_or_else(|| Error::config("a role without agents"))?;
+        self.adam.backward_step(&loss).map_err(candle_error)?;
+        self.updates += 1;
+        if self.updates % self.cfg.target_update_every == 0 {
+            self.target.copy_from(&self.online)?;
+        }
+        loss.to_scalar::<f32>().map(f64::from).map_err(candle_error)
+    }
+
+    /// Gradients of the summed loss on one batch, by variable name (for tests).
+    #[cfg(test)]
+    fn gradient_norms(&mut self, losses_of: &[usize]) -> Result<Vec<(String, f32)>> {
+        let b = self.cfg.batch_size;
+        let mut total: Option<Tensor> = None;
+        for &n in losses_of {
+            let batch = self.buffers[n].sample(b, &mut self.rng);
+            let s = Tensor::from_vec(batch.states, (b, self.state_dim), &Device::Cpu).map_err(candle_error)?;
+            let a = Tensor::from_vec(batch.actions, (b, 1), &Device::Cpu).map_err(candle_error)?;
+            let y = Tensor::from_vec(batch.rewards, b, &Device::Cpu).map_err(candle_error)?;
+            let q = self.online.q(n, &s).and_then(|q| q.gather(&a, 1)).and_then(|q| q.squeeze(1)).map_err(candle_error)?;
+            let l = candle_nn::loss::mse(&q, &y).map_err(candle_error)?;
+            total = Some(match total {
+                None => l,
+                Some(t) => (t + l).map_err(candle_error)?,
+            });
+        }
+        let grads = total.expect("some loss").backward().map_err(candle_error)?;
+        Ok(self
+            .online
+            .sorted_vars()
+            .into_iter()
+            .map(|(k, v)| {
+                let g = grads.get(&v).map(|g| g.sqr().and_then(|x| x.sum_all()).and_then(|x| x.to_scalar::<f32>()).unwrap_or(0.0));
+                (k, g.unwrap_or(0.0))
+            })
+            .collect())
+    }
+}
+
+fn argmax(q: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in q.iter().enumerate() {
+        if *v > q[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epsilon_schedule_is_linear_then_flat() {
+        assert_eq!(linear_schedule(1.0, 0.05, 100, 0), 1.0);
+        assert!((linear_schedule(1.0, 0.05, 100, 50) - 0.525).abs() < 1e-12);
+        assert_eq!(linear_schedule(1.0, 0.05, 100, 100), 0.05);
+        assert_eq!(linear_schedule(1.0, 0.05, 100, 5000), 0.05);
+    }
+
+    /// A 4-armed bandit with a context: arm 2 pays 1, the others 0.2. The agent must learn
+    /// to pick arm 2 for every state.
+    #[test]
+    fn dqn_learns_the_best_arm_of_a_bandit() {
+        let cfg = DqnConfig { hidden: 32, learning_rate: 3e-3, learning_starts: 64, train_every: 1, ..Default::default() };
+        let mut role = Role::new(&cfg, 3, &[4], cfg.learning_rate, 1).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let total = 1500;
+        for step in 0..total {
+            let s: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let a = role.act(std::slice::from_ref(&s), step, total).unwrap()[0];
+            let r = if a == 2 { 1.0 } else { 0.2 };
+            role.remember(0, Transition { state: s.clone(), action: a, reward: r, next_state: s });
+            role.maybe_train(step).unwrap();
+        }
+        for _ in 0..20 {
+            let s: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
+            assert_eq!(role.greedy(&[s]).unwrap(), vec![2]);
+        }
+    }
+
+    #[test]
+    fn snet_gets_gradient_from_every_agent_pnet_only_from_its_own() {
+        let cfg = DqnConfig { hidden: 16, batch_size: 8, ..Default::default() };
+        let mut role = Role::new(&cfg, 4, &[3, 3, 3], 1e-3, 5).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for n in 0..3 {
+            for _ in 0..20 {
+                let s: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
+                role.remember(n, Transition { state: s.clone(), action: rng.random_range(0..3), reward: rng.random(), next_state: s });
+            }
+        }
+        // Loss of agent 1 alone: SNet and PNet 1 move, PNets 0 and 2 do not.
+        let g = role.gradient_norms(&[1]).unwrap();
+        for (name, norm) in &g {
+            let expect = name.starts_with("snet") || name.starts_with("pnet1.");
+            assert_eq!(*norm > 0.0, expect, "{name}: {norm}");
+        }
+        // Summed losses of all agents: every variable moves, and SNet's gradient is the sum.
+        let all = role.gradient_norms(&[0, 1, 2]).unwrap();
+        assert!(all.iter().all(|(_, n)| *n > 0.0), "{all:?}");
+    }
+
+    #[test]
+    fn same_seed_same_networks() {
+        let cfg = DqnConfig { hidden: 8, ..Default::default() };
+        let a = Role::new(&cfg, 3, &[5], 1e-3, 4).unwrap();
+        let b = Role::new(&cfg, 3, &[5], 1e-3, 4).unwrap();
+        let s = vec![vec![0.1f32, -0.4, 0.9]];
+        let qa = a.online.q(0, &Tensor::from_vec(s[0].clone(), (1, 3), &Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+        let qb = b.online.q(0, &Tensor::from_vec(s[0].clone(), (1, 3), &Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(qa, qb);
+    }
+}
