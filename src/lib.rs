@@ -14,6 +14,7 @@ pub mod experiment;
 pub mod error;
 pub mod generate;
 pub mod inspect;
+pub mod nn;
 pub mod report;
 pub mod rules;
 pub mod simulator;

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::simulator::mlp::candle_error;
+use crate::nn::{candle_error, init_uniform_fan_in, sorted_vars};
 pub use replay::{ReplayBuffer, Transition};
 
 /// DQN hyperparameters (protocol.md section 5), per role.
@@ -126,24 +126,7 @@ impl RoleNet {
     }
 
     fn sorted_vars(&self) -> Vec<(String, Var)> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        let mut vars: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        vars
-    }
-
-    /// Uniform in +-1/sqrt(fan_in) from our own seeded generator, in name order.
-    fn init(&self, seed: u64) -> Result<()> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let vars = self.sorted_vars();
-        for (name, var) in &vars {
-            let prefix = name.rsplit_once('.').map_or(name.as_str(), |(p, _)| p);
-            let weight = vars.iter().find(|(k, _)| k == &format!("{prefix}.weight")).map(|(_, v)| v.dims()[1]);
-            let bound = 1.0 / (weight.unwrap_or(1) as f32).sqrt();
-            let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
-            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).map_err(candle_error)?).map_err(candle_error)?;
-        }
-        Ok(())
+        sorted_vars(&self.varmap)
     }
 
     fn copy_from(&self, other: &RoleNet) -> Result<()> {
@@ -180,7 +163,7 @@ impl Role {
         cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let online = RoleNet::new(state_dim, cfg.hidden, actions)?;
-        online.init(rng.random())?;
+        init_uniform_fan_in(&online.varmap, rng.random())?;
         let target = RoleNet::new(state_dim, cfg.hidden, actions)?;
         target.copy_from(&online)?;
         let params = candle_nn::ParamsAdamW { lr: learning_rate, weight_decay: 0.0, ..Default::default() };

@@ -36,13 +36,25 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<toml::Table>
     Ok(table)
 }
 
+/// Deserialises an experiment table into its config type and validates it; every error
+/// names the file.
+pub fn parse_config<T: serde::de::DeserializeOwned>(table: toml::Table, file: &Path, validate: impl Fn(&T) -> Result<()>) -> Result<T> {
+    let in_file = |message: String| Error::Config { file: Some(file.to_path_buf()), message };
+    let cfg: T = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| in_file(e.to_string()))?;
+    validate(&cfg).map_err(|e| match e {
+        Error::Config { message, .. } => in_file(message),
+        other => other,
+    })?;
+    Ok(cfg)
+}
+
 /// Runs the experiment a file describes.
 pub fn run(path: &Path, overrides: &[String]) -> Result<()> {
     let table = load_experiment(path, overrides)?;
     let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     match kind {
-        "table4" => table4::run(&table4::Table4Config::from_table(table, path)?),
-        "table5" => table5::run(&table5::Table5Config::from_table(table, path)?),
+        "table4" => table4::run(&parse_config(table, path, table4::Table4Config::validate)?),
+        "table5" => table5::run(&parse_config(table, path, table5::Table5Config::validate)?),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
             message: format!("unknown experiment kind {other:?}; expected \"table4\" or \"table5\""),

@@ -137,17 +137,6 @@ fn model_label(model: &str) -> &str {
 }
 
 impl Table4Config {
-    pub fn from_table(table: toml::Table, file: &Path) -> Result<Table4Config> {
-        let cfg: Table4Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config { file: Some(file.to_path_buf()), message: e.to_string() })?;
-        cfg.validate().map_err(|e| match e {
-            Error::Config { message, .. } => Error::Config { file: Some(file.to_path_buf()), message },
-            other => other,
-        })?;
-        Ok(cfg)
-    }
-
     pub fn validate(&self) -> Result<()> {
         if self.kind != "table4" {
             return Err(Error::config(format!("kind must be \"table4\", but is {:?}", self.kind)));

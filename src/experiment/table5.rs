@@ -171,17 +171,6 @@ pub fn paper_table5(configuration: &str, dataset: &str) -> Option<(f64, f64)> {
 }
 
 impl Table5Config {
-    pub fn from_table(table: toml::Table, file: &Path) -> Result<Table5Config> {
-        let cfg: Table5Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config { file: Some(file.to_path_buf()), message: e.to_string() })?;
-        cfg.validate().map_err(|e| match e {
-            Error::Config { message, .. } => Error::Config { file: Some(file.to_path_buf()), message },
-            other => other,
-        })?;
-        Ok(cfg)
-    }
-
     pub fn validate(&self) -> Result<()> {
         if self.kind != "table5" {
             return Err(Error::config(format!("kind must be \"table5\", but is {:?}", self.kind)));

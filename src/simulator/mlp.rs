@@ -3,7 +3,6 @@
 //! split. Weights are initialised from our own seeded generator (Candle's CPU generator
 //! cannot be seeded), walking the variables in name order.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -16,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Simulator, SimulatorParams};
 use crate::error::{Error, Result};
+pub(crate) use crate::nn::candle_error;
+use crate::nn::{init_uniform_fan_in, sorted_vars};
 
 /// Hyperparameters of the MLP simulator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,10 +139,6 @@ impl SimulatorParams for MlpConfig {
     }
 }
 
-pub(crate) fn candle_error(e: candle_core::Error) -> Error {
-    Error::config(format!("candle: {e}"))
-}
-
 /// Mean squared error per epoch, on the minibatches and on the held-out slice.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct EpochLoss {
@@ -172,33 +169,12 @@ impl Mlp {
             .collect::<candle_core::Result<Vec<_>>>()
             .map_err(candle_error)?;
         let net = Mlp { varmap, layers, d_in, d_out };
-        net.init_weights(seed)?;
+        init_uniform_fan_in(&net.varmap, seed)?;
         Ok(net)
     }
 
     fn sorted_vars(&self) -> Vec<(String, candle_core::Var)> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        let mut vars: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        vars
-    }
-
-    fn init_weights(&self, seed: u64) -> Result<()> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let vars = self.sorted_vars();
-        let fan_in: HashMap<String, usize> = vars
-            .iter()
-            .filter(|(k, _)| k.ends_with(".weight"))
-            .map(|(k, v)| (k.trim_end_matches(".weight").to_string(), v.dims()[1]))
-            .collect();
-        for (name, var) in &vars {
-            let prefix = name.rsplit_once('.').map_or(name.as_str(), |(p, _)| p);
-            let bound = 1.0 / (fan_in.get(prefix).copied().unwrap_or(1) as f32).sqrt();
-            let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
-            let t = Tensor::from_vec(values, var.shape(), &Device::Cpu).map_err(candle_error)?;
-            var.set(&t).map_err(candle_error)?;
-        }
-        Ok(())
+        sorted_vars(&self.varmap)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

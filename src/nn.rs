@@ -1,0 +1,36 @@
+//! Small helpers shared by every Candle network of the crate (simulator MLP, Q networks).
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+pub fn candle_error(e: candle_core::Error) -> Error {
+    Error::config(format!("candle: {e}"))
+}
+
+/// The variables of a map in name order (a `VarMap` is a HashMap: its order is random).
+pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut vars: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Initialises every `<layer>.weight` and `<layer>.bias` uniformly in +-1/sqrt(fan_in)
+/// (PyTorch's default for linear layers) from our own seeded generator, walking the
+/// variables in name order: Candle's CPU generator cannot be seeded.
+pub fn init_uniform_fan_in(varmap: &VarMap, seed: u64) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let vars = sorted_vars(varmap);
+    for (name, var) in &vars {
+        let layer = name.rsplit_once('.').map_or(name.as_str(), |(p, _)| p);
+        let fan_in = vars.iter().find(|(k, _)| *k == format!("{layer}.weight")).map_or(1, |(_, w)| w.dims()[1]);
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).map_err(candle_error)?).map_err(candle_error)?;
+    }
+    Ok(())
+}
