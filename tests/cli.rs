@@ -332,3 +332,32 @@ fn table5_rejects_bad_configs_with_exit_2() {
     std::fs::write(&config, text_cfg).unwrap();
     assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["S7", "grid"]);
 }
+
+#[test]
+fn table4_redoes_cells_when_the_dataset_file_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = std::fs::read_to_string(repo().join("datasets/S1.csv")).unwrap();
+    let data = tmp.path().join("mine.csv");
+    std::fs::write(&data, s1.lines().take(301).collect::<Vec<_>>().join("\n")).unwrap();
+    let config = tmp.path().join("t4.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind = \"table4\"\nrepeats = 1\nmodels = [\"ridge\"]\nout_dir = \"{}\"\n[[dataset]]\nname = \"mine\"\npath = \"{}\"\n",
+            tmp.path().join("out").display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let fitted = |out: &Output| text(&out.stdout).contains("test MSE");
+    let first = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&first);
+    assert!(fitted(&first));
+    let again = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert!(!fitted(&again), "unchanged file: the cell is reused");
+    // Same path, other content (one row fewer): the finished cell no longer counts.
+    std::fs::write(&data, s1.lines().take(300).collect::<Vec<_>>().join("\n")).unwrap();
+    let changed = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&changed);
+    assert!(fitted(&changed), "{}", text(&changed.stdout));
+}

@@ -170,8 +170,9 @@ impl Table4Config {
         })
     }
 
-    /// The settings a cell's result depends on: a cell computed under other settings is redone.
-    fn cell_key(&self, dataset: &DatasetRef, model: &str, seed: u64) -> String {
+    /// The settings a cell's result depends on (with the dataset file's fingerprint): a
+    /// cell computed under other settings, or on another version of the file, is redone.
+    fn cell_key(&self, dataset: &DatasetRef, fingerprint: &str, model: &str, seed: u64) -> String {
         let params = match model {
             "mlp" => serde_json::to_string(&self.mlp),
             "svr" => serde_json::to_string(&self.svr),
@@ -180,7 +181,7 @@ impl Table4Config {
         }
         .unwrap_or_default();
         let ds = serde_json::to_string(dataset).unwrap_or_default();
-        format!("{ds}|{model}|{params}|{}|{seed}", self.train_fraction)
+        format!("{ds}|{fingerprint}|{model}|{params}|{}|{seed}", self.train_fraction)
     }
 
     pub fn model_path(&self, dataset: &str, seed: u64) -> PathBuf {
@@ -280,7 +281,7 @@ fn read_cell(path: &Path, key: &str) -> Option<CellResult> {
 }
 
 /// Fits one model, scores it on the test split, saves the MLP, returns the cell.
-fn compute_cell(cfg: &Table4Config, ds: &DatasetRef, table: &TraceTable, prep: &Prepared, model: &str, seed: u64) -> Result<CellResult> {
+fn compute_cell(cfg: &Table4Config, ds: &DatasetRef, table: &TraceTable, prep: &Prepared, model: &str, seed: u64, key: String) -> Result<CellResult> {
     let t0 = Instant::now();
     let fitted: Box<dyn Simulator> = if model == "mlp" {
         let sim = cfg.mlp.train(&prep.x_train, &prep.y_train, seed)?;
@@ -313,7 +314,7 @@ fn compute_cell(cfg: &Table4Config, ds: &DatasetRef, table: &TraceTable, prep: &
         }
     }
     Ok(CellResult {
-        key: cfg.cell_key(ds, model, seed),
+        key,
         dataset: ds.name.clone(),
         model: model.to_string(),
         seed,
@@ -340,7 +341,7 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         if rows < 10 {
             return Err(Error::file(&ds.path, format!("{rows} rows: too few for an 80/20 split")));
         }
-        tables.push((table, rows));
+        tables.push((table, rows, crate::data::fingerprint(&ds.path)?));
     }
     let total = cfg.datasets.len() * cfg.repeats * cfg.models.len();
     let bar = ProgressBar::new(total as u64).with_style(
@@ -349,14 +350,14 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
             .progress_chars("=> "),
     );
     let mut cells: Vec<CellResult> = Vec::new();
-    for (ds, (table, rows)) in cfg.datasets.iter().zip(&tables) {
+    for (ds, (table, rows, fingerprint)) in cfg.datasets.iter().zip(&tables) {
         for rep in 0..cfg.repeats {
             let seed = cfg.seed + rep as u64;
             let mut prepared: Option<Prepared> = None;
             for model in &cfg.models {
                 bar.set_message(format!("{} {model} seed {seed}", ds.name));
                 let path = cell_path(cfg, &ds.name, model, seed);
-                let key = cfg.cell_key(ds, model, seed);
+                let key = cfg.cell_key(ds, fingerprint, model, seed);
                 let model_saved = model != "mlp" || cfg.model_path(&ds.name, seed).exists();
                 let cell = match read_cell(&path, &key).filter(|_| model_saved) {
                     Some(cell) => cell,
@@ -365,7 +366,7 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
                             prepared = Some(prepare(table, *rows, seed, cfg.train_fraction)?);
                         }
                         let prep = prepared.as_ref().expect("prepared above");
-                        let cell = compute_cell(cfg, ds, table, prep, model, seed)?;
+                        let cell = compute_cell(cfg, ds, table, prep, model, seed, key)?;
                         let json = serde_json::to_string(&cell).map_err(|e| Error::config(e.to_string()))?;
                         atomic::write_file(&path, json)?;
                         let line = format!(

@@ -248,6 +248,8 @@ pub struct DatasetContext {
     scenario: Scenario,
     /// Mean 503/s over the training rows: rewards are divided by it before the networks see them.
     reward_scale: f64,
+    /// Content fingerprints of the dataset and the simulator, part of every cell's key.
+    fingerprints: String,
 }
 
 pub fn load_context(cfg: &Table5Config, d: &Table5Dataset, scenarios: &BTreeMap<String, Scenario>) -> Result<DatasetContext> {
@@ -272,7 +274,8 @@ pub fn load_context(cfg: &Table5Config, d: &Table5Dataset, scenarios: &BTreeMap<
     })?;
     let rewards: Vec<f64> = prep.train_rows.iter().map(|&i| reward(table.target_row(i)[0], table.target_row(i)[1])).collect();
     let reward_scale = (rewards.iter().sum::<f64>() / rewards.len().max(1) as f64).max(1e-9);
-    Ok(DatasetContext { name: d.name.clone(), grid: cfg.grid(d)?, table, train_rows: prep.train_rows, model, scenario, reward_scale })
+    let fingerprints = format!("{}|{}", crate::data::fingerprint(&d.path)?, crate::data::fingerprint(&model_path)?);
+    Ok(DatasetContext { name: d.name.clone(), grid: cfg.grid(d)?, table, train_rows: prep.train_rows, model, scenario, reward_scale, fingerprints })
 }
 
 /// One interaction of one service: the state's row and the load that was run.
@@ -347,9 +350,9 @@ pub struct CellResult {
     pub seconds: f64,
 }
 
+/// Each cell's own random stream, named by its dataset and configuration.
 fn stream_of(text: &str) -> u64 {
-    // FNV-1a: a stable, dependency-free hash to give each cell its own random stream.
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    crate::data::fnv1a(text.as_bytes())
 }
 
 /// The network input of one agent: the z-scored rules, the other load setting if this
@@ -576,7 +579,7 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
     for (di, d) in cfg.datasets.iter().enumerate() {
         for conf in &confs {
             for seed in cfg.seeds() {
-                let key = cfg.cell_key(d, &conf.name(), seed);
+                let key = format!("{}|{}", cfg.cell_key(d, &conf.name(), seed), contexts[di].fingerprints);
                 match read_cell(&cell_path(cfg, &d.name, conf, seed), &key) {
                     Some(cell) => {
                         finished.insert(index, cell);
