@@ -2,7 +2,8 @@
 //!
 //! The SFR2L workflow as a library: a load-test emulator of an Envoy sidecar under a
 //! Fortio load test ([`emulator`]), the datasets it writes ([`generate`]), Polars loading
-//! of traces ([`data`]), and (later) simulators and DQN agents.
+//! of traces ([`data`]), simulators of a service ([`simulator`]), and DQN agents trained
+//! against them ([`agent`], [`env`]), driven by experiment files ([`experiment`]).
 
 pub mod agent;
 pub mod atomic;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod generate;
 pub mod inspect;
 pub mod nn;
+pub mod optim;
 pub mod report;
 pub mod rules;
 pub mod simulator;

@@ -93,7 +93,7 @@ impl MlpConfig {
         let (x_fit, y_fit) = (tensor(x, fit_rows)?, tensor(y, fit_rows)?);
         let (x_val, y_val) = (tensor(x, val_rows)?, tensor(y, val_rows)?);
         let params = candle_nn::ParamsAdamW { lr: self.learning_rate, weight_decay: 0.0, ..Default::default() };
-        let mut adam = candle_nn::AdamW::new(net.varmap.all_vars(), params).map_err(candle_error)?;
+        let mut adam = crate::optim::FusedAdamW::new(net.varmap.all_vars(), params).map_err(candle_error)?;
 
         let mut best = (f64::INFINITY, net.snapshot()?);
         let mut history = Vec::new();

@@ -1,0 +1,177 @@
+//! AdamW with the update of each variable fused into one pass over its memory.
+//!
+//! Candle's `AdamW` builds about fifteen temporary tensors per variable and step; for the
+//! DQN's 1.4 M parameters that element-wise traffic took over a third of a training step
+//! (perf). This optimiser does the same arithmetic (same formula, same f64 constants) in
+//! one loop, writing the variable in place, with the moments kept as plain vectors.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor, TensorId, Var};
+use candle_nn::{Optimizer, ParamsAdamW};
+
+struct Moments {
+    var: Var,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+#[derive(Debug)]
+pub struct FusedAdamW {
+    vars: Vec<Moments>,
+    step_t: usize,
+    params: ParamsAdamW,
+}
+
+impl std::fmt::Debug for Moments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Moments({:?})", self.var.shape())
+    }
+}
+
+/// The in-place update of one variable; the moments are borrowed mutably for the call.
+struct Update<'a> {
+    grad: &'a [f32],
+    moments: RefCell<(&'a mut [f32], &'a mut [f32])>,
+    lr: f64,
+    decay: f64,
+    beta1: f64,
+    beta2: f64,
+    scale_m: f64,
+    scale_v: f64,
+    eps: f64,
+}
+
+impl InplaceOp1 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("fused-adamw: only f32 variables");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("fused-adamw: the variable is not contiguous");
+        };
+        let theta = &mut data[start..end];
+        let mut guard = self.moments.borrow_mut();
+        let (m, v) = &mut *guard;
+        if theta.len() != self.grad.len() || m.len() != theta.len() {
+            candle_core::bail!("fused-adamw: gradient of {} values for a variable of {}", self.grad.len(), theta.len());
+        }
+        // f32 constants as candle's tensor-times-f64 ops use them.
+        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
+        let (c1, c2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
+        let (sm, sv, eps, lr) = (self.scale_m as f32, self.scale_v as f32, self.eps as f32, self.lr as f32);
+        let keep = (1.0 - self.lr * self.decay) as f32;
+        // Zipped iterators: no bounds checks, so the loop vectorises.
+        let moments = m.iter_mut().zip(v.iter_mut());
+        for ((t, &g), (mi, vi)) in theta.iter_mut().zip(self.grad).zip(moments) {
+            *mi = *mi * b1 + g * c1;
+            *vi = *vi * b2 + (g * g) * c2;
+            let adjusted = (*mi * sm) / ((*vi * sv).sqrt() + eps);
+            *t = *t * keep - adjusted * lr;
+        }
+        Ok(())
+    }
+}
+
+impl FusedAdamW {
+    /// One step with gradients given by variable id (for hand-derived gradients).
+    pub fn step_with(&mut self, grads: &HashMap<TensorId, Tensor>) -> candle_core::Result<()> {
+        self.update(|var| grads.get(&var.id()))
+    }
+
+    fn update<'g>(&mut self, grad_of: impl Fn(&Var) -> Option<&'g Tensor>) -> candle_core::Result<()> {
+        self.step_t += 1;
+        let p = &self.params;
+        let scale_m = 1.0 / (1.0 - p.beta1.powi(self.step_t as i32));
+        let scale_v = 1.0 / (1.0 - p.beta2.powi(self.step_t as i32));
+        for mv in self.vars.iter_mut() {
+            let Some(g) = grad_of(&mv.var) else { continue };
+            let g: Tensor = g.contiguous()?;
+            let (storage, layout) = g.storage_and_layout();
+            let candle_core::Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+                candle_core::bail!("fused-adamw: only f32 gradients on the CPU");
+            };
+            let (start, end) = layout.contiguous_offsets().expect("made contiguous above");
+            let op = Update {
+                grad: &data[start..end],
+                moments: RefCell::new((mv.m.as_mut_slice(), mv.v.as_mut_slice())),
+                lr: p.lr,
+                decay: p.weight_decay,
+                beta1: p.beta1,
+                beta2: p.beta2,
+                scale_m,
+                scale_v,
+                eps: p.eps,
+            };
+            mv.var.inplace_op1(&op)?;
+        }
+        Ok(())
+    }
+}
+
+impl Optimizer for FusedAdamW {
+    type Config = ParamsAdamW;
+
+    fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<Self> {
+        let vars = vars
+            .into_iter()
+            .map(|var| {
+                let n = var.elem_count();
+                Moments { var, m: vec![0.0; n], v: vec![0.0; n] }
+            })
+            .collect();
+        Ok(FusedAdamW { vars, step_t: 0, params })
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.update(|var| grads.get(var))
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.params.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.params.lr = lr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::AdamW;
+
+    /// Ten steps of a small regression: the fused optimiser must track candle's AdamW.
+    #[test]
+    fn matches_candle_adamw() {
+        let dev = Device::Cpu;
+        let init = Tensor::new(&[[0.3f32, -0.2, 0.5], [0.1, 0.4, -0.6]], &dev).unwrap();
+        let x = Tensor::new(&[[1.0f32, 2.0], [-1.0, 0.5], [0.3, -0.7], [2.0, 1.0]], &dev).unwrap();
+        let y = Tensor::new(&[[1.0f32, 0.0, -1.0], [0.5, 0.5, 0.5], [-0.2, 0.1, 0.0], [2.0, -1.0, 1.0]], &dev).unwrap();
+        let params = ParamsAdamW { lr: 0.05, weight_decay: 0.01, ..Default::default() };
+        let a = Var::from_tensor(&init).unwrap();
+        let b = Var::from_tensor(&init).unwrap();
+        let mut reference = AdamW::new(vec![a.clone()], params.clone()).unwrap();
+        let mut fused = FusedAdamW::new(vec![b.clone()], params).unwrap();
+        for _ in 0..10 {
+            let la = x.matmul(a.as_tensor()).unwrap().sub(&y).unwrap().sqr().unwrap().mean_all().unwrap();
+            let lb = x.matmul(b.as_tensor()).unwrap().sub(&y).unwrap().sqr().unwrap().mean_all().unwrap();
+            reference.backward_step(&la).unwrap();
+            fused.backward_step(&lb).unwrap();
+        }
+        let (va, vb) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_ne!(va, init.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "the variable moved");
+        for (p, q) in va.iter().zip(&vb) {
+            // Same arithmetic in the same order: bit for bit the same variable.
+            assert_eq!(p.to_bits(), q.to_bits(), "{va:?} vs {vb:?}");
+        }
+        assert_eq!(a.dtype(), DType::F32);
+    }
+}
