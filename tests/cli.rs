@@ -289,7 +289,7 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     assert_ok(&out);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("no simulator at"), "a missing simulator is trained first:\n{stdout}");
-    for claim in ["claim 2", "claim 3", "claim 5"] {
+    for claim in ["claim 2", "claim 3", "claim 5", "claim 6", "oracle: the agents reach"] {
         assert!(stdout.contains(claim), "{claim} missing:\n{stdout}");
     }
     let dir = tmp.path().join("out");
@@ -300,6 +300,19 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     assert!(csv.lines().any(|l| l.starts_with("S1,thread-call,sim,") && l.ends_with(",2.24")), "{csv}");
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 1 + 3 * 4, "one line per cell and epoch");
+    // On the simulator the oracle takes the best load of every state: nothing beats it.
+    let mean_of = |conf: &str, metric: &str| -> f64 {
+        let prefix = format!("S1,{conf},{metric},");
+        let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{prefix} missing:\n{csv}"));
+        line[prefix.len()..].split(',').next().unwrap().parse().unwrap()
+    };
+    for conf in ["call", "thread-call", "thread&call*5"] {
+        let (agent, fixed, oracle) = (mean_of(conf, "best_epoch_sim"), mean_of(conf, "fixed_sim"), mean_of(conf, "oracle_sim"));
+        assert!(oracle >= agent && oracle >= fixed && fixed > 0.0, "{conf}: agent {agent}, fixed {fixed}, oracle {oracle}");
+        assert!(mean_of(conf, "reach_sim") <= 1.0);
+    }
+    let md = std::fs::read_to_string(dir.join("table5.md")).unwrap();
+    assert!(md.contains("## Yardsticks") && md.contains("Oracle Val."), "{md}");
     let pairs = std::fs::read_to_string(dir.join("pairs/S1/call_seed5.csv")).unwrap();
     assert_eq!(pairs.lines().count(), 1 + 2 * 40, "validation_pairs per side");
 
@@ -318,6 +331,58 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     std::fs::remove_dir_all(dir.join("cells")).unwrap();
     assert_ok(&meshrl(&["run", config.to_str().unwrap()], tmp.path()));
     assert_eq!(csv, std::fs::read_to_string(dir.join("table5.csv")).unwrap());
+}
+
+/// A run killed (SIGKILL, no chance to clean up) after its first finished cell: every cell
+/// file on disk reads back whole, and the rerun keeps them and does only the rest.
+#[test]
+fn table5_killed_run_resumes_without_redoing_finished_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5(tmp.path());
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "configurations = [\"call\", \"thread-call\", \"thread&call*5\"]",
+        "configurations = [\"call\", \"thread\", \"thread-call\", \"call-thread\", \"thread&call\"]\nparallel_cells = 1",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let cells = tmp.path().join("out/cells/S1");
+    let finished = || -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(&cells)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+            .unwrap_or_default();
+        v.sort();
+        v.into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshrl"))
+        .args(["run", config.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while finished().is_empty() {
+        assert!(started.elapsed().as_secs() < 300, "no cell finished in 5 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = finished();
+    assert!(!before.is_empty() && before.len() < 5, "killed between the first and the last cell: {}", before.len());
+    for (path, bytes) in &before {
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{} is not whole: {e}", path.display()));
+        assert!(v.get("yardsticks").is_some());
+    }
+    let resumed = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&resumed);
+    let lines = text(&resumed.stdout);
+    assert!(lines.contains(&format!("resuming: {} of 5 cells already done", before.len())), "{lines}");
+    assert_eq!(lines.matches("seed 5: Sim. ").count(), 5 - before.len(), "only unfinished cells run:\n{lines}");
+    let after = finished();
+    for cell in &before {
+        assert!(after.contains(cell), "{} was rewritten", cell.0.display());
+    }
+    assert_eq!(after.len(), 5);
 }
 
 #[test]

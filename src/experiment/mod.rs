@@ -3,6 +3,7 @@
 
 pub mod table4;
 pub mod table5;
+pub mod yardstick;
 
 use std::path::Path;
 

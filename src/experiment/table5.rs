@@ -28,6 +28,7 @@ use crate::report::{self, mean_std, plot};
 use crate::rules::{Load, TrafficRules};
 use crate::simulator::mlp::MlpConfig;
 use crate::simulator::ServiceModel;
+use super::yardstick::{self, Yardsticks};
 
 /// One dataset of Table 5: its trace and, optionally, its own action grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +92,10 @@ pub struct Table5Config {
     /// default: all of them.
     #[serde(default)]
     pub validation_pairs: Option<usize>,
+    /// Validated states on which the oracle and the best fixed action are also run on the
+    /// emulator, every candidate load of each (`yardstick.rs`).
+    #[serde(default = "default_oracle_states")]
+    pub oracle_validation_states: usize,
     /// Cells trained at once, each on one core (small networks gain nothing from
     /// multithreaded matrix products); default: the number of cores.
     #[serde(default)]
@@ -134,6 +139,10 @@ fn default_datasets_config() -> PathBuf {
 fn default_simulators_dir() -> PathBuf {
     PathBuf::from("results/table4/models")
 }
+fn default_oracle_states() -> usize {
+    100
+}
+
 fn default_train_fraction() -> f64 {
     0.8
 }
@@ -212,7 +221,7 @@ impl Table5Config {
     fn cell_key(&self, d: &Table5Dataset, configuration: &str, seed: u64) -> String {
         let j = |v: &dyn erased::Json| v.json();
         format!(
-            "{}|{configuration}|{seed}|{}|{}|{}|{}|{}|{}|{:?}|{}",
+            "{}|{configuration}|{seed}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}",
             j(d),
             self.epochs,
             self.steps_per_epoch,
@@ -221,7 +230,8 @@ impl Table5Config {
             self.train_fraction,
             j(&self.dqn),
             self.validation_pairs,
-            j(&self.simulator)
+            j(&self.simulator),
+            self.oracle_validation_states
         )
     }
 }
@@ -241,10 +251,10 @@ mod erased {
 /// Everything the cells of one dataset share.
 pub struct DatasetContext {
     name: String,
-    table: TraceTable,
+    pub(crate) table: TraceTable,
     train_rows: Vec<usize>,
     model: ServiceModel,
-    grid: ActionGrid,
+    pub(crate) grid: ActionGrid,
     scenario: Scenario,
     /// Mean 503/s over the training rows: rewards are divided by it before the networks see them.
     reward_scale: f64,
@@ -293,7 +303,7 @@ pub struct Pair {
 
 /// JSON has no NaN: missing numbers (an epoch without updates has no loss) go out as
 /// `null` and come back as NaN, so that finished cells always read back.
-mod nan_as_null {
+pub(crate) mod nan_as_null {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
@@ -347,6 +357,8 @@ pub struct CellResult {
     pub spread_after_best: f64,
     pub best_rl: Vec<Pair>,
     pub best_baseline: Vec<Pair>,
+    /// Oracle and best fixed action on the same states (`yardstick.rs`).
+    pub yardsticks: Yardsticks,
     pub seconds: f64,
 }
 
@@ -372,7 +384,7 @@ fn agent_state(ctx: &DatasetContext, conf: &Configuration, role: RoleKind, row: 
 }
 
 /// Simulator rewards (503/s) of a batch of pairs, in one call.
-fn simulate(ctx: &DatasetContext, pairs: &mut [Pair]) -> Result<()> {
+pub(crate) fn simulate(ctx: &DatasetContext, pairs: &mut [Pair]) -> Result<()> {
     let mut rows = Vec::with_capacity(pairs.len() * 9);
     for p in pairs.iter() {
         let x = ctx.table.feature_row(p.row);
@@ -388,7 +400,7 @@ fn simulate(ctx: &DatasetContext, pairs: &mut [Pair]) -> Result<()> {
 }
 
 /// Runs the pairs on the emulator (the ground truth), in parallel, one seeded load test each.
-fn emulate(ctx: &DatasetContext, pairs: &mut [Pair], seed: u64) {
+pub(crate) fn emulate(ctx: &DatasetContext, pairs: &mut [Pair], seed: u64) {
     pairs.par_iter_mut().enumerate().for_each(|(i, p)| {
         let x = ctx.table.feature_row(p.row);
         let rules = TrafficRules {
@@ -520,6 +532,7 @@ pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, 
     emulate(ctx, &mut base_val, emu_seed.wrapping_add(1 << 32));
     let total = |ps: &[Pair]| ps.iter().filter_map(|p| p.emu_reward).sum::<f64>();
     let val = total(&rl_val) / total(&base_val);
+    let yardsticks = yardstick::measure(ctx, conf, (&rl_best, &base_best), (&rl_val, &base_val), cfg.oracle_validation_states, val_rng.random())?;
     Ok(CellResult {
         key: String::new(),
         dataset: ctx.name.clone(),
@@ -532,6 +545,7 @@ pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, 
         epochs: log,
         best_rl: rl_val,
         best_baseline: base_val,
+        yardsticks,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -676,11 +690,18 @@ impl Report<'_> {
             for conf in self.confs {
                 let name = conf.name();
                 let paper = paper_table5(&name, &d.name);
-                let metrics: [(&str, fn(&CellResult) -> f64, Option<f64>); 4] = [
+                let metrics: [(&str, fn(&CellResult) -> f64, Option<f64>); 11] = [
                     ("sim", |c| c.sim, paper.map(|p| p.0)),
                     ("val", |c| c.val, paper.map(|p| p.1)),
                     ("best_epoch", |c| (c.best_epoch + 1) as f64, None),
                     ("spread_after_best", |c| c.spread_after_best, None),
+                    ("best_epoch_sim", |c| c.yardsticks.agent_sim, None),
+                    ("fixed_sim", |c| c.yardsticks.fixed_sim, None),
+                    ("oracle_sim", |c| c.yardsticks.oracle_sim, None),
+                    ("reach_sim", |c| c.yardsticks.reach_sim, None),
+                    ("fixed_val", |c| c.yardsticks.fixed_val, None),
+                    ("oracle_val", |c| c.yardsticks.oracle_val, None),
+                    ("reach_val", |c| c.yardsticks.reach_val, None),
                 ];
                 for (metric, f, p) in metrics {
                     let v = self.values(&d.name, &name, f);
@@ -778,8 +799,50 @@ impl Report<'_> {
             })
             .collect();
         s.push_str(&report::markdown_table(&header, &rows));
+        let _ = writeln!(
+            s,
+            "\n## Yardsticks: best fixed action and oracle\n\n\
+             On the best epoch's states, as ratios to the random baseline: the agents (Agent), \
+             the single load with the highest total (Fixed) and the best load of every state by \
+             exhaustive search over the grid (Oracle), on the simulator (Sim.) and, on the first \
+             {} validated states, on the emulator (Val.; chosen on one run of every candidate, \
+             scored on a fresh run). Reach: the agents' share of the oracle's reward. Fixed load: \
+             the simulator's choice in the first seed.\n",
+            self.cfg.oracle_validation_states
+        );
+        s.push_str(&self.yardstick_table());
         let _ = writeln!(s, "\n## Claims (protocol.md section 7)\n\n```\n{claims}\n```");
         s
+    }
+
+    /// One row per (configuration, dataset): agents against the fixed action and the oracle.
+    fn yardstick_table(&self) -> String {
+        let header: Vec<String> =
+            ["Configuration", "Dataset", "Agent Sim.", "Fixed Sim.", "Oracle Sim.", "Reach Sim.", "Val.", "Fixed Val.", "Oracle Val.", "Reach Val.", "Fixed load"]
+                .iter()
+                .map(|h| h.to_string())
+                .collect();
+        let columns: [fn(&CellResult) -> f64; 8] = [
+            |c| c.yardsticks.agent_sim,
+            |c| c.yardsticks.fixed_sim,
+            |c| c.yardsticks.oracle_sim,
+            |c| c.yardsticks.reach_sim,
+            |c| c.val,
+            |c| c.yardsticks.fixed_val,
+            |c| c.yardsticks.oracle_val,
+            |c| c.yardsticks.reach_val,
+        ];
+        let mut rows = Vec::new();
+        for conf in self.confs {
+            for d in &self.cfg.datasets {
+                let name = conf.name();
+                let mut row = vec![name.clone(), d.name.clone()];
+                row.extend(columns.iter().map(|f| report::fmt_mean_std(&self.values(&d.name, &name, *f), 2)));
+                row.push(self.group(&d.name, &name).first().map(|c| c.yardsticks.fixed_sim_action.clone()).unwrap_or_default());
+                rows.push(row);
+            }
+        }
+        report::markdown_table(&header, &rows)
     }
 
     /// Mean over the seeds that have a number.
@@ -870,6 +933,38 @@ impl Report<'_> {
             self.cfg.epochs,
             if early == self.cells.len() { " -> holds" } else { " -> does NOT hold" }
         ));
+        // Claim 6 (ours, not the paper's): the agents beat the best fixed action.
+        for (label, agent, fixed) in [
+            ("Sim. (best epoch)", (|c: &CellResult| c.yardsticks.agent_sim) as fn(&CellResult) -> f64, (|c: &CellResult| c.yardsticks.fixed_sim) as fn(&CellResult) -> f64),
+            ("Val.", |c: &CellResult| c.val, |c: &CellResult| c.yardsticks.fixed_val),
+        ] {
+            let (mut wins, mut total, mut losses) = (0, 0, Vec::new());
+            let mut reach = Vec::new();
+            for d in &self.cfg.datasets {
+                for conf in self.confs {
+                    if let (Some(a), Some(f)) = (self.mean_of(&d.name, &conf.name(), agent), self.mean_of(&d.name, &conf.name(), fixed)) {
+                        total += 1;
+                        if a > f {
+                            wins += 1;
+                        } else {
+                            losses.push(format!("{} {} {a:.2} vs {f:.2}", d.name, conf.name()));
+                        }
+                        reach.push(a / f);
+                    }
+                }
+            }
+            if total > 0 {
+                out.push(format!(
+                    "claim 6 (agents beat the best fixed action; ours), {label}: {wins} of {total} cells -> {}; agents reach {:.2} of the fixed action's reward on average{}",
+                    if 2 * wins > total { "holds" } else { "does NOT hold" },
+                    mean_std(&reach).0,
+                    if losses.is_empty() { String::new() } else { format!("; not above: {}", losses.join(", ")) }
+                ));
+            }
+        }
+        let reach: Vec<f64> = self.cells.iter().map(|c| c.yardsticks.reach_sim).filter(|v| v.is_finite()).collect();
+        let (m, sd) = mean_std(&reach);
+        out.push(format!("oracle: the agents reach {m:.2} ± {sd:.2} of the oracle's simulated reward on their best epoch's states ({} cells)", reach.len()));
         out.join("\n")
     }
 

@@ -1,0 +1,184 @@
+//! Yardsticks for Table 5 beside the paper's random baseline: the oracle (the best load for
+//! each state, by exhaustive search over the action grid) and the best fixed action (one
+//! load for every state, the one with the highest total), each as a ratio to the random
+//! baseline on the same states, like Sim. and Val.
+//!
+//! Both are scored on the states of the agents' best epoch: on the simulator all of them,
+//! in one batched call for the whole grid; on the emulator the first
+//! `oracle_validation_states` of the validated states, in parallel. On the emulator a
+//! choice made on one noisy run would be scored on that same lucky run, so the oracle and
+//! the fixed action are chosen on one run of every candidate and scored on a fresh one.
+
+use serde::{Deserialize, Serialize};
+
+use super::table5::{emulate, nan_as_null, simulate, DatasetContext, Pair};
+use crate::env::{Configuration, RoleKind};
+use crate::error::Result;
+
+/// The yardsticks of one cell. Every `*_sim` / `*_val` is a ratio to the random baseline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Yardsticks {
+    /// The agents' own ratio on the best epoch's states (the states of the Sim. yardsticks).
+    #[serde(with = "nan_as_null::scalar")]
+    pub agent_sim: f64,
+    #[serde(with = "nan_as_null::scalar")]
+    pub oracle_sim: f64,
+    #[serde(with = "nan_as_null::scalar")]
+    pub fixed_sim: f64,
+    /// The load behind `fixed_sim`, e.g. "threads 64" or "threads 64, calls 400".
+    pub fixed_sim_action: String,
+    /// Share of the oracle's simulated reward the agents reach on the same states.
+    #[serde(with = "nan_as_null::scalar")]
+    pub reach_sim: f64,
+    #[serde(with = "nan_as_null::scalar")]
+    pub oracle_val: f64,
+    #[serde(with = "nan_as_null::scalar")]
+    pub fixed_val: f64,
+    pub fixed_val_action: String,
+    /// Share of the oracle's emulated reward the agents reach on the same states.
+    #[serde(with = "nan_as_null::scalar")]
+    pub reach_val: f64,
+    /// States behind the emulator's yardsticks.
+    pub val_states: usize,
+    /// Load tests the emulator ran for them.
+    pub load_tests: usize,
+}
+
+/// Index of the best candidate of every state (the first one on ties).
+pub fn oracle_choices(rewards: &[Vec<f64>]) -> Vec<usize> {
+    rewards.iter().map(|r| argmax(r.iter().copied())).collect()
+}
+
+/// The candidate with the highest total over all states (the first one on ties). Every state
+/// has the same candidates, in the same order.
+pub fn best_fixed_choice(rewards: &[Vec<f64>]) -> usize {
+    let width = rewards.first().map_or(0, Vec::len);
+    argmax((0..width).map(|a| rewards.iter().map(|r| r[a]).sum::<f64>()))
+}
+
+fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// The loads an agent configuration can choose in a state: the grid of every setting its
+/// agents control (threads outer, calls inner), the state's own value of any other.
+pub fn candidate_loads(ctx: &DatasetContext, conf: &Configuration, row: usize) -> Vec<(u32, u32)> {
+    let x = ctx.table.feature_row(row);
+    let roles = conf.roles();
+    let threads: Vec<u32> = if roles.contains(&RoleKind::Thread) { ctx.grid.threads.clone() } else { vec![x[7] as u32] };
+    let calls: Vec<u32> = if roles.contains(&RoleKind::Call) { ctx.grid.calls.clone() } else { vec![x[8] as u32] };
+    threads.iter().flat_map(|&t| calls.iter().map(move |&c| (t, c))).collect()
+}
+
+/// "threads 64", "calls 400" or "threads 64, calls 400": the settings the agents choose.
+fn describe(conf: &Configuration, load: (u32, u32)) -> String {
+    let roles = conf.roles();
+    let mut parts = Vec::new();
+    if roles.contains(&RoleKind::Thread) {
+        parts.push(format!("threads {}", load.0));
+    }
+    if roles.contains(&RoleKind::Call) {
+        parts.push(format!("calls {}", load.1));
+    }
+    parts.join(", ")
+}
+
+/// Every candidate load of every state, as pairs in state-major order.
+fn grid_pairs(ctx: &DatasetContext, conf: &Configuration, states: &[Pair]) -> (Vec<Pair>, usize) {
+    let width = states.first().map_or(0, |s| candidate_loads(ctx, conf, s.row).len());
+    let pairs = states
+        .iter()
+        .flat_map(|s| {
+            candidate_loads(ctx, conf, s.row).into_iter().map(|(threads, calls)| Pair { threads, calls, sim_reward: 0.0, emu_reward: None, ..*s })
+        })
+        .collect();
+    (pairs, width)
+}
+
+/// The yardsticks of one cell. `best_rl` / `best_base`: the best epoch's pairs (agents,
+/// random); `rl_val` / `base_val`: the validated subsamples, with their emulator rewards.
+pub fn measure(
+    ctx: &DatasetContext,
+    conf: &Configuration,
+    best: (&[Pair], &[Pair]),
+    validated: (&[Pair], &[Pair]),
+    val_states: usize,
+    seed: u64,
+) -> Result<Yardsticks> {
+    let (best_rl, best_base) = best;
+    let (rl_val, base_val) = validated;
+    // Simulator: every state of the best epoch, the whole grid in one call.
+    let (mut pairs, width) = grid_pairs(ctx, conf, best_rl);
+    simulate(ctx, &mut pairs)?;
+    let rewards: Vec<Vec<f64>> = pairs.chunks(width.max(1)).map(|c| c.iter().map(|p| p.sim_reward).collect()).collect();
+    let base: f64 = best_base.iter().map(|p| p.sim_reward).sum();
+    let agent: f64 = best_rl.iter().map(|p| p.sim_reward).sum();
+    let oracle: f64 = rewards.iter().zip(oracle_choices(&rewards)).map(|(r, a)| r[a]).sum();
+    let fixed_choice = best_fixed_choice(&rewards);
+    let fixed: f64 = rewards.iter().map(|r| r[fixed_choice]).sum();
+    let fixed_sim_action = pairs.get(fixed_choice).map(|p| describe(conf, (p.threads, p.calls))).unwrap_or_default();
+
+    // Emulator: the first `val_states` validated states; choose on one run, score on another.
+    let states = &rl_val[..val_states.min(rl_val.len())];
+    let (mut pairs_emu, width_emu) = grid_pairs(ctx, conf, states);
+    emulate(ctx, &mut pairs_emu, seed);
+    let emu = |p: &Pair| p.emu_reward.unwrap_or(0.0);
+    let emu_rewards: Vec<Vec<f64>> = pairs_emu.chunks(width_emu.max(1)).map(|c| c.iter().map(emu).collect()).collect();
+    let mut oracle_pairs: Vec<Pair> = oracle_choices(&emu_rewards).iter().enumerate().map(|(s, &a)| pairs_emu[s * width_emu + a]).collect();
+    let fixed_emu_choice = best_fixed_choice(&emu_rewards);
+    let mut fixed_pairs: Vec<Pair> = (0..states.len()).map(|s| pairs_emu[s * width_emu + fixed_emu_choice]).collect();
+    emulate(ctx, &mut oracle_pairs, seed.wrapping_add(1 << 40));
+    emulate(ctx, &mut fixed_pairs, seed.wrapping_add(2 << 40));
+    let mean = |ps: &[Pair]| ps.iter().map(emu).sum::<f64>() / ps.len().max(1) as f64;
+    let base_mean = mean(base_val);
+    let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { f64::NAN };
+    Ok(Yardsticks {
+        agent_sim: ratio(agent, base),
+        oracle_sim: ratio(oracle, base),
+        fixed_sim: ratio(fixed, base),
+        fixed_sim_action,
+        reach_sim: ratio(agent, oracle),
+        oracle_val: ratio(mean(&oracle_pairs), base_mean),
+        fixed_val: ratio(mean(&fixed_pairs), base_mean),
+        fixed_val_action: fixed_pairs.first().map(|p| describe(conf, (p.threads, p.calls))).unwrap_or_default(),
+        reach_val: ratio(mean(states), mean(&oracle_pairs)),
+        val_states: states.len(),
+        load_tests: pairs_emu.len() + oracle_pairs.len() + fixed_pairs.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-made simulator over 4 states and a grid of 5 loads whose best load per state
+    /// is known: reward = 10 - (load - peak(state))^2, peaks 0, 3, 3, 4.
+    #[test]
+    fn oracle_and_best_fixed_action_on_a_known_simulator() {
+        let peaks = [0.0, 3.0, 3.0, 4.0];
+        let simulator = |state: usize, load: usize| 10.0 - (load as f64 - peaks[state]).powi(2);
+        let rewards: Vec<Vec<f64>> = (0..4).map(|s| (0..5).map(|a| simulator(s, a)).collect()).collect();
+        assert_eq!(oracle_choices(&rewards), vec![0, 3, 3, 4]);
+        // Totals by load: 0 -> 10+1+1-6 = 6, 1 -> 9+6+6+1 = 22, 2 -> 6+9+9+6 = 30,
+        // 3 -> 1+10+10+9 = 30, 4 -> -6+9+9+10 = 22: loads 2 and 3 tie, the first wins.
+        assert_eq!(best_fixed_choice(&rewards), 2);
+        // Break the tie: the fixed action follows the totals, not the per-state optimum.
+        let mut shifted = rewards.clone();
+        shifted[0][3] += 0.5;
+        assert_eq!(best_fixed_choice(&shifted), 3);
+        assert_eq!(oracle_choices(&shifted), vec![0, 3, 3, 4]);
+    }
+
+    #[test]
+    fn empty_and_single_candidate_grids() {
+        assert_eq!(oracle_choices(&[]), Vec::<usize>::new());
+        assert_eq!(best_fixed_choice(&[]), 0);
+        assert_eq!(best_fixed_choice(&[vec![1.0], vec![2.0]]), 0);
+    }
+}
