@@ -34,6 +34,7 @@ fn config() -> Table5Config {
         train_fraction: 0.8,
         validation_pairs: Some(1),
         oracle_validation_states: 1,
+        oracle_runs: 1,
         parallel_cells: Some(1),
         datasets: vec![Table5Dataset { name: "S1".into(), path: repo.join("datasets/S1.csv"), calls: None, threads: None }],
         simulator: MlpConfig { max_epochs: 1, ..MlpConfig::default() },

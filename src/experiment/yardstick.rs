@@ -6,8 +6,9 @@
 //! Both are scored on the states of the agents' best epoch: on the simulator all of them,
 //! in one batched call for the whole grid; on the emulator the first
 //! `oracle_validation_states` of the validated states, in parallel. On the emulator a
-//! choice made on one noisy run would be scored on that same lucky run, so the oracle and
-//! the fixed action are chosen on one run of every candidate and scored on a fresh one.
+//! choice made on noisy runs would be scored on those same lucky runs, so the oracle and
+//! the fixed action are chosen on the mean of `oracle_runs` runs of every candidate and
+//! scored on a fresh one.
 
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +110,7 @@ pub fn measure(
     best: (&[Pair], &[Pair]),
     validated: (&[Pair], &[Pair]),
     val_states: usize,
+    runs: usize,
     seed: u64,
 ) -> Result<Yardsticks> {
     let (best_rl, best_base) = best;
@@ -124,12 +126,20 @@ pub fn measure(
     let fixed: f64 = rewards.iter().map(|r| r[fixed_choice]).sum();
     let fixed_sim_action = pairs.get(fixed_choice).map(|p| describe(conf, (p.threads, p.calls))).unwrap_or_default();
 
-    // Emulator: the first `val_states` validated states; choose on one run, score on another.
+    // Emulator: the first `val_states` validated states; choose on the mean of `runs` runs,
+    // score on a fresh one.
     let states = &rl_val[..val_states.min(rl_val.len())];
-    let (mut pairs_emu, width_emu) = grid_pairs(ctx, conf, states);
-    emulate(ctx, &mut pairs_emu, seed);
+    let (pairs_emu, width_emu) = grid_pairs(ctx, conf, states);
     let emu = |p: &Pair| p.emu_reward.unwrap_or(0.0);
-    let emu_rewards: Vec<Vec<f64>> = pairs_emu.chunks(width_emu.max(1)).map(|c| c.iter().map(emu).collect()).collect();
+    let mut totals = vec![0.0; pairs_emu.len()];
+    for run in 0..runs.max(1) {
+        let mut pairs = pairs_emu.clone();
+        emulate(ctx, &mut pairs, seed.wrapping_add((run as u64) << 32));
+        for (t, p) in totals.iter_mut().zip(&pairs) {
+            *t += emu(p);
+        }
+    }
+    let emu_rewards: Vec<Vec<f64>> = totals.chunks(width_emu.max(1)).map(|c| c.to_vec()).collect();
     let mut oracle_pairs: Vec<Pair> = oracle_choices(&emu_rewards).iter().enumerate().map(|(s, &a)| pairs_emu[s * width_emu + a]).collect();
     let fixed_emu_choice = best_fixed_choice(&emu_rewards);
     let mut fixed_pairs: Vec<Pair> = (0..states.len()).map(|s| pairs_emu[s * width_emu + fixed_emu_choice]).collect();
@@ -149,7 +159,7 @@ pub fn measure(
         fixed_val_action: fixed_pairs.first().map(|p| describe(conf, (p.threads, p.calls))).unwrap_or_default(),
         reach_val: ratio(mean(states), mean(&oracle_pairs)),
         val_states: states.len(),
-        load_tests: pairs_emu.len() + oracle_pairs.len() + fixed_pairs.len(),
+        load_tests: pairs_emu.len() * runs.max(1) + oracle_pairs.len() + fixed_pairs.len(),
     })
 }
 
