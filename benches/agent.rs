@@ -35,6 +35,8 @@ fn config() -> Table5Config {
         validation_pairs: Some(1),
         oracle_validation_states: 1,
         oracle_runs: 1,
+        // Speed of the training loop only: no oracle search.
+        yardsticks: false,
         parallel_cells: Some(1),
         datasets: vec![Table5Dataset { name: "S1".into(), path: repo.join("datasets/S1.csv"), calls: None, threads: None }],
         simulator: MlpConfig { max_epochs: 1, ..MlpConfig::default() },

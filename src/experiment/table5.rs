@@ -100,6 +100,9 @@ pub struct Table5Config {
     /// choice on the emulator (each is then scored on one fresh run).
     #[serde(default = "default_oracle_runs")]
     pub oracle_runs: usize,
+    /// Whether cells score the yardsticks at all (off only in the speed bench).
+    #[serde(default = "yes")]
+    pub yardsticks: bool,
     /// Cells trained at once, each on one core (small networks gain nothing from
     /// multithreaded matrix products); default: the number of cores.
     #[serde(default)]
@@ -145,6 +148,10 @@ fn default_simulators_dir() -> PathBuf {
 }
 fn default_oracle_states() -> usize {
     100
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_oracle_runs() -> usize {
@@ -229,7 +236,7 @@ impl Table5Config {
     fn cell_key(&self, d: &Table5Dataset, configuration: &str, seed: u64) -> String {
         let j = |v: &dyn erased::Json| v.json();
         format!(
-            "{}|{configuration}|{seed}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}",
+            "{}|{configuration}|{seed}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}{}",
             j(d),
             self.epochs,
             self.steps_per_epoch,
@@ -240,7 +247,8 @@ impl Table5Config {
             self.validation_pairs,
             j(&self.simulator),
             self.oracle_validation_states,
-            self.oracle_runs
+            self.oracle_runs,
+            if self.yardsticks { "" } else { "|no-yardsticks" }
         )
     }
 }
@@ -367,7 +375,7 @@ pub struct CellResult {
     pub best_rl: Vec<Pair>,
     pub best_baseline: Vec<Pair>,
     /// Oracle and best fixed action on the same states (`yardstick.rs`).
-    pub yardsticks: Yardsticks,
+    pub yardsticks: Option<Yardsticks>,
     pub seconds: f64,
 }
 
@@ -541,7 +549,11 @@ pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, 
     emulate(ctx, &mut base_val, emu_seed.wrapping_add(1 << 32));
     let total = |ps: &[Pair]| ps.iter().filter_map(|p| p.emu_reward).sum::<f64>();
     let val = total(&rl_val) / total(&base_val);
-    let yardsticks = yardstick::measure(ctx, conf, (&rl_best, &base_best), (&rl_val, &base_val), cfg.oracle_validation_states, cfg.oracle_runs, val_rng.random())?;
+    let yardstick_seed: u64 = val_rng.random();
+    let yardsticks = match cfg.yardsticks {
+        true => Some(yardstick::measure(ctx, conf, (&rl_best, &base_best), (&rl_val, &base_val), cfg.oracle_validation_states, cfg.oracle_runs, yardstick_seed)?),
+        false => None,
+    };
     Ok(CellResult {
         key: String::new(),
         dataset: ctx.name.clone(),
@@ -704,13 +716,13 @@ impl Report<'_> {
                     ("val", |c| c.val, paper.map(|p| p.1)),
                     ("best_epoch", |c| (c.best_epoch + 1) as f64, None),
                     ("spread_after_best", |c| c.spread_after_best, None),
-                    ("best_epoch_sim", |c| c.yardsticks.agent_sim, None),
-                    ("fixed_sim", |c| c.yardsticks.fixed_sim, None),
-                    ("oracle_sim", |c| c.yardsticks.oracle_sim, None),
-                    ("reach_sim", |c| c.yardsticks.reach_sim, None),
-                    ("fixed_val", |c| c.yardsticks.fixed_val, None),
-                    ("oracle_val", |c| c.yardsticks.oracle_val, None),
-                    ("reach_val", |c| c.yardsticks.reach_val, None),
+                    ("best_epoch_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.agent_sim), None),
+                    ("fixed_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_sim), None),
+                    ("oracle_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_sim), None),
+                    ("reach_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_sim), None),
+                    ("fixed_val", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_val), None),
+                    ("oracle_val", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_val), None),
+                    ("reach_val", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_val), None),
                 ];
                 for (metric, f, p) in metrics {
                     let v = self.values(&d.name, &name, f);
@@ -833,14 +845,14 @@ impl Report<'_> {
                 .map(|h| h.to_string())
                 .collect();
         let columns: [fn(&CellResult) -> f64; 8] = [
-            |c| c.yardsticks.agent_sim,
-            |c| c.yardsticks.fixed_sim,
-            |c| c.yardsticks.oracle_sim,
-            |c| c.yardsticks.reach_sim,
+            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.agent_sim),
+            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_sim),
+            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_sim),
+            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_sim),
             |c| c.val,
-            |c| c.yardsticks.fixed_val,
-            |c| c.yardsticks.oracle_val,
-            |c| c.yardsticks.reach_val,
+            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_val),
+            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_val),
+            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_val),
         ];
         let mut rows = Vec::new();
         for conf in self.confs {
@@ -848,7 +860,7 @@ impl Report<'_> {
                 let name = conf.name();
                 let mut row = vec![name.clone(), d.name.clone()];
                 row.extend(columns.iter().map(|f| report::fmt_mean_std(&self.values(&d.name, &name, *f), 2)));
-                row.push(self.group(&d.name, &name).first().map(|c| c.yardsticks.fixed_sim_action.clone()).unwrap_or_default());
+                row.push(self.group(&d.name, &name).first().and_then(|c| c.yardsticks.as_ref()).map(|y| y.fixed_sim_action.clone()).unwrap_or_default());
                 rows.push(row);
             }
         }
@@ -945,8 +957,8 @@ impl Report<'_> {
         ));
         // Claim 6 (ours, not the paper's): the agents beat the best fixed action.
         for (label, agent, fixed) in [
-            ("Sim. (best epoch)", (|c: &CellResult| c.yardsticks.agent_sim) as fn(&CellResult) -> f64, (|c: &CellResult| c.yardsticks.fixed_sim) as fn(&CellResult) -> f64),
-            ("Val.", |c: &CellResult| c.val, |c: &CellResult| c.yardsticks.fixed_val),
+            ("Sim. (best epoch)", (|c: &CellResult| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.agent_sim)) as fn(&CellResult) -> f64, (|c: &CellResult| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_sim)) as fn(&CellResult) -> f64),
+            ("Val.", |c: &CellResult| c.val, |c: &CellResult| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_val)),
         ] {
             let (mut wins, mut total, mut losses, mut beats) = (0, 0, Vec::new(), Vec::new());
             let mut reach = Vec::new();
@@ -980,7 +992,7 @@ impl Report<'_> {
                 ));
             }
         }
-        let reach: Vec<f64> = self.cells.iter().map(|c| c.yardsticks.reach_sim).filter(|v| v.is_finite()).collect();
+        let reach: Vec<f64> = self.cells.iter().map(|c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_sim)).filter(|v| v.is_finite()).collect();
         let (m, sd) = mean_std(&reach);
         out.push(format!("oracle: the agents reach {m:.2} ± {sd:.2} of the oracle's simulated reward on their best epoch's states ({} cells)", reach.len()));
         out.join("\n")
