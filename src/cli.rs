@@ -29,6 +29,13 @@ pub enum Command {
     Run(RunArgs),
     /// Predict a trace file's responses with a trained simulator and report its error.
     Predict(PredictArgs),
+    /// Turn real load-test results (Fortio JSON plus each run's rules) into a trace CSV.
+    #[command(subcommand)]
+    Ingest(crate::ingest::IngestSource),
+    /// Write a Table 5 cell's best loads as DestinationRule YAML and Fortio commands.
+    Export(crate::export::ExportArgs),
+    /// Compute a Table 5 cell's Val. from real Fortio runs of its exported pairs.
+    Validate(crate::validate::ValidateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +130,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => emulate(&args),
         Command::Run(args) => Ok(crate::experiment::run(&args.config, &args.overrides)?),
         Command::Predict(args) => predict(&args),
+        Command::Ingest(source) => Ok(crate::ingest::run_cli(&source)?),
+        Command::Export(args) => Ok(crate::export::run_cli(&args)?),
+        Command::Validate(args) => Ok(crate::validate::run_cli(&args)?),
         Command::Inspect(args) => {
             let spec = if args.features.is_empty() && args.targets.is_empty() {
                 TableSpec::default()

@@ -13,13 +13,16 @@ pub mod emulator;
 pub mod env;
 pub mod experiment;
 pub mod error;
+pub mod export;
 pub mod generate;
+pub mod ingest;
 pub mod inspect;
 pub mod nn;
 pub mod optim;
 pub mod report;
 pub mod rules;
 pub mod simulator;
+pub mod validate;
 
 pub use error::{Error, Result};
 

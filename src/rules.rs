@@ -43,6 +43,20 @@ pub const LOAD_COLUMNS: [&str; 2] = ["threads", "calls"];
 pub const RESPONSE_COLUMNS: [&str; 2] = ["qps", "failure_rate"];
 
 impl TrafficRules {
+    /// The rules from the first seven model inputs of a trace row ([`RULE_COLUMNS`] order);
+    /// the inverse of [`TrafficRules::to_features`] for whole-number counts.
+    pub fn from_features(x: &[f64]) -> TrafficRules {
+        TrafficRules {
+            max_pending_requests: x[0] as u32,
+            max_connections: x[1] as u32,
+            max_requests_per_connection: x[2] as u32,
+            ejection_time_s: x[3],
+            max_ejection_percent: x[4],
+            interval_s: x[5],
+            consecutive_errors: x[6] as u32,
+        }
+    }
+
     /// The rules as the first seven model inputs, in [`RULE_COLUMNS`] order.
     pub fn to_features(&self) -> [f64; 7] {
         [

@@ -35,7 +35,7 @@ fn help_lists_every_subcommand_with_a_description() {
     let out = meshrl(&["--help"], &repo());
     assert_ok(&out);
     let help = text(&out.stdout);
-    for sub in ["generate", "emulate", "inspect"] {
+    for sub in ["generate", "emulate", "inspect", "ingest", "export", "validate"] {
         let line = help.lines().find(|l| l.trim_start().starts_with(sub)).unwrap_or_else(|| panic!("{sub} missing:\n{help}"));
         assert!(line.split_whitespace().count() > 3, "{sub} has no description: {line}");
     }
@@ -227,8 +227,8 @@ fn table4_rejects_bad_configs_with_exit_2() {
     assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["tiny.toml", "colour"]);
 
     let config = tiny_table4(tmp.path(), "");
-    let missing = meshrl(&["run", config.to_str().unwrap(), "--set", "models=[\"mlp\", \"forest\"]"], tmp.path());
-    assert_exit_2_naming(&missing, &["forest"]);
+    let missing = meshrl(&["run", config.to_str().unwrap(), "--set", "models=[\"mlp\", \"boosting\"]"], tmp.path());
+    assert_exit_2_naming(&missing, &["boosting"]);
 
     let text_cfg = std::fs::read_to_string(&config).unwrap().replace("datasets/S4.csv", "datasets/S9.csv");
     std::fs::write(&config, text_cfg).unwrap();
@@ -331,6 +331,32 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     std::fs::remove_dir_all(dir.join("cells")).unwrap();
     assert_ok(&meshrl(&["run", config.to_str().unwrap()], tmp.path()));
     assert_eq!(csv, std::fs::read_to_string(dir.join("table5.csv")).unwrap());
+
+    // A real cell exports: its best validated loads as DestinationRules and a manifest.
+    let export = tmp.path().join("export");
+    let out = meshrl(&["export", dir.join("cells/S1/call_seed5.json").to_str().unwrap(), "--top", "3", "--out", export.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    for f in ["run_1.yaml", "run_2.yaml", "run_3.yaml", "manifest.csv"] {
+        assert!(export.join(f).exists(), "{f} missing:\n{}", text(&out.stdout));
+    }
+    assert_eq!(std::fs::read_to_string(export.join("manifest.csv")).unwrap().lines().count(), 4);
+
+    // Every validated pair of both sides, then Val. from "real" runs: with the same Fortio
+    // result for every run, the agents and the baseline tie at exactly 1.
+    let export_val = tmp.path().join("export_val");
+    let cell = dir.join("cells/S1/call_seed5.json");
+    assert_ok(&meshrl(&["export", cell.to_str().unwrap(), "--validation", "--out", export_val.to_str().unwrap()], tmp.path()));
+    let manifest = std::fs::read_to_string(export_val.join("manifest.csv")).unwrap();
+    assert_eq!(manifest.lines().count(), 1 + 2 * 40, "validation_pairs per side");
+    let partial = meshrl(&["validate", "--fortio", export_val.to_str().unwrap()], tmp.path());
+    assert_exit_2_naming(&partial, &["manifest.csv", "no Fortio result"]);
+    for line in manifest.lines().skip(1) {
+        let result = line.split(',').find(|f| f.starts_with("run_") && f.ends_with(".json")).unwrap();
+        std::fs::copy(fortio_fixtures().join("run_a.json"), export_val.join(result)).unwrap();
+    }
+    let out = meshrl(&["validate", "--fortio", export_val.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("Val. from 40 agent and 40 baseline runs: 1.000"), "{}", text(&out.stdout));
 }
 
 /// A run killed (SIGKILL, no chance to clean up) after its first finished cell: every cell
@@ -425,4 +451,146 @@ fn table4_redoes_cells_when_the_dataset_file_changes() {
     let changed = meshrl(&["run", config.to_str().unwrap()], tmp.path());
     assert_ok(&changed);
     assert!(fitted(&changed), "{}", text(&changed.stdout));
+}
+
+fn fortio_fixtures() -> PathBuf {
+    repo().join("tests/fixtures/fortio")
+}
+
+#[test]
+fn ingest_fortio_writes_a_trace_that_inspect_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let by_yaml = tmp.path().join("by_yaml.csv");
+    let out = meshrl(&["ingest", "fortio", fortio_fixtures().to_str().unwrap(), "--out", by_yaml.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    assert!(text(&out.stdout).starts_with("3 Fortio results"), "{}", text(&out.stdout));
+    let trace = std::fs::read_to_string(&by_yaml).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    assert_eq!(
+        lines[0],
+        "max_pending_requests,max_connections,max_requests_per_connection,ejection_time_s,max_ejection_percent,interval_s,consecutive_errors,\
+         threads,calls,qps,failure_rate,latency_mean_ms,latency_p50_ms,latency_p90_ms,latency_p99_ms,duration_s"
+    );
+    // run_a: Istio's circuit-breaking task, 12 of 30 calls answered 503.
+    assert_eq!(lines[1], "1,1,1,180,100,1,1,3,30,1093.762,0.400000,2.6810,2.3750,5.0000,12.0136,0.027428");
+    // run_c: socket errors (code -1) count as failures: 163 of 200.
+    assert!(lines[3].starts_with("3,2,2,60,100,10,5,10,200,2310.447,0.815000,"), "{}", lines[3]);
+    let inspect = meshrl(&["inspect", by_yaml.to_str().unwrap()], tmp.path());
+    assert_ok(&inspect);
+    assert!(text(&inspect.stdout).lines().next().unwrap().ends_with(": 3 rows"), "{}", text(&inspect.stdout));
+    // The manifest gives the same rules as the YAML files: the same trace, byte for byte.
+    let by_manifest = tmp.path().join("by_manifest.csv");
+    let manifest = fortio_fixtures().join("manifest.csv");
+    let out = meshrl(
+        &["ingest", "fortio", fortio_fixtures().to_str().unwrap(), "--rules", manifest.to_str().unwrap(), "--out", by_manifest.to_str().unwrap()],
+        tmp.path(),
+    );
+    assert_ok(&out);
+    assert_eq!(trace, std::fs::read_to_string(&by_manifest).unwrap());
+}
+
+#[test]
+fn ingest_fortio_rejects_bad_inputs_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results");
+    std::fs::create_dir(&dir).unwrap();
+    let json = std::fs::read_to_string(fortio_fixtures().join("run_a.json")).unwrap();
+    let yaml = std::fs::read_to_string(fortio_fixtures().join("run_a.yaml")).unwrap();
+    let out_csv = tmp.path().join("trace.csv");
+    let ingest = |extra: &[&str]| {
+        let mut args = vec!["ingest", "fortio", dir.to_str().unwrap(), "--out", out_csv.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        meshrl(&args, tmp.path())
+    };
+    // A result with no rules.
+    std::fs::write(dir.join("r1.json"), &json).unwrap();
+    assert_exit_2_naming(&ingest(&[]), &["r1.json", "no rules", "r1.yaml"]);
+    // A duration with a unit Istio does not have.
+    std::fs::write(dir.join("r1.yaml"), yaml.replace("baseEjectionTime: 3m", "baseEjectionTime: 3min")).unwrap();
+    assert_exit_2_naming(&ingest(&[]), &["r1.yaml", "baseEjectionTime", "3min"]);
+    // A rule field the trace cannot record.
+    std::fs::write(dir.join("r1.yaml"), yaml.replace("maxEjectionPercent: 100", "maxEjectionPercent: 100\n      minHealthPercent: 50")).unwrap();
+    assert_exit_2_naming(&ingest(&[]), &["r1.yaml", "minHealthPercent"]);
+    // A Fortio field of the wrong type.
+    std::fs::write(dir.join("r1.yaml"), &yaml).unwrap();
+    std::fs::write(dir.join("r1.json"), json.replace("\"ActualDuration\": 27428191", "\"ActualDuration\": \"27ms\"")).unwrap();
+    assert_exit_2_naming(&ingest(&[]), &["r1.json", "ActualDuration"]);
+    // A manifest without a row for the result.
+    std::fs::write(dir.join("r1.json"), &json).unwrap();
+    let manifest = tmp.path().join("manifest.csv");
+    let text_m = std::fs::read_to_string(fortio_fixtures().join("manifest.csv")).unwrap();
+    std::fs::write(&manifest, &text_m).unwrap();
+    assert_exit_2_naming(&ingest(&["--rules", manifest.to_str().unwrap()]), &["manifest.csv", "result", "r1.json"]);
+    assert!(!out_csv.exists(), "no trace is written on error");
+    // An empty directory.
+    std::fs::remove_file(dir.join("r1.json")).unwrap();
+    assert_exit_2_naming(&ingest(&[]), &["results", "no Fortio result"]);
+}
+
+/// A Table 5 run directory made by hand: one S1 cell whose dataset path is relative to the
+/// repository, as in a run made there.
+fn hand_made_run(dir: &Path) -> PathBuf {
+    let pair = |row: usize, threads: u32, calls: u32, emu: f64| {
+        serde_json::json!({ "service": 0, "row": row, "threads": threads, "calls": calls, "sim_reward": emu * 0.9, "emu_reward": emu })
+    };
+    let cell = dir.join("run/cells/S1/thread-call_seed2.json");
+    std::fs::create_dir_all(cell.parent().unwrap()).unwrap();
+    let json = serde_json::json!({
+        "key": "hand made", "dataset": "S1", "configuration": "thread-call", "seed": 2,
+        "best_rl": [pair(10, 3, 30, 12.5), pair(4, 6, 300, 40.0), pair(4, 6, 300, 40.0), pair(0, 2, 200, 25.0)],
+        "best_baseline": [],
+    });
+    std::fs::write(&cell, json.to_string()).unwrap();
+    std::fs::write(dir.join("run/config.resolved.toml"), "kind = \"table5\"\n\n[[dataset]]\nname = \"S1\"\npath = \"datasets/S1.csv\"\n").unwrap();
+    cell
+}
+
+#[test]
+fn export_writes_rules_that_ingest_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cell = hand_made_run(tmp.path());
+    let export = tmp.path().join("export");
+    let out = meshrl(&["export", cell.to_str().unwrap(), "--out", export.to_str().unwrap(), "--url", "http://httpbin:8000/get"], &repo());
+    assert_ok(&out);
+    let manifest = std::fs::read_to_string(export.join("manifest.csv")).unwrap();
+    let lines: Vec<&str> = manifest.lines().collect();
+    assert_eq!(lines.len(), 1 + 3, "the duplicate pair is exported once:\n{manifest}");
+    assert!(lines[1].starts_with("1,run_1.yaml,fortio load -c 6 -qps 0 -n 300 -json run_1.json http://httpbin:8000/get,run_1.json,"), "{manifest}");
+    assert!(lines[2].starts_with("2,run_2.yaml,fortio load -c 2 -qps 0 -n 200 "), "{manifest}");
+    // Running the commands leaves run_<i>.json beside run_<i>.yaml; stand-ins here.
+    for i in 1..=3 {
+        std::fs::copy(fortio_fixtures().join("run_b.json"), export.join(format!("run_{i}.json"))).unwrap();
+    }
+    let trace = tmp.path().join("trace.csv");
+    assert_ok(&meshrl(&["ingest", "fortio", export.to_str().unwrap(), "--out", trace.to_str().unwrap()], tmp.path()));
+    let rules_of = |line: &str| line.split(',').take(7).map(|c| c.parse::<f64>().unwrap()).collect::<Vec<_>>();
+    let trace_text = std::fs::read_to_string(&trace).unwrap();
+    let s1 = std::fs::read_to_string(repo().join("datasets/S1.csv")).unwrap();
+    for (i, row) in [4usize, 0, 10].iter().enumerate() {
+        let expected = rules_of(s1.lines().nth(row + 1).unwrap());
+        assert_eq!(rules_of(trace_text.lines().nth(i + 1).unwrap()), expected, "run_{}", i + 1);
+        let from_manifest: Vec<f64> = lines[i + 1].split(',').skip(4).take(7).map(|c| c.parse().unwrap()).collect();
+        assert_eq!(from_manifest, expected);
+    }
+    let via_manifest = tmp.path().join("trace_m.csv");
+    let m = export.join("manifest.csv");
+    assert_ok(&meshrl(&["ingest", "fortio", export.to_str().unwrap(), "--rules", m.to_str().unwrap(), "--out", via_manifest.to_str().unwrap()], tmp.path()));
+    assert_eq!(trace_text, std::fs::read_to_string(&via_manifest).unwrap());
+}
+
+#[test]
+fn export_rejects_bad_inputs_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cell = hand_made_run(tmp.path());
+    let out_dir = tmp.path().join("export");
+    let export = |cwd: &Path| meshrl(&["export", cell.to_str().unwrap(), "--out", out_dir.to_str().unwrap()], cwd);
+    // Made elsewhere: the relative dataset path does not resolve.
+    assert_exit_2_naming(&export(tmp.path()), &["datasets/S1.csv", "config.resolved.toml", "relative"]);
+    std::fs::remove_file(tmp.path().join("run/config.resolved.toml")).unwrap();
+    assert_exit_2_naming(&export(&repo()), &["config.resolved.toml"]);
+    std::fs::write(&cell, "{\"dataset\": \"S1\"}").unwrap();
+    assert_exit_2_naming(&export(&repo()), &["thread-call_seed2.json", "best_rl"]);
+    let out = meshrl(&["export", cell.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--top", "0"], &repo());
+    assert_exit_2_naming(&out, &["--top"]);
+    assert!(!out_dir.exists(), "nothing is written on error");
 }

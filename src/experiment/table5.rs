@@ -419,16 +419,7 @@ pub(crate) fn simulate(ctx: &DatasetContext, pairs: &mut [Pair]) -> Result<()> {
 /// Runs the pairs on the emulator (the ground truth), in parallel, one seeded load test each.
 pub(crate) fn emulate(ctx: &DatasetContext, pairs: &mut [Pair], seed: u64) {
     pairs.par_iter_mut().enumerate().for_each(|(i, p)| {
-        let x = ctx.table.feature_row(p.row);
-        let rules = TrafficRules {
-            max_pending_requests: x[0] as u32,
-            max_connections: x[1] as u32,
-            max_requests_per_connection: x[2] as u32,
-            ejection_time_s: x[3],
-            max_ejection_percent: x[4],
-            interval_s: x[5],
-            consecutive_errors: x[6] as u32,
-        };
+        let rules = TrafficRules::from_features(ctx.table.feature_row(p.row));
         let r = run_load_test(&rules, &Load { threads: p.threads, calls: p.calls }, &ctx.scenario, seed.wrapping_add(i as u64));
         p.emu_reward = Some(r.reward());
     });

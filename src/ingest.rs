@@ -1,0 +1,690 @@
+//! `meshrl ingest fortio`: real load tests in, trace rows out. Each Fortio JSON result
+//! (`fortio load -json`) plus the DestinationRule its run was made under becomes one row of
+//! the protocol schema, so that a real testbed's runs train and check simulators exactly
+//! like the emulated datasets.
+//!
+//! The DestinationRule types here are shared with `meshrl export`, which writes the rules
+//! the agents found as YAML: one definition of the mapping, so the round trip is exact.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use polars::prelude::{CsvReadOptions, DataFrame, SerReader};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::rules::{TrafficRules, LOAD_COLUMNS, RESPONSE_COLUMNS, RULE_COLUMNS};
+
+/// Detail columns an ingested trace carries: the ones Fortio measures directly. The loader
+/// accepts any subset of [`crate::data::DETAIL_COLUMNS`]; the 503 causes, ejections and
+/// the emulator seed are not in a Fortio result, so they are left out rather than faked.
+pub const FORTIO_DETAIL_COLUMNS: [&str; 5] = ["latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "duration_s"];
+
+#[derive(Subcommand, Debug)]
+pub enum IngestSource {
+    /// Fortio JSON results (`fortio load -json`) plus the DestinationRule of each run.
+    Fortio(FortioArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FortioArgs {
+    /// Directory of Fortio JSON results; each `<stem>.json` takes its rules from `<stem>.yaml`
+    /// beside it unless `--rules` is given.
+    pub dir: PathBuf,
+    /// Manifest CSV with a `result` column (JSON file name) and the seven rule columns.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// The trace CSV to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run_cli(source: &IngestSource) -> Result<()> {
+    match source {
+        IngestSource::Fortio(args) => {
+            let rows = ingest_fortio(&args.dir, args.rules.as_deref())?;
+            write_trace(&args.out, &rows)?;
+            let from = match &args.rules {
+                Some(m) => format!("manifest {}", m.display()),
+                None => "the DestinationRule YAML beside each result".to_string(),
+            };
+            println!("{} Fortio results of {} (rules from {from}) -> {}", rows.len(), args.dir.display(), args.out.display());
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fortio results
+
+/// What one Fortio run measured, in the trace's units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FortioRun {
+    pub threads: u32,
+    pub calls: u32,
+    pub qps: f64,
+    /// Non-2xx share of all return codes (socket errors, code -1, included).
+    pub failure_rate: f64,
+    pub latency_mean_ms: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p90_ms: f64,
+    pub latency_p99_ms: f64,
+    pub duration_s: f64,
+}
+
+/// One entry of `DurationHistogram.Percentiles`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Percentile {
+    percentile: f64,
+    value: f64,
+}
+
+/// The value at `path` in a JSON document, typed by serde; errors name the file and the
+/// field, which serde_json's own messages do not (they give only line and column).
+fn field<T: DeserializeOwned>(file: &Path, root: &serde_json::Value, path: &[&str]) -> Result<T> {
+    let name = path.join(".");
+    let mut v = root;
+    for key in path {
+        v = v.get(key).ok_or_else(|| Error::file(file, format!("field `{name}`: missing")))?;
+    }
+    T::deserialize(v).map_err(|e| Error::file(file, format!("field `{name}`: {e}")))
+}
+
+/// Reads one `fortio load -json` result. Fields other than the ones the trace needs are
+/// ignored, so results of any Fortio version with these fields read.
+pub fn read_fortio(path: &Path) -> Result<FortioRun> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let root: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a JSON file: {e}")))?;
+    if !root.is_object() {
+        return Err(Error::file(path, "not a Fortio result: the JSON is not an object"));
+    }
+    let threads: u32 = field(path, &root, &["NumThreads"])?;
+    let count: u64 = field(path, &root, &["DurationHistogram", "Count"])?;
+    let qps: f64 = field(path, &root, &["ActualQPS"])?;
+    let duration_ns: u64 = field(path, &root, &["ActualDuration"])?;
+    let avg: f64 = field(path, &root, &["DurationHistogram", "Avg"])?;
+    let percentiles: Vec<Percentile> = field(path, &root, &["DurationHistogram", "Percentiles"])?;
+    let codes: BTreeMap<String, u64> = field(path, &root, &["RetCodes"])?;
+
+    let bad = |name: &str, why: String| Error::file(path, format!("field `{name}`: {why}"));
+    if threads == 0 {
+        return Err(bad("NumThreads", "must be >= 1, found 0".into()));
+    }
+    let calls = u32::try_from(count).ok().filter(|&c| c >= 1).ok_or_else(|| {
+        bad("DurationHistogram.Count", format!("must be in 1..={}, found {count}", u32::MAX))
+    })?;
+    if !(qps.is_finite() && qps >= 0.0) {
+        return Err(bad("ActualQPS", format!("must be a number >= 0, found {qps}")));
+    }
+    if !(avg.is_finite() && avg >= 0.0) {
+        return Err(bad("DurationHistogram.Avg", format!("must be a number >= 0 (seconds), found {avg}")));
+    }
+    let mut total = 0u64;
+    let mut failed = 0u64;
+    for (code, n) in &codes {
+        let status: i64 = code
+            .parse()
+            .map_err(|_| bad("RetCodes", format!("key `{code}` is not an HTTP status code (only HTTP runs are traces)")))?;
+        total += n;
+        if !(200..300).contains(&status) {
+            failed += n;
+        }
+    }
+    if total == 0 {
+        return Err(bad("RetCodes", "holds no call: a failure rate needs at least one".into()));
+    }
+    let ms_at = |p: f64| -> Result<f64> {
+        let hit = percentiles.iter().find(|q| q.percentile == p).ok_or_else(|| {
+            bad("DurationHistogram.Percentiles", format!("has no {p}th percentile (run fortio with -p including 50,90,99)"))
+        })?;
+        if !(hit.value.is_finite() && hit.value >= 0.0) {
+            return Err(bad("DurationHistogram.Percentiles", format!("the {p}th percentile is {} (expected seconds >= 0)", hit.value)));
+        }
+        Ok(hit.value * 1000.0)
+    };
+    Ok(FortioRun {
+        threads,
+        calls,
+        qps,
+        failure_rate: failed as f64 / total as f64,
+        latency_mean_ms: avg * 1000.0,
+        latency_p50_ms: ms_at(50.0)?,
+        latency_p90_ms: ms_at(90.0)?,
+        latency_p99_ms: ms_at(99.0)?,
+        duration_s: duration_ns as f64 / 1e9,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// DestinationRule
+
+/// A duration of an Istio field, in seconds, written as a string with one unit (`500ms`,
+/// `1s`, `3m`, `1h`). Parsed strictly: a typo in a unit must not silently mean seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IstioDuration(pub f64);
+
+impl IstioDuration {
+    pub fn parse(text: &str) -> std::result::Result<f64, String> {
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let scale = match unit {
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("duration `{text}` has no unit (use ms, s, m or h, e.g. \"30s\")")),
+            _ => return Err(format!("duration `{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+        };
+        let well_formed = {
+            let mut parts = number.splitn(2, '.');
+            let whole = parts.next().unwrap_or("");
+            let frac = parts.next();
+            !whole.is_empty() && frac.is_none_or(|f| !f.is_empty() && !f.contains('.'))
+        };
+        let x: f64 = match number.parse() {
+            Ok(x) if well_formed => x,
+            _ => return Err(format!("duration `{text}`: expected a number then a unit, e.g. \"30s\" or \"500ms\"")),
+        };
+        // Dividing by 1000 (not multiplying by 1e-3) keeps "500ms" exactly 0.5.
+        let seconds = if unit == "ms" { x / 1000.0 } else { x * scale };
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return Err(format!("duration `{text}` must be > 0"));
+        }
+        Ok(seconds)
+    }
+
+    /// The shortest text that parses back to exactly these seconds: whole seconds as `30s`,
+    /// whole milliseconds as `500ms`, anything else as decimal seconds.
+    pub fn format(seconds: f64) -> String {
+        if seconds.fract() == 0.0 {
+            return format!("{seconds}s");
+        }
+        let ms = seconds * 1000.0;
+        if ms.fract() == 0.0 && ms / 1000.0 == seconds {
+            return format!("{ms}ms");
+        }
+        format!("{seconds}s")
+    }
+}
+
+impl Serialize for IstioDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&Self::format(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for IstioDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map(IstioDuration).map_err(serde::de::Error::custom)
+    }
+}
+
+/// serde_yaml places an error raised inside a value at the enclosing map, so the duration
+/// fields add their own name.
+fn named_duration<'de, D: Deserializer<'de>>(d: D, field: &str) -> std::result::Result<IstioDuration, D::Error> {
+    IstioDuration::deserialize(d).map_err(|e| serde::de::Error::custom(format!("{field}: {e}")))
+}
+fn interval<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<IstioDuration, D::Error> {
+    named_duration(d, "interval")
+}
+fn base_ejection_time<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<IstioDuration, D::Error> {
+    named_duration(d, "baseEjectionTime")
+}
+
+/// An Istio DestinationRule (networking.istio.io/v1) as far as the trace is concerned.
+/// Fields outside `connectionPool` and `outlierDetection` (labels, subsets, loadBalancer,
+/// tls ...) are ignored; inside them every field must be one of the seven rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRule {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: DestinationRuleSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRuleSpec {
+    pub host: String,
+    pub traffic_policy: TrafficPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficPolicy {
+    pub connection_pool: ConnectionPool,
+    pub outlier_detection: OutlierDetection,
+}
+
+/// Unknown fields are denied from here down: any other circuit-breaker setting (e.g.
+/// `http2MaxRequests`) changes the run in a way the seven trace columns cannot record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPool {
+    pub tcp: TcpSettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TcpSettings {
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpSettings {
+    pub http1_max_pending_requests: u32,
+    pub max_requests_per_connection: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutlierDetection {
+    #[serde(rename = "consecutive5xxErrors")]
+    pub consecutive_5xx_errors: u32,
+    #[serde(deserialize_with = "interval")]
+    pub interval: IstioDuration,
+    #[serde(deserialize_with = "base_ejection_time")]
+    pub base_ejection_time: IstioDuration,
+    pub max_ejection_percent: u32,
+}
+
+const API_VERSION: &str = "networking.istio.io/v1";
+
+impl DestinationRule {
+    /// The rule that applies `rules` to `host`; fails if a value has no Istio spelling
+    /// (Istio's `maxEjectionPercent` is a whole number).
+    pub fn new(name: &str, host: &str, rules: &TrafficRules) -> std::result::Result<Self, String> {
+        let p = rules.max_ejection_percent;
+        if !(p.fract() == 0.0 && (0.0..=100.0).contains(&p)) {
+            return Err(format!("max_ejection_percent {p} is not a whole number in 0..=100 (Istio's maxEjectionPercent)"));
+        }
+        Ok(DestinationRule {
+            api_version: API_VERSION.into(),
+            kind: "DestinationRule".into(),
+            metadata: Metadata { name: name.into() },
+            spec: DestinationRuleSpec {
+                host: host.into(),
+                traffic_policy: TrafficPolicy {
+                    connection_pool: ConnectionPool {
+                        tcp: TcpSettings { max_connections: rules.max_connections },
+                        http: HttpSettings {
+                            http1_max_pending_requests: rules.max_pending_requests,
+                            max_requests_per_connection: rules.max_requests_per_connection,
+                        },
+                    },
+                    outlier_detection: OutlierDetection {
+                        consecutive_5xx_errors: rules.consecutive_errors,
+                        interval: IstioDuration(rules.interval_s),
+                        base_ejection_time: IstioDuration(rules.ejection_time_s),
+                        max_ejection_percent: p as u32,
+                    },
+                },
+            },
+        })
+    }
+
+    /// The seven trace columns, checked against the protocol's ranges; an error names the
+    /// YAML field.
+    pub fn rules(&self) -> std::result::Result<TrafficRules, String> {
+        let pool = &self.spec.traffic_policy.connection_pool;
+        let od = &self.spec.traffic_policy.outlier_detection;
+        let at = "spec.trafficPolicy";
+        for (name, v) in [
+            ("connectionPool.tcp.maxConnections", pool.tcp.max_connections),
+            ("connectionPool.http.http1MaxPendingRequests", pool.http.http1_max_pending_requests),
+            ("connectionPool.http.maxRequestsPerConnection", pool.http.max_requests_per_connection),
+            ("outlierDetection.consecutive5xxErrors", od.consecutive_5xx_errors),
+        ] {
+            if v == 0 {
+                return Err(format!("{at}.{name}: must be >= 1, found 0"));
+            }
+        }
+        if od.max_ejection_percent > 100 {
+            return Err(format!("{at}.outlierDetection.maxEjectionPercent: must be in 0..=100, found {}", od.max_ejection_percent));
+        }
+        Ok(TrafficRules {
+            max_pending_requests: pool.http.http1_max_pending_requests,
+            max_connections: pool.tcp.max_connections,
+            max_requests_per_connection: pool.http.max_requests_per_connection,
+            ejection_time_s: od.base_ejection_time.0,
+            max_ejection_percent: f64::from(od.max_ejection_percent),
+            interval_s: od.interval.0,
+            consecutive_errors: od.consecutive_5xx_errors,
+        })
+    }
+
+    pub fn to_yaml(&self) -> std::result::Result<String, String> {
+        serde_yaml::to_string(self).map_err(|e| e.to_string())
+    }
+}
+
+/// Reads the traffic rules of one DestinationRule YAML file.
+pub fn read_destination_rule(path: &Path) -> Result<TrafficRules> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    // serde_yaml's messages carry the field's path (e.g. `spec.trafficPolicy.outlierDetection.interval`).
+    let rule: DestinationRule =
+        serde_yaml::from_str(&text).map_err(|e| Error::file(path, format!("not a valid DestinationRule: {e}")))?;
+    if rule.kind != "DestinationRule" {
+        return Err(Error::file(path, format!("field `kind`: expected DestinationRule, found {}", rule.kind)));
+    }
+    if !rule.api_version.starts_with("networking.istio.io/") {
+        return Err(Error::file(path, format!("field `apiVersion`: expected {API_VERSION}, found {}", rule.api_version)));
+    }
+    rule.rules().map_err(|e| Error::file(path, format!("field {e}")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifest
+
+/// Reads a manifest CSV: column `result` (a JSON file name) and the seven rule columns, in
+/// the trace's units (seconds, percent). Other columns (e.g. those `meshrl export` writes)
+/// are ignored. Returns the rules by result file name.
+pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let frame: DataFrame = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(Cursor::new(bytes))
+        .finish()
+        .map_err(|e| Error::file(path, format!("not a readable CSV file: {e}")))?;
+    let text_column = |name: &str| -> Result<Vec<Option<String>>> {
+        let column = frame.column(name).map_err(|_| Error::file(path, format!("missing column `{name}`")))?;
+        let cells = column.str().map_err(|e| Error::file(path, format!("column `{name}`: {e}")))?;
+        Ok(cells.iter().map(|c| c.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())).collect())
+    };
+    let results = text_column("result")?;
+    let columns: Vec<Vec<Option<String>>> = RULE_COLUMNS.iter().map(|c| text_column(c)).collect::<Result<_>>()?;
+    let mut out = BTreeMap::new();
+    for (i, result) in results.iter().enumerate() {
+        let row = i + 1;
+        let result = result.clone().ok_or_else(|| Error::field(path, row, "result", "empty cell (missing value)"))?;
+        let value = |j: usize| -> Result<f64> {
+            let name = RULE_COLUMNS[j];
+            let text = columns[j][i].as_deref().ok_or_else(|| Error::field(path, row, name, "empty cell (missing value)"))?;
+            text.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| Error::field(path, row, name, format!("`{text}` is not a number")))
+        };
+        let whole = |j: usize| -> Result<u32> {
+            let x = value(j)?;
+            if x.fract() != 0.0 || !(1.0..=f64::from(u32::MAX)).contains(&x) {
+                return Err(Error::field(path, row, RULE_COLUMNS[j], format!("expected a whole number >= 1, found {x}")));
+            }
+            Ok(x as u32)
+        };
+        let rules = TrafficRules {
+            max_pending_requests: whole(0)?,
+            max_connections: whole(1)?,
+            max_requests_per_connection: whole(2)?,
+            ejection_time_s: value(3)?,
+            max_ejection_percent: value(4)?,
+            interval_s: value(5)?,
+            consecutive_errors: whole(6)?,
+        };
+        for (j, x, ok) in [
+            (3, rules.ejection_time_s, rules.ejection_time_s > 0.0),
+            (4, rules.max_ejection_percent, (0.0..=100.0).contains(&rules.max_ejection_percent)),
+            (5, rules.interval_s, rules.interval_s > 0.0),
+        ] {
+            if !ok {
+                let range = if j == 4 { "in 0..=100" } else { "> 0" };
+                return Err(Error::field(path, row, RULE_COLUMNS[j], format!("expected a number {range}, found {x}")));
+            }
+        }
+        if out.insert(result.clone(), rules).is_some() {
+            return Err(Error::field(path, row, "result", format!("`{result}` is listed twice")));
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Trace
+
+/// One trace row: a Fortio result and the rules of its run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRow {
+    /// The result's file name, for messages.
+    pub result: String,
+    pub rules: TrafficRules,
+    pub run: FortioRun,
+}
+
+/// Every `*.json` result of `dir` (sorted by file name, so the output is deterministic)
+/// with its rules: from `manifest` when given, else from `<stem>.yaml` beside it.
+pub fn ingest_fortio(dir: &Path, manifest: Option<&Path>) -> Result<Vec<TraceRow>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read the directory: {e}")))?;
+    let mut results: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    results.sort();
+    if results.is_empty() {
+        return Err(Error::file(dir, "holds no Fortio result (*.json)"));
+    }
+    let manifest_rules = manifest.map(|m| read_manifest(m).map(|r| (m, r))).transpose()?;
+    results
+        .iter()
+        .map(|path| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let run = read_fortio(path)?;
+            let rules = match &manifest_rules {
+                Some((m, by_name)) => *by_name.get(&name).ok_or_else(|| {
+                    Error::file(*m, format!("field `result`: no row for {} (a result with no rules)", path.display()))
+                })?,
+                None => {
+                    let yaml = path.with_extension("yaml");
+                    if !yaml.is_file() {
+                        return Err(Error::file(
+                            path,
+                            format!("no rules: expected the DestinationRule {} beside it, or pass --rules <manifest.csv>", yaml.display()),
+                        ));
+                    }
+                    read_destination_rule(&yaml)?
+                }
+            };
+            Ok(TraceRow { result: name, rules, run })
+        })
+        .collect()
+}
+
+/// The trace CSV: the 11 protocol columns then [`FORTIO_DETAIL_COLUMNS`], with the
+/// datasets' precision for measured values.
+pub fn trace_csv(rows: &[TraceRow]) -> String {
+    let header: Vec<&str> =
+        RULE_COLUMNS.iter().chain(&LOAD_COLUMNS).chain(&RESPONSE_COLUMNS).chain(&FORTIO_DETAIL_COLUMNS).copied().collect();
+    let mut s = header.join(",");
+    s.push('\n');
+    for r in rows {
+        let (k, f) = (&r.rules, &r.run);
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{:.3},{:.6},{:.4},{:.4},{:.4},{:.4},{:.6}",
+            k.max_pending_requests,
+            k.max_connections,
+            k.max_requests_per_connection,
+            k.ejection_time_s,
+            k.max_ejection_percent,
+            k.interval_s,
+            k.consecutive_errors,
+            f.threads,
+            f.calls,
+            f.qps,
+            f.failure_rate,
+            f.latency_mean_ms,
+            f.latency_p50_ms,
+            f.latency_p90_ms,
+            f.latency_p99_ms,
+            f.duration_s
+        );
+    }
+    s
+}
+
+pub fn write_trace(path: &Path, rows: &[TraceRow]) -> Result<()> {
+    crate::atomic::write_file(path, trace_csv(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{load_table, TableSpec, DETAIL_COLUMNS};
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fortio")
+    }
+
+    fn rules() -> TrafficRules {
+        TrafficRules {
+            max_pending_requests: 2,
+            max_connections: 1,
+            max_requests_per_connection: 3,
+            ejection_time_s: 180.0,
+            max_ejection_percent: 100.0,
+            interval_s: 0.5,
+            consecutive_errors: 1,
+        }
+    }
+
+    #[test]
+    fn durations_parse_strictly() {
+        assert_eq!(IstioDuration::parse("500ms"), Ok(0.5));
+        assert_eq!(IstioDuration::parse("1s"), Ok(1.0));
+        assert_eq!(IstioDuration::parse("3m"), Ok(180.0));
+        assert_eq!(IstioDuration::parse("1h"), Ok(3600.0));
+        assert_eq!(IstioDuration::parse("1.5s"), Ok(1.5));
+        for bad in ["", "1", "s", "1d", "1us", "1 s", "-1s", "1.s", ".5s", "1.2.3s", "0s", "1m30s", "1S"] {
+            assert!(IstioDuration::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn durations_format_back_to_the_same_seconds() {
+        for s in [30.0, 180.0, 0.5, 0.001, 1.5, 0.0005, 2.25, 0.1, 0.3, 7.123456789] {
+            let text = IstioDuration::format(s);
+            assert_eq!(IstioDuration::parse(&text), Ok(s), "{s} -> {text}");
+        }
+        assert_eq!(IstioDuration::format(30.0), "30s");
+        assert_eq!(IstioDuration::format(0.5), "500ms");
+    }
+
+    #[test]
+    fn destination_rule_round_trips_through_yaml() {
+        let rule = DestinationRule::new("meshrl-s1-1", "productpage", &rules()).unwrap();
+        let yaml = rule.to_yaml().unwrap();
+        assert!(yaml.contains("interval: 500ms") && yaml.contains("baseEjectionTime: 180s"), "{yaml}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(&path, &yaml).unwrap();
+        assert_eq!(read_destination_rule(&path).unwrap(), rules());
+        let odd = TrafficRules { max_ejection_percent: 33.5, ..rules() };
+        assert!(DestinationRule::new("x", "h", &odd).is_err());
+    }
+
+    #[test]
+    fn reads_the_fixture_results_and_rules() {
+        let run = read_fortio(&fixtures().join("run_a.json")).unwrap();
+        assert_eq!((run.threads, run.calls), (3, 30));
+        assert!((run.failure_rate - 0.4).abs() < 1e-12, "{run:?}");
+        assert!((run.latency_p50_ms - 2.375).abs() < 1e-9, "{run:?}");
+        assert!(run.latency_p50_ms <= run.latency_p90_ms && run.latency_p90_ms <= run.latency_p99_ms);
+        let rows = ingest_fortio(&fixtures(), None).unwrap();
+        assert_eq!(rows.len(), 3);
+        let names: Vec<&str> = rows.iter().map(|r| r.result.as_str()).collect();
+        assert_eq!(names, ["run_a.json", "run_b.json", "run_c.json"], "sorted by file name");
+        let by_manifest = ingest_fortio(&fixtures(), Some(&fixtures().join("manifest.csv"))).unwrap();
+        assert_eq!(rows, by_manifest, "the manifest says what the YAML files say");
+    }
+
+    #[test]
+    fn the_written_trace_loads_as_a_protocol_file() {
+        for c in FORTIO_DETAIL_COLUMNS {
+            assert!(DETAIL_COLUMNS.contains(&c), "{c} is not a known detail column");
+        }
+        let rows = ingest_fortio(&fixtures(), None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("trace.csv");
+        write_trace(&out, &rows).unwrap();
+        let table = load_table(&out, &TableSpec::default()).unwrap();
+        assert_eq!(table.n_rows(), 3);
+        assert_eq!(&table.feature_row(0)[..7], &rows[0].rules.to_features());
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn bad_results_name_the_file_and_field() {
+        let good = std::fs::read_to_string(fixtures().join("run_a.json")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (good.replace("\"ActualQPS\"", "\"ActualQps\""), "ActualQPS"),
+            (good.replace("\"NumThreads\": 3", "\"NumThreads\": \"3\""), "NumThreads"),
+            (good.replace("\"Percentile\": 90,", "\"Percentile\": 95,"), "DurationHistogram.Percentiles"),
+            (good.replace("\"503\": 12", "\"UNAVAILABLE\": 12"), "RetCodes"),
+            ("[1, 2]".to_string(), "not a Fortio result"),
+        ];
+        for (text, needle) in cases {
+            let path = write(dir.path(), "bad.json", &text);
+            let err = read_fortio(&path).unwrap_err().to_string();
+            assert!(err.contains("bad.json") && err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_name_the_file_and_field() {
+        let good = std::fs::read_to_string(fixtures().join("run_a.yaml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (good.replace("interval: 1s", "interval: 1d"), "interval"),
+            (good.replace("interval: 1s", "interval: 1"), "interval"),
+            (good.replace("tcp:\n        maxConnections: 1\n", "tcp: {}\n"), "missing field `maxConnections`"),
+            (good.replace("maxConnections: 1", "maxConnections: 1\n        connectTimeout: 30ms"), "connectTimeout"),
+            (good.replace("maxEjectionPercent: 100", "maxEjectionPercent: 101"), "maxEjectionPercent"),
+            (good.replace("maxEjectionPercent: 100", "maxEjectionPercent: many"), "maxEjectionPercent"),
+            (good.replace("consecutive5xxErrors: 1", "consecutive5xxErrors: 0"), "consecutive5xxErrors"),
+            (good.replace("kind: DestinationRule", "kind: VirtualService"), "kind"),
+        ];
+        for (text, needle) in cases {
+            assert_ne!(text, good, "{needle}: the replacement did not apply");
+            let path = write(dir.path(), "bad.yaml", &text);
+            let err = read_destination_rule(&path).unwrap_err().to_string();
+            assert!(err.contains("bad.yaml") && err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_manifests_name_the_file_row_and_column() {
+        let good = std::fs::read_to_string(fixtures().join("manifest.csv")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines: Vec<String> = good.lines().map(String::from).collect();
+        lines[2] = lines[2].replacen(",8,", ",0,", 1);
+        let path = write(dir.path(), "m.csv", &lines.join("\n"));
+        let err = read_manifest(&path).unwrap_err().to_string();
+        assert!(err.contains("m.csv") && err.contains("row 2") && err.contains("max_pending_requests"), "{err}");
+        let path = write(dir.path(), "m.csv", &good.replace("interval_s", "interval"));
+        let err = read_manifest(&path).unwrap_err().to_string();
+        assert!(err.contains("m.csv") && err.contains("interval_s"), "{err}");
+        // A result the manifest does not list.
+        let only_two: Vec<&str> = good.lines().take(3).collect();
+        let path = write(dir.path(), "m.csv", &only_two.join("\n"));
+        let err = ingest_fortio(&fixtures(), Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("m.csv") && err.contains("result") && err.contains("run_c.json"), "{err}");
+    }
+}
