@@ -1,5 +1,5 @@
-//! Simulator speed: one MLP training epoch on S3, and batched prediction (rows per second)
-//! for each model.
+//! Simulator speed: one MLP training epoch and one random-forest fit on S3, and batched
+//! prediction (rows per second) for each model.
 //!
 //! cargo bench --bench simulator
 
@@ -7,7 +7,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meshrl::data::{load_table, split, Normalizer, TableSpec};
-use meshrl::simulator::baselines::{LogisticConfig, RidgeConfig, SvrConfig};
+use meshrl::simulator::baselines::{ForestConfig, LogisticConfig, RidgeConfig, SvrConfig};
 use meshrl::simulator::mlp::MlpConfig;
 use meshrl::simulator::{to_array, SimulatorParams};
 use ndarray::Array2;
@@ -34,6 +34,12 @@ fn bench_simulators(c: &mut Criterion) {
     group.bench_function("epoch_S3", |b| b.iter(|| one_epoch.train(&x, &y, 1).unwrap().history.len()));
     group.finish();
 
+    // The default forest (120 trees per output, fully grown) on the whole S3 training split.
+    let mut group = c.benchmark_group("forest_fit");
+    group.sample_size(10).throughput(Throughput::Elements(x.nrows() as u64));
+    group.bench_function("S3", |b| b.iter(|| ForestConfig::default().fit(&x, &y, 1).unwrap().name()));
+    group.finish();
+
     let rows = 8192;
     let batch = x.slice(ndarray::s![..rows, ..]).to_owned();
     let (xs, ys) = (x.slice(ndarray::s![..2000, ..]).to_owned(), y.slice(ndarray::s![..2000, ..]).to_owned());
@@ -42,6 +48,7 @@ fn bench_simulators(c: &mut Criterion) {
         ("svr", Box::new(SvrConfig::default())),
         ("ridge", Box::new(RidgeConfig::default())),
         ("logistic", Box::new(LogisticConfig::default())),
+        ("forest", Box::new(ForestConfig::default())),
     ];
     let mut group = c.benchmark_group("predict");
     group.sample_size(10).throughput(Throughput::Elements(rows as u64));

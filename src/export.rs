@@ -228,16 +228,10 @@ pub fn export(args: &ExportArgs) -> Result<Vec<ExportedRun>> {
         crate::atomic::write_file(&args.out.join(&yaml), text)?;
         let _ = writeln!(
             manifest,
-            "{i},{},{yaml},{},{result},{},{},{},{},{},{},{},{},{},{:.4},{:.4}",
+            "{i},{},{yaml},{},{result},{},{},{},{:.4},{:.4}",
             run.side,
             csv_cell(&command),
-            k.max_pending_requests,
-            k.max_connections,
-            k.max_requests_per_connection,
-            k.ejection_time_s,
-            k.max_ejection_percent,
-            k.interval_s,
-            k.consecutive_errors,
+            k.csv_fields(),
             p.threads,
             p.calls,
             p.sim_reward,

@@ -391,17 +391,22 @@ pub fn read_destination_rule(path: &Path) -> Result<TrafficRules> {
 // ---------------------------------------------------------------------------------------
 // Manifest
 
-/// Reads a manifest CSV: column `result` (a JSON file name) and the seven rule columns, in
-/// the trace's units (seconds, percent). Other columns (e.g. those `meshrl export` writes)
-/// are ignored. Returns the rules by result file name.
-pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
+/// A small CSV file with every column read as text (the caller parses and names errors).
+pub(crate) fn read_csv_as_text(path: &Path) -> Result<DataFrame> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    let frame: DataFrame = CsvReadOptions::default()
+    CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
         .into_reader_with_file_handle(Cursor::new(bytes))
         .finish()
-        .map_err(|e| Error::file(path, format!("not a readable CSV file: {e}")))?;
+        .map_err(|e| Error::file(path, format!("not a readable CSV file: {e}")))
+}
+
+/// Reads a manifest CSV: column `result` (a JSON file name) and the seven rule columns, in
+/// the trace's units (seconds, percent). Other columns (e.g. those `meshrl export` writes)
+/// are ignored. Returns the rules by result file name.
+pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
+    let frame = read_csv_as_text(path)?;
     let text_column = |name: &str| -> Result<Vec<Option<String>>> {
         let column = frame.column(name).map_err(|_| Error::file(path, format!("missing column `{name}`")))?;
         let cells = column.str().map_err(|e| Error::file(path, format!("column `{name}`: {e}")))?;
@@ -512,14 +517,8 @@ pub fn trace_csv(rows: &[TraceRow]) -> String {
         let (k, f) = (&r.rules, &r.run);
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{:.3},{:.6},{:.4},{:.4},{:.4},{:.4},{:.6}",
-            k.max_pending_requests,
-            k.max_connections,
-            k.max_requests_per_connection,
-            k.ejection_time_s,
-            k.max_ejection_percent,
-            k.interval_s,
-            k.consecutive_errors,
+            "{},{},{},{:.3},{:.6},{:.4},{:.4},{:.4},{:.4},{:.6}",
+            k.csv_fields(),
             f.threads,
             f.calls,
             f.qps,

@@ -57,6 +57,12 @@ impl TrafficRules {
         }
     }
 
+    /// The seven values as CSV fields in [`RULE_COLUMNS`] order (whole numbers without a
+    /// decimal point, as the datasets write them).
+    pub fn csv_fields(&self) -> String {
+        self.to_features().iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    }
+
     /// The rules as the first seven model inputs, in [`RULE_COLUMNS`] order.
     pub fn to_features(&self) -> [f64; 7] {
         [

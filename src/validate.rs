@@ -4,14 +4,11 @@
 //! command; once they have run on a cluster (`run_<i>.json` beside the manifest), this
 //! takes the same ratio as Table 5: total 503/s of the agents' pairs over the baseline's.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use polars::prelude::*;
-
 use crate::error::{Error, Result};
-use crate::ingest::read_fortio;
+use crate::ingest::{read_csv_as_text, read_fortio};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -45,13 +42,7 @@ struct ManifestRun {
 }
 
 fn read_validation_manifest(path: &Path) -> Result<Vec<ManifestRun>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    let frame: DataFrame = CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .into_reader_with_file_handle(Cursor::new(bytes))
-        .finish()
-        .map_err(|e| Error::file(path, format!("not a readable CSV file: {e}")))?;
+    let frame = read_csv_as_text(path)?;
     let column = |name: &str| -> Result<Vec<Option<String>>> {
         let c = frame.column(name).map_err(|_| {
             Error::file(path, format!("missing column `{name}` (write the manifest with `meshrl export <cell> --validation`)"))

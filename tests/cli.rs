@@ -555,8 +555,8 @@ fn export_writes_rules_that_ingest_reads_back() {
     let manifest = std::fs::read_to_string(export.join("manifest.csv")).unwrap();
     let lines: Vec<&str> = manifest.lines().collect();
     assert_eq!(lines.len(), 1 + 3, "the duplicate pair is exported once:\n{manifest}");
-    assert!(lines[1].starts_with("1,run_1.yaml,fortio load -c 6 -qps 0 -n 300 -json run_1.json http://httpbin:8000/get,run_1.json,"), "{manifest}");
-    assert!(lines[2].starts_with("2,run_2.yaml,fortio load -c 2 -qps 0 -n 200 "), "{manifest}");
+    assert!(lines[1].starts_with("1,rl,run_1.yaml,fortio load -c 6 -qps 0 -n 300 -json run_1.json http://httpbin:8000/get,run_1.json,"), "{manifest}");
+    assert!(lines[2].starts_with("2,rl,run_2.yaml,fortio load -c 2 -qps 0 -n 200 "), "{manifest}");
     // Running the commands leaves run_<i>.json beside run_<i>.yaml; stand-ins here.
     for i in 1..=3 {
         std::fs::copy(fortio_fixtures().join("run_b.json"), export.join(format!("run_{i}.json"))).unwrap();
@@ -569,7 +569,7 @@ fn export_writes_rules_that_ingest_reads_back() {
     for (i, row) in [4usize, 0, 10].iter().enumerate() {
         let expected = rules_of(s1.lines().nth(row + 1).unwrap());
         assert_eq!(rules_of(trace_text.lines().nth(i + 1).unwrap()), expected, "run_{}", i + 1);
-        let from_manifest: Vec<f64> = lines[i + 1].split(',').skip(4).take(7).map(|c| c.parse().unwrap()).collect();
+        let from_manifest: Vec<f64> = lines[i + 1].split(',').skip(5).take(7).map(|c| c.parse().unwrap()).collect();
         assert_eq!(from_manifest, expected);
     }
     let via_manifest = tmp.path().join("trace_m.csv");

@@ -18,7 +18,7 @@ use crate::atomic;
 use crate::data::{load_table, split, Normalizer, TableSpec, TraceTable};
 use crate::error::{Error, Result};
 use crate::report::{self, mean_std, plot};
-use crate::simulator::baselines::{LogisticConfig, RidgeConfig, SvrConfig};
+use crate::simulator::baselines::{ForestConfig, LogisticConfig, RidgeConfig, SvrConfig};
 use crate::simulator::mlp::MlpConfig;
 use crate::simulator::{to_array, ServiceModel, Simulator, SimulatorParams};
 
@@ -73,7 +73,8 @@ pub struct Table4Config {
     /// Share of rows in the training split (protocol: 0.8).
     #[serde(default = "default_train_fraction")]
     pub train_fraction: f64,
-    /// Models in table order: any of mlp, svr, ridge, logistic.
+    /// Models in table order: any of mlp, svr, ridge, logistic, forest; default the paper's
+    /// four (mlp, svr, ridge, logistic).
     #[serde(default = "default_models")]
     pub models: Vec<String>,
     /// Test points drawn per parity panel.
@@ -89,6 +90,8 @@ pub struct Table4Config {
     pub ridge: RidgeConfig,
     #[serde(default)]
     pub logistic: LogisticConfig,
+    #[serde(default)]
+    pub forest: ForestConfig,
 }
 
 fn default_seed() -> u64 {
@@ -132,6 +135,7 @@ fn model_label(model: &str) -> &str {
         "svr" => "Support Vector Regression",
         "ridge" => "Linear Ridge Regression",
         "logistic" => "Logistic Regression",
+        "forest" => "Random Forest",
         other => other,
     }
 }
@@ -157,6 +161,7 @@ impl Table4Config {
         self.svr.validate()?;
         self.ridge.validate()?;
         self.logistic.validate()?;
+        self.forest.validate()?;
         Ok(())
     }
 
@@ -166,7 +171,8 @@ impl Table4Config {
             "svr" => Box::new(self.svr.clone()),
             "ridge" => Box::new(self.ridge.clone()),
             "logistic" => Box::new(self.logistic.clone()),
-            other => return Err(Error::config(format!("unknown model {other:?}; expected mlp, svr, ridge or logistic"))),
+            "forest" => Box::new(self.forest.clone()),
+            other => return Err(Error::config(format!("unknown model {other:?}; expected mlp, svr, ridge, logistic or forest"))),
         })
     }
 
@@ -177,6 +183,7 @@ impl Table4Config {
             "mlp" => serde_json::to_string(&self.mlp),
             "svr" => serde_json::to_string(&self.svr),
             "ridge" => serde_json::to_string(&self.ridge),
+            "forest" => serde_json::to_string(&self.forest),
             _ => serde_json::to_string(&self.logistic),
         }
         .unwrap_or_default();
@@ -536,6 +543,18 @@ impl<'a> Summary<'a> {
              predicts the bin, the prediction is the expected bin mean.",
             self.cfg.logistic.bins
         );
+        if self.cfg.models.iter().any(|m| m == "forest") {
+            let f = &self.cfg.forest;
+            let _ = writeln!(
+                s,
+                "- Random forest (smartcore): {} trees per output, max depth {}, min {} rows per leaf, {} split candidates per node, {}.",
+                f.trees,
+                f.max_depth.map_or("none".to_string(), |d| d.to_string()),
+                f.min_samples_leaf,
+                f.features_per_split.map_or("every input as".to_string(), |m| m.to_string()),
+                f.max_train_rows.map_or("every training row".to_string(), |r| format!("a seeded subsample of at most {r} training rows"))
+            );
+        }
         let _ = writeln!(
             s,
             "- MLP: hidden {:?}, Adam lr {}, batch {}, at most {} epochs, early stopping (patience {}) on {} of the training split.",
@@ -589,6 +608,97 @@ mod tests {
         let (mse, r2) = mse_r2(&pred, &truth);
         assert!((mse[0] - 1.0).abs() < 1e-12);
         assert!((r2[0] - (1.0 - 4.0 / 5.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn forest_is_a_model_with_its_own_settings() {
+        let text = r#"
+kind = "table4"
+models = ["ridge", "forest"]
+[[dataset]]
+name = "S1"
+path = "datasets/S1.csv"
+[forest]
+trees = 7
+max_depth = 12
+"#;
+        let cfg: Table4Config = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.forest.trees, 7);
+        assert_eq!(cfg.forest.max_depth, Some(12));
+        assert_eq!(cfg.params("forest").unwrap().name(), "forest");
+        assert_eq!(model_label("forest"), "Random Forest");
+        assert_eq!(paper_mse("forest", "S1"), None);
+        // A cell's key carries the forest's settings: changing them redoes the cell.
+        let ds = &cfg.datasets[0];
+        let key = cfg.cell_key(ds, "f", "forest", 1);
+        assert!(key.contains("\"trees\":7"), "{key}");
+        let mut other = cfg.clone();
+        other.forest.trees = 8;
+        assert_ne!(key, other.cell_key(ds, "f", "forest", 1));
+        assert_eq!(cfg.cell_key(ds, "f", "logistic", 1), other.cell_key(ds, "f", "logistic", 1));
+        // Bad forest settings are config errors naming the field.
+        other.forest.trees = 0;
+        let err = other.validate().unwrap_err();
+        assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("forest.trees"), "{err}");
+        let bad: std::result::Result<Table4Config, _> = toml::from_str(&text.replace("trees = 7", "n_trees = 7"));
+        assert!(bad.is_err());
+        // The resolved config round-trips (an absent max_depth stays absent).
+        other.forest = ForestConfig::default();
+        let again: Table4Config = toml::from_str(&toml::to_string_pretty(&other).unwrap()).unwrap();
+        assert_eq!(again.forest, ForestConfig::default());
+    }
+
+    #[test]
+    fn the_experiment_files_list_the_forest() {
+        for file in ["experiments/table4.toml", "experiments/table4_tnsm2023.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let cfg: Table4Config = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            cfg.validate().unwrap();
+            assert_eq!(cfg.models.last().map(String::as_str), Some("forest"), "{file}");
+            assert_eq!(cfg.forest, ForestConfig::default(), "{file}");
+        }
+    }
+
+    /// A tiny run with the forest: cells, tables (with the forest's note) and a resumable,
+    /// reproducible result.
+    #[test]
+    fn tiny_run_with_the_forest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = format!(
+            r#"
+kind = "table4"
+repeats = 2
+models = ["ridge", "forest"]
+out_dir = "{out}"
+models_dir = "{out}/models"
+[[dataset]]
+name = "S1"
+path = "{data}"
+max_rows = 300
+[forest]
+trees = 10
+"#,
+            out = tmp.path().join("out").display(),
+            data = repo.join("datasets/S1.csv").display()
+        );
+        let cfg: Table4Config = toml::from_str(&text).unwrap();
+        cfg.validate().unwrap();
+        run(&cfg).unwrap();
+        let out = tmp.path().join("out");
+        let csv = std::fs::read_to_string(out.join("table4.csv")).unwrap();
+        let line = csv.lines().find(|l| l.starts_with("S1,forest,all,mse,")).expect("forest row");
+        let mean: f64 = line.split(',').nth(4).unwrap().parse().unwrap();
+        assert!(mean > 0.0 && mean < 1.0, "forest mean test MSE {mean}");
+        let md = std::fs::read_to_string(out.join("table4.md")).unwrap();
+        assert!(md.contains("| Random Forest |") && md.contains("10 trees per output"), "{md}");
+        let cell = read_cell(&cell_path(&cfg, "S1", "forest", 2), &cfg.cell_key(&cfg.datasets[0], &crate::data::fingerprint(&cfg.datasets[0].path).unwrap(), "forest", 2)).expect("cell saved");
+        assert_eq!(cell.train_rows, 240);
+        // Recomputed from scratch, the same seed gives the same cell.
+        std::fs::remove_dir_all(out.join("cells")).unwrap();
+        run(&cfg).unwrap();
+        assert_eq!(csv, std::fs::read_to_string(out.join("table4.csv")).unwrap());
     }
 
     #[test]

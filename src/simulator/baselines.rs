@@ -1,15 +1,20 @@
 //! The baseline simulators of the SFR2L paper's Table 4: support vector regression (RBF
-//! kernel), ridge regression and logistic regression, all fitted with linfa. Each maps
-//! z-scored inputs (n x d) to z-scored outputs (n x k) with one model per output column.
+//! kernel), ridge regression and logistic regression, all fitted with linfa, and a random
+//! forest (smartcore; the TNSM2023 framework's model). Each maps z-scored inputs (n x d) to
+//! z-scored outputs (n x k) with one model per output column.
 
 use linfa::prelude::*;
 use linfa_elasticnet::ElasticNet;
 use linfa_logistic::{MultiFittedLogisticRegression, MultiLogisticRegression};
 use linfa_svm::Svm;
 use ndarray::{Array1, Array2, ArrayView1, Axis};
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use smartcore::ensemble::random_forest_regressor::{
+    RandomForestRegressor, RandomForestRegressorParameters,
+};
+use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use super::{Simulator, SimulatorParams};
 use crate::error::{Error, Result};
@@ -515,6 +520,189 @@ impl Simulator for LogisticModel {
 }
 
 // ---------------------------------------------------------------------------------------
+// Random forest
+// ---------------------------------------------------------------------------------------
+
+/// Hyperparameters of a random-forest regressor (smartcore's `RandomForestRegressor`: CART
+/// trees on bootstrap samples, variance-reduction splits, predictions averaged over trees),
+/// one forest per output column.
+///
+/// The defaults are scikit-learn's `RandomForestRegressor` with the 120 trees of the TNSM2023
+/// framework: fully grown trees and every input a split candidate. Forest `j` of a fit with
+/// seed `s` is seeded with the j-th draw of a ChaCha8 stream seeded by `s`, so one seed gives
+/// the same forests and the same predictions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForestConfig {
+    /// Trees per output (scikit-learn's `n_estimators`); default 120 (the TNSM2023 framework).
+    pub trees: usize,
+    /// Depth cap of each tree; default none (grown until a leaf is pure or cannot be split
+    /// under `min_samples_leaf` / `min_samples_split`).
+    pub max_depth: Option<u16>,
+    /// Fewest bootstrap rows a leaf may hold; default 1.
+    pub min_samples_leaf: usize,
+    /// Fewest bootstrap rows a node needs to be split; default 2.
+    pub min_samples_split: usize,
+    /// Inputs drawn as split candidates at each node (smartcore's `m`, scikit-learn's
+    /// `max_features`); default none = every input (scikit-learn's regression default). Must
+    /// not exceed the number of inputs.
+    pub features_per_split: Option<usize>,
+    /// Cap on the training rows: a seeded random subsample of this size (as SVR's); default
+    /// none = every training row (120 trees per output on S3's 16 474 training rows, both
+    /// outputs, fit in about 5 s on this 2-core machine, so Table 4 needs no cap).
+    pub max_train_rows: Option<usize>,
+}
+
+impl Default for ForestConfig {
+    fn default() -> Self {
+        Self {
+            trees: 120,
+            max_depth: None,
+            min_samples_leaf: 1,
+            min_samples_split: 2,
+            features_per_split: None,
+            max_train_rows: None,
+        }
+    }
+}
+
+impl ForestConfig {
+    /// Checks every hyperparameter; the message names the bad value.
+    pub fn validate(&self) -> Result<()> {
+        if self.trees < 1 {
+            return Err(Error::config(format!(
+                "forest.trees must be >= 1, but is {}",
+                self.trees
+            )));
+        }
+        if self.max_depth == Some(0) {
+            return Err(Error::config(
+                "forest.max_depth must be >= 1 (or left out for no cap), but is 0",
+            ));
+        }
+        if self.min_samples_leaf < 1 {
+            return Err(Error::config(format!(
+                "forest.min_samples_leaf must be >= 1, but is {}",
+                self.min_samples_leaf
+            )));
+        }
+        if self.min_samples_split < 2 {
+            return Err(Error::config(format!(
+                "forest.min_samples_split must be >= 2, but is {}",
+                self.min_samples_split
+            )));
+        }
+        if self.features_per_split == Some(0) {
+            return Err(Error::config(
+                "forest.features_per_split must be >= 1 (or left out for every input), but is 0",
+            ));
+        }
+        if let Some(cap) = self.max_train_rows.filter(|&c| c < 2) {
+            return Err(Error::config(format!(
+                "forest.max_train_rows must be >= 2 (or left out for every row), but is {cap}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fits and returns the concrete model (the trait's `fit` boxes it).
+    pub fn fit_forest(&self, x: &Array2<f64>, y: &Array2<f64>, seed: u64) -> Result<ForestModel> {
+        self.validate()?;
+        check_training("forest", x, y)?;
+        let d_in = x.ncols();
+        if d_in == 0 {
+            return Err(Error::config("forest fit: no input columns"));
+        }
+        let m = self.features_per_split.unwrap_or(d_in);
+        if m > d_in {
+            return Err(Error::config(format!(
+                "forest.features_per_split must be <= the {d_in} inputs, but is {m}"
+            )));
+        }
+        let rows = subsample(x.nrows(), self.max_train_rows.unwrap_or(usize::MAX), seed);
+        let xs = x.select(Axis(0), &rows);
+        let ys = y.select(Axis(0), &rows);
+        let matrix = dense(&xs)?;
+        // One seed per output, from a stream of its own (the subsample uses stream 0).
+        let mut seeds = ChaCha8Rng::seed_from_u64(seed);
+        seeds.set_stream(1);
+        let mut forests = Vec::with_capacity(ys.ncols());
+        for (j, target) in ys.columns().into_iter().enumerate() {
+            let mut params = RandomForestRegressorParameters::default()
+                .with_n_trees(self.trees)
+                .with_min_samples_leaf(self.min_samples_leaf)
+                .with_min_samples_split(self.min_samples_split)
+                .with_m(m)
+                .with_seed(seeds.next_u64());
+            params.max_depth = self.max_depth;
+            let forest = RandomForestRegressor::fit(&matrix, &target.to_vec(), params)
+                .map_err(|e| Error::config(format!("forest fit on output {j}: {e}")))?;
+            forests.push(forest);
+        }
+        Ok(ForestModel {
+            forests,
+            d_in,
+            train_rows: rows.len(),
+        })
+    }
+}
+
+/// smartcore's dense matrix (row-major) of an ndarray matrix.
+fn dense(x: &Array2<f64>) -> Result<DenseMatrix<f64>> {
+    DenseMatrix::new(x.nrows(), x.ncols(), x.iter().copied().collect(), false)
+        .map_err(|e| Error::config(format!("forest: {e}")))
+}
+
+/// A fitted smartcore forest on row-major f64 inputs and a `Vec<f64>` target.
+type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
+
+/// Fitted random forest: one smartcore forest per output column.
+pub struct ForestModel {
+    forests: Vec<Forest>,
+    d_in: usize,
+    train_rows: usize,
+}
+
+impl ForestModel {
+    /// Number of training rows the forests were fitted on (after subsampling).
+    pub fn train_rows(&self) -> usize {
+        self.train_rows
+    }
+}
+
+impl SimulatorParams for ForestConfig {
+    fn name(&self) -> &'static str {
+        "forest"
+    }
+
+    fn fit(&self, x: &Array2<f64>, y: &Array2<f64>, seed: u64) -> Result<Box<dyn Simulator>> {
+        Ok(Box::new(self.fit_forest(x, y, seed)?))
+    }
+}
+
+impl Simulator for ForestModel {
+    fn name(&self) -> &'static str {
+        "forest"
+    }
+
+    fn predict(&self, x: &Array2<f64>) -> Result<Array2<f64>> {
+        check_width("forest", self.d_in, x)?;
+        let mut out = Array2::zeros((x.nrows(), self.forests.len()));
+        if x.nrows() == 0 {
+            return Ok(out);
+        }
+        let matrix = dense(x)?;
+        for (j, (forest, mut column)) in self.forests.iter().zip(out.columns_mut()).enumerate() {
+            let pred = forest
+                .predict(&matrix)
+                .map_err(|e| Error::config(format!("forest predict on output {j}: {e}")))?;
+            column.assign(&Array1::from(pred));
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------
 
@@ -656,6 +844,10 @@ mod tests {
             }),
             Box::new(RidgeConfig::default()),
             Box::new(LogisticConfig::default()),
+            Box::new(ForestConfig {
+                trees: 15,
+                ..Default::default()
+            }),
         ];
         for config in &configs {
             let a = config.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap();
@@ -669,6 +861,15 @@ mod tests {
         };
         let c = svr.fit(&xt, &yt, 43).unwrap().predict(&xv).unwrap();
         assert_ne!(svr.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap(), c);
+        // And the forest's bootstraps and split candidates.
+        let forest = ForestConfig {
+            trees: 15,
+            features_per_split: Some(2),
+            ..Default::default()
+        };
+        let a = forest.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap();
+        assert_eq!(a, forest.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap());
+        assert_ne!(a, forest.fit(&xt, &yt, 43).unwrap().predict(&xv).unwrap());
     }
 
     #[test]
@@ -704,6 +905,10 @@ mod tests {
             Box::new(SvrConfig::default()),
             Box::new(RidgeConfig::default()),
             Box::new(LogisticConfig::default()),
+            Box::new(ForestConfig {
+                trees: 5,
+                ..Default::default()
+            }),
         ];
         for config in &configs {
             for yk in [&y1, &y3] {
@@ -797,6 +1002,36 @@ mod tests {
                 ..Default::default()
             }
             .validate(),
+            ForestConfig {
+                trees: 0,
+                ..Default::default()
+            }
+            .validate(),
+            ForestConfig {
+                max_depth: Some(0),
+                ..Default::default()
+            }
+            .validate(),
+            ForestConfig {
+                min_samples_leaf: 0,
+                ..Default::default()
+            }
+            .validate(),
+            ForestConfig {
+                min_samples_split: 1,
+                ..Default::default()
+            }
+            .validate(),
+            ForestConfig {
+                features_per_split: Some(0),
+                ..Default::default()
+            }
+            .validate(),
+            ForestConfig {
+                max_train_rows: Some(1),
+                ..Default::default()
+            }
+            .validate(),
         ];
         assert!(bad.iter().all(|r| r.is_err()));
         let (xt, yt, _, _) = split();
@@ -820,6 +1055,156 @@ mod tests {
         assert!(serde_json::from_str::<RidgeConfig>(r#"{"alpha": 1.0}"#).is_err());
         let logistic: LogisticConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(logistic, LogisticConfig::default());
+        let forest: ForestConfig = serde_json::from_str(r#"{"trees": 5, "max_depth": 8}"#).unwrap();
+        assert_eq!(
+            forest,
+            ForestConfig {
+                trees: 5,
+                max_depth: Some(8),
+                ..Default::default()
+            }
+        );
+        assert_eq!(ForestConfig::default().trees, 120);
+        assert!(serde_json::from_str::<ForestConfig>(r#"{"n_trees": 5}"#).is_err());
+    }
+
+    /// n rows of 3 standard-normal features; y0 = sin(2 x0) x1 + |x2|, y1 = step(x0 x1 > 0).
+    fn nonlinear(n: usize, seed: u64) -> (Array2<f64>, Array2<f64>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Array2::from_shape_fn((n, 3), |_| rng.sample::<f64, _>(StandardNormal));
+        let mut y = Array2::zeros((n, 2));
+        for (i, r) in x.rows().into_iter().enumerate() {
+            y[[i, 0]] = (2.0 * r[0]).sin() * r[1] + r[2].abs();
+            y[[i, 1]] = if r[0] * r[1] > 0.0 { 1.0 } else { 0.0 };
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn forest_fits_a_nonlinear_function_better_than_the_mean() {
+        let (x, y) = nonlinear(1200, 11);
+        let (xt, xv) = x.view().split_at(Axis(0), 1000);
+        let (yt, yv) = y.view().split_at(Axis(0), 1000);
+        let config = ForestConfig {
+            trees: 30,
+            ..Default::default()
+        };
+        let model = config
+            .fit_forest(&xt.to_owned(), &yt.to_owned(), 5)
+            .unwrap();
+        assert_eq!(model.train_rows(), 1000);
+        let pred = model.predict(&xv.to_owned()).unwrap();
+        assert_eq!(pred.dim(), (200, 2));
+        for j in 0..2 {
+            let err = mse(pred.column(j), yv.column(j));
+            let var = variance(yv.column(j));
+            assert!(
+                err < 0.5 * var,
+                "forest output {j}: mse {err}, variance {var}"
+            );
+        }
+        // Averages of bootstrap means stay within the training targets' range.
+        assert!(pred.column(1).iter().all(|&p| (0.0..=1.0).contains(&p)));
+        // Ridge cannot fit these: the forest beats it by far on both outputs.
+        let ridge = RidgeConfig::default()
+            .fit(&xt.to_owned(), &yt.to_owned(), 0)
+            .unwrap();
+        let ridge_pred = ridge.predict(&xv.to_owned()).unwrap();
+        for j in 0..2 {
+            assert!(
+                mse(pred.column(j), yv.column(j)) < 0.5 * mse(ridge_pred.column(j), yv.column(j))
+            );
+        }
+    }
+
+    #[test]
+    fn forest_subsample_and_split_candidates_follow_the_config() {
+        let (xt, yt, xv, _) = split();
+        let model = ForestConfig {
+            trees: 5,
+            max_train_rows: Some(60),
+            max_depth: Some(3),
+            features_per_split: Some(1),
+            ..Default::default()
+        }
+        .fit_forest(&xt, &yt, 3)
+        .unwrap();
+        assert_eq!(model.train_rows(), 60);
+        let pred = model.predict(&xv).unwrap();
+        assert_eq!(pred.dim(), (xv.nrows(), 2));
+        assert!(pred.iter().all(|p| p.is_finite()));
+        let err = ForestConfig {
+            features_per_split: Some(4),
+            ..Default::default()
+        }
+        .fit(&xt, &yt, 0)
+        .err()
+        .expect("4 split candidates of 3 inputs")
+        .to_string();
+        assert!(
+            err.contains("forest.features_per_split") && err.contains('3'),
+            "{err}"
+        );
+        assert_eq!(
+            model
+                .predict(&xv.slice(ndarray::s![..0, ..]).to_owned())
+                .unwrap()
+                .dim(),
+            (0, 2)
+        );
+    }
+
+    /// Fit time of the default forest (120 trees, every training row) on S3's training split
+    /// (seed 1, 80 %), and its test MSE beside ridge's:
+    /// `cargo test --release --lib forest_fit_time_on_s3 -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn forest_fit_time_on_s3() {
+        use crate::data::{load_table, split as split_rows, Normalizer, TableSpec};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/S3.csv");
+        let table = load_table(&path, &TableSpec::default()).unwrap();
+        let (train, test) = split_rows(table.n_rows(), 1, 0.8);
+        let xn = Normalizer::fit_features(&table, &train).unwrap();
+        let yn = Normalizer::fit_targets(&table, &train).unwrap();
+        let z = |rows: &[usize]| {
+            let (mut x, mut y) = (table.gather_features(rows), table.gather_targets(rows));
+            xn.transform_rows(&mut x);
+            yn.transform_rows(&mut y);
+            (
+                super::super::to_array(x, 9).unwrap(),
+                super::super::to_array(y, 2).unwrap(),
+            )
+        };
+        let ((xt, yt), (xv, yv)) = (z(&train), z(&test));
+        let trees: usize = std::env::var("MESHRL_FOREST_TREES").map_or(120, |t| t.parse().unwrap());
+        let config = ForestConfig {
+            trees,
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let model = config.fit_forest(&xt, &yt, 1).unwrap();
+        let fit = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let pred = model.predict(&xv).unwrap();
+        let predict = start.elapsed().as_secs_f64();
+        let ridge = RidgeConfig::default()
+            .fit(&xt, &yt, 1)
+            .unwrap()
+            .predict(&xv)
+            .unwrap();
+        let errs = |p: &Array2<f64>| -> Vec<String> {
+            (0..2)
+                .map(|j| format!("{:.3}", mse(p.column(j), yv.column(j))))
+                .collect()
+        };
+        println!(
+            "forest, {trees} trees, {} training rows x 2 outputs: fit {fit:.1} s, predict {} rows {predict:.2} s; \
+             test mse {:?} (ridge {:?})",
+            model.train_rows(),
+            xv.nrows(),
+            errs(&pred),
+            errs(&ridge)
+        );
     }
 
     /// z-scores every column in place.
