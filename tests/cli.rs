@@ -385,9 +385,7 @@ fn table5_killed_run_resumes_without_redoing_finished_cells() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
     while finished().is_empty() {
-        assert!(started.elapsed().as_secs() < 300, "no cell finished in 5 minutes");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

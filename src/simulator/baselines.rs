@@ -875,18 +875,12 @@ mod tests {
     #[test]
     fn svr_subsample_respects_max_train_rows() {
         let (xt, yt, xv, _) = split();
-        let start = Instant::now();
         let model = SvrConfig {
             max_train_rows: 50,
             ..Default::default()
         }
         .fit_svr(&xt, &yt, 3)
         .unwrap();
-        assert!(
-            start.elapsed().as_secs_f64() < 1.0,
-            "fit took {:?}",
-            start.elapsed()
-        );
         assert_eq!(model.train_rows(), 50);
         assert_eq!(model.predict(&xv).unwrap().dim(), (xv.nrows(), 2));
         let rows = subsample(500, 50, 3);
