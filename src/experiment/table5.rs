@@ -379,6 +379,13 @@ pub struct CellResult {
     pub seconds: f64,
 }
 
+impl CellResult {
+    /// One yardstick number; NaN for a cell scored without them.
+    fn yardstick(&self, f: fn(&Yardsticks) -> f64) -> f64 {
+        self.yardsticks.as_ref().map_or(f64::NAN, f)
+    }
+}
+
 /// Each cell's own random stream, named by its dataset and configuration.
 fn stream_of(text: &str) -> u64 {
     crate::data::fnv1a(text.as_bytes())
@@ -707,13 +714,13 @@ impl Report<'_> {
                     ("val", |c| c.val, paper.map(|p| p.1)),
                     ("best_epoch", |c| (c.best_epoch + 1) as f64, None),
                     ("spread_after_best", |c| c.spread_after_best, None),
-                    ("best_epoch_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.agent_sim), None),
-                    ("fixed_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_sim), None),
-                    ("oracle_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_sim), None),
-                    ("reach_sim", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_sim), None),
-                    ("fixed_val", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_val), None),
-                    ("oracle_val", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_val), None),
-                    ("reach_val", |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_val), None),
+                    ("best_epoch_sim", |c| c.yardstick(|y| y.agent_sim), None),
+                    ("fixed_sim", |c| c.yardstick(|y| y.fixed_sim), None),
+                    ("oracle_sim", |c| c.yardstick(|y| y.oracle_sim), None),
+                    ("reach_sim", |c| c.yardstick(|y| y.reach_sim), None),
+                    ("fixed_val", |c| c.yardstick(|y| y.fixed_val), None),
+                    ("oracle_val", |c| c.yardstick(|y| y.oracle_val), None),
+                    ("reach_val", |c| c.yardstick(|y| y.reach_val), None),
                 ];
                 for (metric, f, p) in metrics {
                     let v = self.values(&d.name, &name, f);
@@ -836,14 +843,14 @@ impl Report<'_> {
                 .map(|h| h.to_string())
                 .collect();
         let columns: [fn(&CellResult) -> f64; 8] = [
-            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.agent_sim),
-            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_sim),
-            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_sim),
-            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_sim),
+            |c| c.yardstick(|y| y.agent_sim),
+            |c| c.yardstick(|y| y.fixed_sim),
+            |c| c.yardstick(|y| y.oracle_sim),
+            |c| c.yardstick(|y| y.reach_sim),
             |c| c.val,
-            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_val),
-            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.oracle_val),
-            |c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_val),
+            |c| c.yardstick(|y| y.fixed_val),
+            |c| c.yardstick(|y| y.oracle_val),
+            |c| c.yardstick(|y| y.reach_val),
         ];
         let mut rows = Vec::new();
         for conf in self.confs {
@@ -948,8 +955,8 @@ impl Report<'_> {
         ));
         // Claim 6 (ours, not the paper's): the agents beat the best fixed action.
         for (label, agent, fixed) in [
-            ("Sim. (best epoch)", (|c: &CellResult| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.agent_sim)) as fn(&CellResult) -> f64, (|c: &CellResult| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_sim)) as fn(&CellResult) -> f64),
-            ("Val.", |c: &CellResult| c.val, |c: &CellResult| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.fixed_val)),
+            ("Sim. (best epoch)", (|c: &CellResult| c.yardstick(|y| y.agent_sim)) as fn(&CellResult) -> f64, (|c: &CellResult| c.yardstick(|y| y.fixed_sim)) as fn(&CellResult) -> f64),
+            ("Val.", |c: &CellResult| c.val, |c: &CellResult| c.yardstick(|y| y.fixed_val)),
         ] {
             let (mut wins, mut total, mut losses, mut beats) = (0, 0, Vec::new(), Vec::new());
             let mut reach = Vec::new();
@@ -983,7 +990,7 @@ impl Report<'_> {
                 ));
             }
         }
-        let reach: Vec<f64> = self.cells.iter().map(|c| c.yardsticks.as_ref().map_or(f64::NAN, |y| y.reach_sim)).filter(|v| v.is_finite()).collect();
+        let reach: Vec<f64> = self.cells.iter().map(|c| c.yardstick(|y| y.reach_sim)).filter(|v| v.is_finite()).collect();
         let (m, sd) = mean_std(&reach);
         out.push(format!("oracle: the agents reach {m:.2} ± {sd:.2} of the oracle's simulated reward on their best epoch's states ({} cells)", reach.len()));
         out.join("\n")
