@@ -1,12 +1,13 @@
 //! DQN speed: environment steps per second with one gradient update (batch 32) per step,
 //! for a single agent (`call`) and a five-service configuration (`call*5`), on S1.
 //! Each step: the agents' forward passes, one simulator call, one update per role.
+//! Each on one thread and on two (a cell alone on this 2-core machine).
 //!
 //! cargo bench --bench agent
 
 use std::path::Path;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use indicatif::ProgressBar;
 use meshrl::agent::DqnConfig;
 use meshrl::env::Configuration;
@@ -46,16 +47,22 @@ fn config() -> Table5Config {
 }
 
 fn bench_agents(c: &mut Criterion) {
-    // One core per cell, as `meshrl run` does.
+    // Candle's matrix products on one thread each, as `meshrl run` does; a cell's own
+    // parallel work (agents, the two backward products, Adam's chunks) gets 1 or 2 threads.
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let cfg = config();
     let ctx = load_context(&cfg, &cfg.datasets[0], &scenarios(&cfg).unwrap()).unwrap();
     let mut group = c.benchmark_group("dqn_steps");
     group.sample_size(10);
-    for name in ["call", "call*5"] {
-        let conf = Configuration::parse(name).unwrap();
-        group.throughput(Throughput::Elements(STEPS as u64));
-        group.bench_function(name, |b| b.iter(|| run_cell(&cfg, &ctx, &conf, 1, &ProgressBar::hidden()).unwrap().sim));
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        for name in ["call", "call*5"] {
+            let conf = Configuration::parse(name).unwrap();
+            group.throughput(Throughput::Elements(STEPS as u64));
+            group.bench_function(BenchmarkId::new(name, format!("{threads} thread(s)")), |b| {
+                b.iter(|| pool.install(|| run_cell(&cfg, &ctx, &conf, 1, &ProgressBar::hidden()).unwrap().sim))
+            });
+        }
     }
     group.finish();
 }

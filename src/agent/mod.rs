@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, TensorId, Var};
 use candle_nn::{linear, Linear, Module, Optimizer, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -193,20 +194,22 @@ impl Role {
         let flat: Vec<f32> = states.iter().flatten().copied().collect();
         let t = Tensor::from_vec(flat, (states.len(), self.state_dim), &Device::Cpu).map_err(candle_error)?;
         let h = self.online.snet.forward(&t).and_then(|h| h.relu()).map_err(candle_error)?;
-        let mut out = Vec::with_capacity(states.len());
-        for n in 0..states.len() {
-            let row = h.narrow(0, n, 1).map_err(candle_error)?;
-            let (fc0, fc1) = &self.online.pnets[n];
-            let q = fc0
-                .forward(&row)
-                .and_then(|x| x.relu())
-                .and_then(|x| fc1.forward(&x))
-                .and_then(|x| x.flatten_all())
-                .and_then(|x| x.to_vec1::<f32>())
-                .map_err(candle_error)?;
-            out.push(argmax(&q));
-        }
-        Ok(out)
+        // Each agent's head on its own row, in parallel (one PNet's weights, 1 MB, each).
+        (0..states.len())
+            .into_par_iter()
+            .map(|n| {
+                let (fc0, fc1) = &self.online.pnets[n];
+                let q = h
+                    .narrow(0, n, 1)
+                    .and_then(|row| fc0.forward(&row))
+                    .and_then(|x| x.relu())
+                    .and_then(|x| fc1.forward(&x))
+                    .and_then(|x| x.flatten_all())
+                    .and_then(|x| x.to_vec1::<f32>())
+                    .map_err(candle_error)?;
+                Ok(argmax(&q))
+            })
+            .collect()
     }
 
     /// Epsilon-greedy actions at global step `step` of `total_steps`.
@@ -272,53 +275,27 @@ impl Role {
     /// layers it is the same matrix products without the zero-filled accumulators and
     /// transposed copies of the general backward pass, about a third of an update's time
     /// (perf). A test checks it against autograd.
+    ///
+    /// The agents' shares run in parallel on the current rayon pool (the products stay
+    /// single-threaded, see `table5::run`); they are summed in agent order afterwards, so
+    /// the result is bit for bit the same on any number of threads (tested).
     fn gradients(&self, batches: &[(usize, Batch)]) -> candle_core::Result<(HashMap<TensorId, Tensor>, f64)> {
-        let dev = &Device::Cpu;
-        let relu_mask = |h: &Tensor| h.gt(0f32)?.to_dtype(DType::F32);
+        let shares: Vec<AgentShare> = batches.par_iter().map(|(n, batch)| self.agent_share(*n, batch)).collect::<candle_core::Result<_>>()?;
         let net = &self.online;
         let (w0, b0) = (net.snet.weight(), net.snet.bias().expect("linear layers have a bias"));
         let mut grads = HashMap::new();
         let (mut dw0, mut db0): (Option<Tensor>, Option<Tensor>) = (None, None);
         let mut total = 0.0f64;
-        for (n, batch) in batches {
-            let b = batch.rewards.len();
-            let s = Tensor::from_slice(&batch.states, (b, self.state_dim), dev)?;
-            let (fc0, fc1) = &net.pnets[*n];
-            // Forward, keeping the activations.
-            let h1 = net.snet.forward(&s)?.relu()?;
-            let h2 = fc0.forward(&h1)?.relu()?;
-            let q = fc1.forward(&h2)?.to_vec2::<f32>()?;
-            // d(mean (q[i, a_i] - y_i)^2) / dq: nonzero only at the chosen actions.
-            let y = self.targets(*n, batch)?;
-            let actions = self.actions[*n];
-            let mut dq = vec![0f32; b * actions];
-            for i in 0..b {
-                let a = batch.actions[i] as usize;
-                let diff = q[i][a] - y[i];
-                total += f64::from(diff * diff) / b as f64;
-                dq[i * actions + a] = 2.0 * diff / b as f32;
-            }
-            let dq = Tensor::from_vec(dq, (b, actions), dev)?;
-            // Backward through PNet n, then SNet (summed over agents).
-            let dh2 = (dq.matmul(fc1.weight())? * relu_mask(&h2)?)?;
-            let dh1 = (dh2.matmul(fc0.weight())? * relu_mask(&h1)?)?;
-            let pnet_grads = [
-                (fc1.weight(), dq.t()?.matmul(&h2)?),
-                (fc1.bias().expect("bias"), dq.sum(0)?),
-                (fc0.weight(), dh2.t()?.matmul(&h1)?),
-                (fc0.bias().expect("bias"), dh2.sum(0)?),
-            ];
-            for (var, g) in pnet_grads {
-                grads.insert(var.id(), g);
-            }
-            let (gw, gb) = (dh1.t()?.matmul(&s)?, dh1.sum(0)?);
+        for share in shares {
+            total = share.loss_terms.iter().fold(total, |t, x| t + x);
+            grads.extend(share.pnet);
             dw0 = Some(match dw0 {
-                None => gw,
-                Some(acc) => (acc + gw)?,
+                None => share.snet_weight,
+                Some(acc) => (acc + share.snet_weight)?,
             });
             db0 = Some(match db0 {
-                None => gb,
-                Some(acc) => (acc + gb)?,
+                None => share.snet_bias,
+                Some(acc) => (acc + share.snet_bias)?,
             });
         }
         if let (Some(gw), Some(gb)) = (dw0, db0) {
@@ -326,6 +303,44 @@ impl Role {
             grads.insert(b0.id(), gb);
         }
         Ok((grads, total))
+    }
+
+    /// Agent `n`'s loss on its batch and the gradients it sends: PNet n's four and its
+    /// part of SNet's two.
+    fn agent_share(&self, n: usize, batch: &Batch) -> candle_core::Result<AgentShare> {
+        let dev = &Device::Cpu;
+        let net = &self.online;
+        let b = batch.rewards.len();
+        let s = Tensor::from_slice(&batch.states, (b, self.state_dim), dev)?;
+        let (fc0, fc1) = &net.pnets[n];
+        // Forward, keeping the activations.
+        let h1 = net.snet.forward(&s)?.relu()?;
+        let h2 = fc0.forward(&h1)?.relu()?;
+        let q = fc1.forward(&h2)?.to_vec2::<f32>()?;
+        // d(mean (q[i, a_i] - y_i)^2) / dq: nonzero only at the chosen actions.
+        let y = self.targets(n, batch)?;
+        let actions = self.actions[n];
+        let mut dq = vec![0f32; b * actions];
+        let mut loss_terms = Vec::with_capacity(b);
+        for i in 0..b {
+            let a = batch.actions[i] as usize;
+            let diff = q[i][a] - y[i];
+            loss_terms.push(f64::from(diff * diff) / b as f64);
+            dq[i * actions + a] = 2.0 * diff / b as f32;
+        }
+        let dq = Tensor::from_vec(dq, (b, actions), dev)?;
+        // Backward through PNet n, then SNet. The two large products of the hidden layer
+        // (towards SNet, and fc0's weight gradient) are independent: run them in parallel.
+        let dh2 = relu_backward(&dq.matmul(fc1.weight())?, &h2)?;
+        let (dh1, fc0_weight) = rayon::join(|| relu_backward(&dh2.matmul(fc0.weight())?, &h1), || dh2.t()?.matmul(&h1));
+        let dh1 = dh1?;
+        let pnet = [
+            (fc1.weight().id(), dq.t()?.matmul(&h2)?),
+            (fc1.bias().expect("bias").id(), column_sums(&dq)?),
+            (fc0.weight().id(), fc0_weight?),
+            (fc0.bias().expect("bias").id(), column_sums(&dh2)?),
+        ];
+        Ok(AgentShare { pnet, snet_weight: dh1.t()?.matmul(&s)?, snet_bias: column_sums(&dh1)?, loss_terms })
     }
 
     /// A batch per agent in `agents`, drawn from their buffers (for tests).
@@ -366,6 +381,40 @@ impl Role {
             .map(|(k, v)| (k, grads.get(&v.id()).map_or(0.0, |g| g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())))
             .collect()
     }
+}
+
+/// One agent's part of an update (see [`Role::agent_share`]).
+struct AgentShare {
+    /// Gradients of PNet n's variables, by id.
+    pnet: [(TensorId, Tensor); 4],
+    /// This agent's gradient of SNet's weight and bias, summed over agents by the caller.
+    snet_weight: Tensor,
+    snet_bias: Tensor,
+    /// Per-row terms of the mean squared error, added in row order by the caller.
+    loss_terms: Vec<f64>,
+}
+
+/// The gradient through a ReLU: `grad` where the layer's output `h` is positive, else
+/// `grad * 0`. One pass instead of candle's compare, cast and multiply, with the same bits.
+fn relu_backward(grad: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
+    let (g, out) = (grad.flatten_all()?.to_vec1::<f32>()?, h.flatten_all()?.to_vec1::<f32>()?);
+    let masked = g.iter().zip(&out).map(|(g, h)| g * if *h > 0.0 { 1.0 } else { 0.0 }).collect();
+    Tensor::from_vec(masked, grad.shape(), grad.device())
+}
+
+/// A matrix's column sums, its rows added in order from zero as candle's `sum(0)` does (so
+/// the bits are the same), in one vectorised pass: candle's reduction over a leading
+/// dimension divides per element, which took 8 % of an update (perf).
+fn column_sums(m: &Tensor) -> candle_core::Result<Tensor> {
+    let cols = m.dims2()?.1;
+    let data = m.flatten_all()?.to_vec1::<f32>()?;
+    let mut sums = vec![0f32; cols];
+    for row in data.chunks_exact(cols) {
+        for (s, x) in sums.iter_mut().zip(row) {
+            *s += x;
+        }
+    }
+    Tensor::from_vec(sums, cols, m.device())
 }
 
 fn argmax(q: &[f32]) -> usize {
@@ -464,6 +513,47 @@ mod tests {
                 assert!((x - y).abs() <= 1e-5 * scale, "{name}: {x} vs {y}");
             }
         }
+    }
+
+    /// Agents' shares, the two backward products and Adam's chunks run in parallel, but
+    /// are summed in a fixed order: training on one thread or on two gives the same bits.
+    #[test]
+    fn same_training_on_one_thread_and_on_two() {
+        let cfg = DqnConfig { hidden: 48, batch_size: 16, learning_starts: 16, train_every: 1, ..Default::default() };
+        let train = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut role = Role::new(&cfg, 6, &[4, 7, 4, 3, 5], 1e-3, 11).unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(3);
+                let mut trace = Vec::new();
+                for step in 0..80 {
+                    let states: Vec<Vec<f32>> = (0..5).map(|_| (0..6).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
+                    let actions = role.act(&states, step, 80).unwrap();
+                    trace.extend(actions.iter().map(|&a| a as f64));
+                    for (n, (s, a)) in states.into_iter().zip(actions).enumerate() {
+                        role.remember(n, Transition { state: s.clone(), action: a, reward: rng.random(), next_state: s });
+                    }
+                    trace.extend(role.maybe_train(step).unwrap());
+                }
+                for (_, var) in role.online.sorted_vars() {
+                    trace.extend(var.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f64::from));
+                }
+                trace.into_iter().map(f64::to_bits).collect::<Vec<u64>>()
+            })
+        };
+        let one = train(1);
+        assert!(one == train(2), "training differs between one and two threads");
+    }
+
+    #[test]
+    fn fused_helpers_give_candles_bits() {
+        let values: Vec<f32> = (0..7 * 33).map(|i| ((i as f32) * 0.77).sin() * if i % 5 == 0 { 0.0 } else { 3.0 }).collect();
+        let m = Tensor::from_vec(values.clone(), (7, 33), &Device::Cpu).unwrap();
+        let h = Tensor::from_vec(values.iter().rev().copied().collect::<Vec<f32>>(), (7, 33), &Device::Cpu).unwrap();
+        let bits = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f32::to_bits).collect::<Vec<u32>>();
+        assert_eq!(bits(column_sums(&m).unwrap()), bits(m.sum(0).unwrap()));
+        let candle = (&m * h.gt(0f32).unwrap().to_dtype(DType::F32).unwrap()).unwrap();
+        assert_eq!(bits(relu_backward(&m, &h).unwrap()), bits(candle));
     }
 
     #[test]

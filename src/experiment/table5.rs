@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -103,8 +105,9 @@ pub struct Table5Config {
     /// Whether cells score the yardsticks at all (off only in the speed bench).
     #[serde(default = "yes")]
     pub yardsticks: bool,
-    /// Cells trained at once, each on one core (small networks gain nothing from
-    /// multithreaded matrix products); default: the number of cores.
+    /// Cells trained at once; default: the number of cores. The cores are shared out among
+    /// them: with fewer cells than cores, a cell's agents, backward products and Adam
+    /// chunks run in parallel (its matrix products themselves stay on one thread).
     #[serde(default)]
     pub parallel_cells: Option<usize>,
     #[serde(rename = "dataset")]
@@ -628,45 +631,64 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
         println!("resuming: {} of {total_cells} cells already done", finished.len());
     }
     let run_started = Instant::now();
-    let workers = cfg.parallel_cells.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .build()
-        .map_err(|e| Error::config(format!("cannot start {workers} worker threads: {e}")))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = cfg.parallel_cells.unwrap_or(cores).max(1);
+    // The cores are shared out: each cell's own parallel work (its agents, Adam's chunks,
+    // the yardsticks' load tests) runs in a pool of its own, so cells never steal each
+    // other's work and the cores are never oversubscribed.
+    let threads_per_cell = (cores / workers).max(1);
     let bars = indicatif::MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix} [{bar:25}] epoch {pos}/{len}, {eta} left")
         .expect("static template")
         .progress_chars("=> ");
-    let computed: Vec<Result<(usize, CellResult)>> = pool.install(|| {
-        todo.par_iter()
-            .map(|(index, di, conf, seed, key)| {
-                let (d, ctx) = (&cfg.datasets[*di], &contexts[*di]);
-                let bar = bars.add(ProgressBar::new(cfg.epochs as u64).with_style(style.clone()));
-                bar.set_prefix(format!("cell {}/{total_cells} {} {} seed {seed}", index + 1, d.name, conf.name()));
-                let mut cell = run_cell(cfg, ctx, conf, *seed, &bar)?;
-                bar.finish_and_clear();
-                bars.remove(&bar);
-                cell.key = key.clone();
-                write_pairs_csv(&cfg.out_dir.join("pairs").join(&d.name).join(format!("{}_seed{seed}.csv", conf.slug())), &cell)?;
-                atomic::write_file(&cell_path(cfg, &d.name, conf, *seed), serde_json::to_string(&cell).map_err(|e| Error::config(e.to_string()))?)?;
-                let line = format!(
-                    "{:<4} {:<14} seed {seed}: Sim. {:.3}, Val. {:.3}, best epoch {} ({:.1} s)",
-                    d.name,
-                    conf.name(),
-                    cell.sim,
-                    cell.val,
-                    cell.best_epoch + 1,
-                    cell.seconds
-                );
-                if bars.is_hidden() {
-                    println!("{line}");
-                } else {
-                    let _ = bars.println(line);
+    let run_one = |(index, di, conf, seed, key): &(usize, usize, Configuration, u64, String)| -> Result<(usize, CellResult)> {
+        let (d, ctx) = (&cfg.datasets[*di], &contexts[*di]);
+        let bar = bars.add(ProgressBar::new(cfg.epochs as u64).with_style(style.clone()));
+        bar.set_prefix(format!("cell {}/{total_cells} {} {} seed {seed}", index + 1, d.name, conf.name()));
+        let mut cell = run_cell(cfg, ctx, conf, *seed, &bar)?;
+        bar.finish_and_clear();
+        bars.remove(&bar);
+        cell.key = key.clone();
+        write_pairs_csv(&cfg.out_dir.join("pairs").join(&d.name).join(format!("{}_seed{seed}.csv", conf.slug())), &cell)?;
+        atomic::write_file(&cell_path(cfg, &d.name, conf, *seed), serde_json::to_string(&cell).map_err(|e| Error::config(e.to_string()))?)?;
+        let line = format!(
+            "{:<4} {:<14} seed {seed}: Sim. {:.3}, Val. {:.3}, best epoch {} ({:.1} s)",
+            d.name,
+            conf.name(),
+            cell.sim,
+            cell.val,
+            cell.best_epoch + 1,
+            cell.seconds
+        );
+        if bars.is_hidden() {
+            println!("{line}");
+        } else {
+            let _ = bars.println(line);
+        }
+        Ok((*index, cell))
+    };
+    // Workers take cells in table order; every finished cell is on disk at once.
+    let next = AtomicUsize::new(0);
+    let computed: Mutex<Vec<Result<(usize, CellResult)>>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(todo.len()) {
+            scope.spawn(|| {
+                let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads_per_cell).build() {
+                    Ok(pool) => pool,
+                    Err(e) => {
+                        let error = Error::config(format!("cannot start a pool of {threads_per_cell} threads: {e}"));
+                        computed.lock().expect("no panics while holding the lock").push(Err(error));
+                        return;
+                    }
+                };
+                while let Some(cell) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let result = pool.install(|| run_one(cell));
+                    computed.lock().expect("no panics while holding the lock").push(result);
                 }
-                Ok((*index, cell))
-            })
-            .collect()
+            });
+        }
     });
+    let computed = computed.into_inner().expect("no panics while holding the lock");
     for r in computed {
         let (i, cell) = r?;
         finished.insert(i, cell);
