@@ -6,6 +6,7 @@
 //! protocol's state -> 512 -> 512 -> |A|. One Adam optimiser per role minimises the sum of
 //! its agents' losses: PNet n sees only agent n's loss, SNet the sum over agents.
 
+pub mod dense;
 pub mod replay;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::nn::{candle_error, init_uniform_fan_in, sorted_vars};
 use crate::optim::FusedAdamW;
+use dense::{Mat, Values};
 pub use replay::{Batch, ReplayBuffer, Transition};
 
 /// DQN hyperparameters (protocol.md section 5), per role.
@@ -276,31 +278,32 @@ impl Role {
     /// transposed copies of the general backward pass, about a third of an update's time
     /// (perf). A test checks it against autograd.
     ///
-    /// The agents' shares run in parallel on the current rayon pool (the products stay
-    /// single-threaded, see `table5::run`); they are summed in agent order afterwards, so
-    /// the result is bit for bit the same on any number of threads (tested).
+    /// The agents' shares run in parallel on the current rayon pool (each product on one
+    /// thread); they are summed in agent order afterwards, so the result is bit for bit
+    /// the same on any number of threads (tested).
     fn gradients(&self, batches: &[(usize, Batch)]) -> candle_core::Result<(HashMap<TensorId, Tensor>, f64)> {
         let shares: Vec<AgentShare> = batches.par_iter().map(|(n, batch)| self.agent_share(*n, batch)).collect::<candle_core::Result<_>>()?;
         let net = &self.online;
         let (w0, b0) = (net.snet.weight(), net.snet.bias().expect("linear layers have a bias"));
         let mut grads = HashMap::new();
-        let (mut dw0, mut db0): (Option<Tensor>, Option<Tensor>) = (None, None);
+        let mut snet: Option<(Vec<f32>, Vec<f32>)> = None;
         let mut total = 0.0f64;
         for share in shares {
             total = share.loss_terms.iter().fold(total, |t, x| t + x);
-            grads.extend(share.pnet);
-            dw0 = Some(match dw0 {
-                None => share.snet_weight,
-                Some(acc) => (acc + share.snet_weight)?,
-            });
-            db0 = Some(match db0 {
-                None => share.snet_bias,
-                Some(acc) => (acc + share.snet_bias)?,
-            });
+            for (var, g) in share.pnet {
+                grads.insert(var.id(), Tensor::from_vec(g, var.shape(), var.device())?);
+            }
+            match &mut snet {
+                None => snet = Some((share.snet_weight, share.snet_bias)),
+                Some((gw, gb)) => {
+                    dense::add_assign(gw, &share.snet_weight);
+                    dense::add_assign(gb, &share.snet_bias);
+                }
+            }
         }
-        if let (Some(gw), Some(gb)) = (dw0, db0) {
-            grads.insert(w0.id(), gw);
-            grads.insert(b0.id(), gb);
+        if let Some((gw, gb)) = snet {
+            grads.insert(w0.id(), Tensor::from_vec(gw, w0.shape(), w0.device())?);
+            grads.insert(b0.id(), Tensor::from_vec(gb, b0.shape(), b0.device())?);
         }
         Ok((grads, total))
     }
@@ -308,39 +311,47 @@ impl Role {
     /// Agent `n`'s loss on its batch and the gradients it sends: PNet n's four and its
     /// part of SNet's two.
     fn agent_share(&self, n: usize, batch: &Batch) -> candle_core::Result<AgentShare> {
-        let dev = &Device::Cpu;
         let net = &self.online;
-        let b = batch.rewards.len();
-        let s = Tensor::from_slice(&batch.states, (b, self.state_dim), dev)?;
         let (fc0, fc1) = &net.pnets[n];
+        let bias = |l: &Linear| l.bias().cloned().expect("linear layers have a bias");
+        let (w0, b0) = (Values::of(net.snet.weight())?, bias(&net.snet));
+        let (w1, b1) = (Values::of(fc0.weight())?, bias(fc0));
+        let (w2, b2) = (Values::of(fc1.weight())?, bias(fc1));
+        let (b0, b1, b2) = (Values::of(&b0)?, Values::of(&b1)?, Values::of(&b2)?);
+        let (w1, w2) = (w1.get(), w2.get());
+        let (rows, hidden, actions) = (batch.rewards.len(), self.cfg.hidden, self.actions[n]);
+        let s = Mat::new(&batch.states, rows, self.state_dim);
         // Forward, keeping the activations.
-        let h1 = net.snet.forward(&s)?.relu()?;
-        let h2 = fc0.forward(&h1)?.relu()?;
-        let q = fc1.forward(&h2)?.to_vec2::<f32>()?;
+        let h1 = dense::linear(s, w0.get(), b0.get(), true);
+        let h2 = dense::linear(Mat::new(&h1, rows, hidden), w1, b1.get(), true);
+        let q = dense::linear(Mat::new(&h2, rows, hidden), w2, b2.get(), false);
         // d(mean (q[i, a_i] - y_i)^2) / dq: nonzero only at the chosen actions.
         let y = self.targets(n, batch)?;
-        let actions = self.actions[n];
-        let mut dq = vec![0f32; b * actions];
-        let mut loss_terms = Vec::with_capacity(b);
-        for i in 0..b {
-            let a = batch.actions[i] as usize;
-            let diff = q[i][a] - y[i];
-            loss_terms.push(f64::from(diff * diff) / b as f64);
-            dq[i * actions + a] = 2.0 * diff / b as f32;
+        let mut dq = vec![0f32; rows * actions];
+        let mut loss_terms = Vec::with_capacity(rows);
+        for i in 0..rows {
+            let a = i * actions + batch.actions[i] as usize;
+            let diff = q[a] - y[i];
+            loss_terms.push(f64::from(diff * diff) / rows as f64);
+            dq[a] = 2.0 * diff / rows as f32;
         }
-        let dq = Tensor::from_vec(dq, (b, actions), dev)?;
         // Backward through PNet n, then SNet. The two large products of the hidden layer
         // (towards SNet, and fc0's weight gradient) are independent: run them in parallel.
-        let dh2 = relu_backward(&dq.matmul(fc1.weight())?, &h2)?;
-        let (dh1, fc0_weight) = rayon::join(|| relu_backward(&dh2.matmul(fc0.weight())?, &h1), || dh2.t()?.matmul(&h1));
-        let dh1 = dh1?;
+        let dq_mat = Mat::new(&dq, rows, actions);
+        let dh2 = dense::relu_backward(dense::matmul(dq_mat, Mat::new(w2, actions, hidden)), &h2);
+        let dh2_mat = Mat::new(&dh2, rows, hidden);
+        let (dh1, fc0_weight) = rayon::join(
+            || dense::relu_backward(dense::matmul(dh2_mat, Mat::new(w1, hidden, hidden)), &h1),
+            || dense::matmul(dh2_mat.t(), Mat::new(&h1, rows, hidden)),
+        );
         let pnet = [
-            (fc1.weight().id(), dq.t()?.matmul(&h2)?),
-            (fc1.bias().expect("bias").id(), column_sums(&dq)?),
-            (fc0.weight().id(), fc0_weight?),
-            (fc0.bias().expect("bias").id(), column_sums(&dh2)?),
+            (fc1.weight().clone(), dense::matmul(dq_mat.t(), Mat::new(&h2, rows, hidden))),
+            (bias(fc1), dense::column_sums(&dq, actions)),
+            (fc0.weight().clone(), fc0_weight),
+            (bias(fc0), dense::column_sums(&dh2, hidden)),
         ];
-        Ok(AgentShare { pnet, snet_weight: dh1.t()?.matmul(&s)?, snet_bias: column_sums(&dh1)?, loss_terms })
+        let snet_weight = dense::matmul(Mat::new(&dh1, rows, hidden).t(), s);
+        Ok(AgentShare { pnet, snet_weight, snet_bias: dense::column_sums(&dh1, hidden), loss_terms })
     }
 
     /// A batch per agent in `agents`, drawn from their buffers (for tests).
@@ -385,36 +396,13 @@ impl Role {
 
 /// One agent's part of an update (see [`Role::agent_share`]).
 struct AgentShare {
-    /// Gradients of PNet n's variables, by id.
-    pnet: [(TensorId, Tensor); 4],
+    /// Gradients of PNet n's variables.
+    pnet: [(Tensor, Vec<f32>); 4],
     /// This agent's gradient of SNet's weight and bias, summed over agents by the caller.
-    snet_weight: Tensor,
-    snet_bias: Tensor,
+    snet_weight: Vec<f32>,
+    snet_bias: Vec<f32>,
     /// Per-row terms of the mean squared error, added in row order by the caller.
     loss_terms: Vec<f64>,
-}
-
-/// The gradient through a ReLU: `grad` where the layer's output `h` is positive, else
-/// `grad * 0`. One pass instead of candle's compare, cast and multiply, with the same bits.
-fn relu_backward(grad: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
-    let (g, out) = (grad.flatten_all()?.to_vec1::<f32>()?, h.flatten_all()?.to_vec1::<f32>()?);
-    let masked = g.iter().zip(&out).map(|(g, h)| g * if *h > 0.0 { 1.0 } else { 0.0 }).collect();
-    Tensor::from_vec(masked, grad.shape(), grad.device())
-}
-
-/// A matrix's column sums, its rows added in order from zero as candle's `sum(0)` does (so
-/// the bits are the same), in one vectorised pass: candle's reduction over a leading
-/// dimension divides per element, which took 8 % of an update (perf).
-fn column_sums(m: &Tensor) -> candle_core::Result<Tensor> {
-    let cols = m.dims2()?.1;
-    let data = m.flatten_all()?.to_vec1::<f32>()?;
-    let mut sums = vec![0f32; cols];
-    for row in data.chunks_exact(cols) {
-        for (s, x) in sums.iter_mut().zip(row) {
-            *s += x;
-        }
-    }
-    Tensor::from_vec(sums, cols, m.device())
 }
 
 fn argmax(q: &[f32]) -> usize {
@@ -543,17 +531,6 @@ mod tests {
         };
         let one = train(1);
         assert!(one == train(2), "training differs between one and two threads");
-    }
-
-    #[test]
-    fn fused_helpers_give_candles_bits() {
-        let values: Vec<f32> = (0..7 * 33).map(|i| ((i as f32) * 0.77).sin() * if i % 5 == 0 { 0.0 } else { 3.0 }).collect();
-        let m = Tensor::from_vec(values.clone(), (7, 33), &Device::Cpu).unwrap();
-        let h = Tensor::from_vec(values.iter().rev().copied().collect::<Vec<f32>>(), (7, 33), &Device::Cpu).unwrap();
-        let bits = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f32::to_bits).collect::<Vec<u32>>();
-        assert_eq!(bits(column_sums(&m).unwrap()), bits(m.sum(0).unwrap()));
-        let candle = (&m * h.gt(0f32).unwrap().to_dtype(DType::F32).unwrap()).unwrap();
-        assert_eq!(bits(relu_backward(&m, &h).unwrap()), bits(candle));
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! The DQN update's arithmetic on plain f32 slices: the same gemm calls as candle's CPU
+//! matmul and the same element-wise formulas as its ops (so the same bits, tested), without
+//! the zero-filled outputs, per-op allocations and copies of going through tensors, which
+//! took about a tenth of an update (perf: memset, page clearing, memmove).
+
+use candle_core::{CpuStorage, Storage, StorageRef, Tensor};
+
+/// A matrix operand: a slice read with a row stride and a column stride.
+#[derive(Clone, Copy)]
+pub struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows x cols` matrix.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
+        assert_eq!(data.len(), rows * cols, "a {rows} x {cols} matrix needs {} values", rows * cols);
+        Mat { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// The transpose, as a view (candle's `t()`).
+    pub fn t(self) -> Mat<'a> {
+        Mat { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+}
+
+/// `a b`, row-major. The call candle's CPU matmul makes with one thread (strides as the
+/// views give them, alpha 0, beta 1), so the result has the same bits.
+pub fn matmul(a: Mat, b: Mat) -> Vec<f32> {
+    assert_eq!(a.cols, b.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut c = Vec::with_capacity(m * n);
+    // SAFETY: `Mat::new` checked that every strided index of a and b (rows x cols of a
+    // contiguous slice, or its transpose) is inside its slice; c has room for m x n values,
+    // and with `read_dst` false gemm writes every one of them without reading any.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        c.set_len(m * n);
+    }
+    c
+}
+
+/// candle's `Linear` forward (`x W^T + bias`), then ReLU when `relu`; `weight` is the
+/// row-major `outputs x inputs` matrix.
+pub fn linear(x: Mat, weight: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
+    let outputs = bias.len();
+    let mut z = matmul(x, Mat::new(weight, outputs, x.cols).t());
+    for row in z.chunks_exact_mut(outputs) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            let sum = *v + b;
+            *v = if relu { sum.max(0f32) } else { sum };
+        }
+    }
+    z
+}
+
+/// The gradient through a ReLU, in place: `grad` times 1 where the layer's output `h` is
+/// positive, times 0 elsewhere (candle's compare, cast and multiply in one pass).
+pub fn relu_backward(mut grad: Vec<f32>, h: &[f32]) -> Vec<f32> {
+    assert_eq!(grad.len(), h.len());
+    for (g, h) in grad.iter_mut().zip(h) {
+        *g *= if *h > 0.0 { 1.0 } else { 0.0 };
+    }
+    grad
+}
+
+/// Column sums of a row-major matrix with `cols` columns, its rows added in order from
+/// zero as candle's `sum(0)` does; candle's general reduction divides per element, which
+/// took 8 % of an update (perf).
+pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
+    let mut sums = vec![0f32; cols];
+    for row in data.chunks_exact(cols) {
+        for (s, x) in sums.iter_mut().zip(row) {
+            *s += x;
+        }
+    }
+    sums
+}
+
+/// `acc += x`, element by element (candle's `acc + x`).
+pub fn add_assign(acc: &mut [f32], x: &[f32]) {
+    assert_eq!(acc.len(), x.len());
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+/// A contiguous f32 CPU tensor's values, borrowed for as long as this lives (a read lock
+/// on its storage: the optimiser writes only after the gradients are done).
+pub struct Values<'a> {
+    guard: StorageRef<'a>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> Values<'a> {
+    pub fn of(t: &'a Tensor) -> candle_core::Result<Values<'a>> {
+        let (guard, layout) = t.storage_and_layout();
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("dense: the tensor is not contiguous");
+        };
+        if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
+            candle_core::bail!("dense: only f32 tensors on the CPU");
+        }
+        Ok(Values { guard, start, end })
+    }
+
+    pub fn get(&self) -> &[f32] {
+        match &*self.guard {
+            Storage::Cpu(CpuStorage::F32(data)) => &data[self.start..self.end],
+            _ => unreachable!("checked in Values::of"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Module};
+
+    fn values(n: usize, k: f32) -> Vec<f32> {
+        (0..n).map(|i| ((i as f32) * k).sin() * if i % 7 == 0 { 0.0 } else { 2.5 }).collect()
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f32::to_bits).collect()
+    }
+
+    fn bits_of(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Each helper against the candle op it replaces, bit for bit, with the layouts the
+    /// update uses: plain, transposed left, transposed right. (candle's products run on
+    /// several threads here and on one in `meshrl run`: gemm splits rows and columns, never
+    /// the sum, so the bits do not depend on it.)
+    #[test]
+    fn helpers_give_candles_bits() {
+        let dev = &Device::Cpu;
+        let (b, i, o) = (32, 40, 24);
+        let (x, w, bias, g) = (values(b * i, 0.37), values(o * i, 1.13), values(o, 2.9), values(b * o, 0.71));
+        let xt = Tensor::from_slice(&x, (b, i), dev).unwrap();
+        let wt = Tensor::from_slice(&w, (o, i), dev).unwrap();
+        let bt = Tensor::from_slice(&bias, o, dev).unwrap();
+        let gt = Tensor::from_slice(&g, (b, o), dev).unwrap();
+        let layer = candle_nn::Linear::new(wt.clone(), Some(bt));
+        let z = layer.forward(&xt).unwrap();
+        assert_eq!(bits_of(&linear(Mat::new(&x, b, i), &w, &bias, false)), bits(&z));
+        let h = z.relu().unwrap();
+        let h_vec = linear(Mat::new(&x, b, i), &w, &bias, true);
+        assert_eq!(bits_of(&h_vec), bits(&h));
+        // g W (plain), g^T x (transposed left).
+        assert_eq!(bits_of(&matmul(Mat::new(&g, b, o), Mat::new(&w, o, i))), bits(&gt.matmul(&wt).unwrap()));
+        assert_eq!(bits_of(&matmul(Mat::new(&g, b, o).t(), Mat::new(&x, b, i))), bits(&gt.t().unwrap().matmul(&xt).unwrap()));
+        let masked = (&gt * h.gt(0f32).unwrap().to_dtype(DType::F32).unwrap()).unwrap();
+        assert_eq!(bits_of(&relu_backward(g.clone(), &h_vec)), bits(&masked));
+        assert_eq!(bits_of(&column_sums(&g, o)), bits(&gt.sum(0).unwrap()));
+        let mut acc = g.clone();
+        add_assign(&mut acc, &h_vec);
+        assert_eq!(bits_of(&acc), bits(&(&gt + &h).unwrap()));
+        assert_eq!(Values::of(&wt).unwrap().get(), &w[..]);
+    }
+
+    #[test]
+    #[should_panic(expected = "needs")]
+    fn a_matrix_must_fit_its_slice() {
+        Mat::new(&[1.0, 2.0, 3.0], 2, 2);
+    }
+}
