@@ -161,6 +161,9 @@ pub struct Role {
     actions: Vec<usize>,
     updates: usize,
     rng: ChaCha8Rng,
+    /// The gradient of each PNet's hidden weight (hidden x hidden), by variable id,
+    /// allocated once and rewritten by every update (see `dense::overwrite`).
+    hidden_grads: HashMap<TensorId, Tensor>,
 }
 
 impl Role {
@@ -174,6 +177,12 @@ impl Role {
         target.copy_from(&online)?;
         let params = candle_nn::ParamsAdamW { lr: learning_rate, weight_decay: 0.0, ..Default::default() };
         let adam = FusedAdamW::new(online.varmap.all_vars(), params).map_err(candle_error)?;
+        let hidden_grads = online
+            .pnets
+            .iter()
+            .map(|(fc0, _)| Ok((fc0.weight().id(), fc0.weight().zeros_like()?)))
+            .collect::<candle_core::Result<_>>()
+            .map_err(candle_error)?;
         Ok(Role {
             cfg: cfg.clone(),
             online,
@@ -184,6 +193,7 @@ impl Role {
             actions: actions.to_vec(),
             updates: 0,
             rng,
+            hidden_grads,
         })
     }
 
@@ -280,7 +290,8 @@ impl Role {
     ///
     /// The agents' shares run in parallel on the current rayon pool (each product on one
     /// thread); they are summed in agent order afterwards, so the result is bit for bit
-    /// the same on any number of threads (tested).
+    /// the same on any number of threads (tested). The PNets' hidden-weight gradients are
+    /// the role's reused buffers: the next call overwrites them.
     fn gradients(&self, batches: &[(usize, Batch)]) -> candle_core::Result<(HashMap<TensorId, Tensor>, f64)> {
         let shares: Vec<AgentShare> = batches.par_iter().map(|(n, batch)| self.agent_share(*n, batch)).collect::<candle_core::Result<_>>()?;
         let net = &self.online;
@@ -293,6 +304,8 @@ impl Role {
             for (var, g) in share.pnet {
                 grads.insert(var.id(), Tensor::from_vec(g, var.shape(), var.device())?);
             }
+            let fc0 = net.pnets[share.agent].0.weight();
+            grads.insert(fc0.id(), self.hidden_grads[&fc0.id()].clone());
             match &mut snet {
                 None => snet = Some((share.snet_weight, share.snet_bias)),
                 Some((gw, gb)) => {
@@ -340,18 +353,19 @@ impl Role {
         let dq_mat = Mat::new(&dq, rows, actions);
         let dh2 = dense::relu_backward(dense::matmul(dq_mat, Mat::new(w2, actions, hidden)), &h2);
         let dh2_mat = Mat::new(&dh2, rows, hidden);
-        let (dh1, fc0_weight) = rayon::join(
+        let fc0_grad = &self.hidden_grads[&fc0.weight().id()];
+        let (dh1, filled) = rayon::join(
             || dense::relu_backward(dense::matmul(dh2_mat, Mat::new(w1, hidden, hidden)), &h1),
-            || dense::matmul(dh2_mat.t(), Mat::new(&h1, rows, hidden)),
+            || dense::overwrite(fc0_grad, |g| dense::matmul_into(g, dh2_mat.t(), Mat::new(&h1, rows, hidden))),
         );
+        filled?;
         let pnet = [
             (fc1.weight().clone(), dense::matmul(dq_mat.t(), Mat::new(&h2, rows, hidden))),
             (bias(fc1), dense::column_sums(&dq, actions)),
-            (fc0.weight().clone(), fc0_weight),
             (bias(fc0), dense::column_sums(&dh2, hidden)),
         ];
         let snet_weight = dense::matmul(Mat::new(&dh1, rows, hidden).t(), s);
-        Ok(AgentShare { pnet, snet_weight, snet_bias: dense::column_sums(&dh1, hidden), loss_terms })
+        Ok(AgentShare { agent: n, pnet, snet_weight, snet_bias: dense::column_sums(&dh1, hidden), loss_terms })
     }
 
     /// A batch per agent in `agents`, drawn from their buffers (for tests).
@@ -396,8 +410,9 @@ impl Role {
 
 /// One agent's part of an update (see [`Role::agent_share`]).
 struct AgentShare {
-    /// Gradients of PNet n's variables.
-    pnet: [(Tensor, Vec<f32>); 4],
+    agent: usize,
+    /// Gradients of PNet n's variables but its hidden weight's (in `Role::hidden_grads`).
+    pnet: [(Tensor, Vec<f32>); 3],
     /// This agent's gradient of SNet's weight and bias, summed over agents by the caller.
     snet_weight: Vec<f32>,
     snet_bias: Vec<f32>,
