@@ -1,6 +1,6 @@
 //! Small helpers shared by every Candle network of the crate (simulator MLP, Q networks).
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{CpuStorage, Device, Layout, Storage, StorageRef, Tensor, Var};
 use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,3 +34,43 @@ pub fn init_uniform_fan_in(varmap: &VarMap, seed: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// A contiguous f32 CPU tensor's values, borrowed for as long as this lives (a read lock
+/// on its storage: no in-place op may write the tensor meanwhile).
+pub struct Values<'a> {
+    guard: StorageRef<'a>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> Values<'a> {
+    pub fn of(t: &'a Tensor) -> candle_core::Result<Values<'a>> {
+        let (guard, layout) = t.storage_and_layout();
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("the tensor is not contiguous");
+        };
+        if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
+            candle_core::bail!("only f32 tensors on the CPU");
+        }
+        Ok(Values { guard, start, end })
+    }
+
+    pub fn get(&self) -> &[f32] {
+        match &*self.guard {
+            Storage::Cpu(CpuStorage::F32(data)) => &data[self.start..self.end],
+            _ => unreachable!("checked in Values::of"),
+        }
+    }
+}
+
+/// The writable values of a contiguous f32 CPU storage, as an in-place op receives it.
+pub fn values_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> candle_core::Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("only f32 tensors on the CPU");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("the tensor is not contiguous");
+    };
+    Ok(&mut data[start..end])
+}
+

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor, TensorId, Var};
 use candle_nn::{Optimizer, ParamsAdamW};
+
+use crate::nn::{values_mut, Values};
 use rayon::prelude::*;
 
 /// Values per parallel task of an update: 64 K values of four arrays are 1 MB, enough to
@@ -55,13 +57,7 @@ impl InplaceOp1 for Update<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("fused-adamw: only f32 variables");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fused-adamw: the variable is not contiguous");
-        };
-        let theta = &mut data[start..end];
+        let theta = values_mut(storage, layout)?;
         let mut guard = self.moments.borrow_mut();
         let (m, v) = &mut *guard;
         if theta.len() != self.grad.len() || m.len() != theta.len() {
@@ -111,13 +107,9 @@ impl FusedAdamW {
         for mv in self.vars.iter_mut() {
             let Some(g) = grad_of(&mv.var) else { continue };
             let g: Tensor = g.contiguous()?;
-            let (storage, layout) = g.storage_and_layout();
-            let candle_core::Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-                candle_core::bail!("fused-adamw: only f32 gradients on the CPU");
-            };
-            let (start, end) = layout.contiguous_offsets().expect("made contiguous above");
+            let grad = Values::of(&g)?;
             let op = Update {
-                grad: &data[start..end],
+                grad: grad.get(),
                 moments: RefCell::new((mv.m.as_mut_slice(), mv.v.as_mut_slice())),
                 lr: p.lr,
                 decay: p.weight_decay,

@@ -5,7 +5,9 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, InplaceOp1, Layout, Storage, StorageRef, Tensor};
+use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor};
+
+use crate::nn::values_mut;
 
 /// A matrix operand: a slice read with a row stride and a column stride.
 #[derive(Clone, Copy)]
@@ -85,14 +87,8 @@ pub fn overwrite(t: &Tensor, fill: impl FnOnce(&mut [f32])) -> candle_core::Resu
             "dense-overwrite"
         }
         fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-            let CpuStorage::F32(data) = storage else {
-                candle_core::bail!("dense: only f32 tensors on the CPU");
-            };
-            let Some((start, end)) = layout.contiguous_offsets() else {
-                candle_core::bail!("dense: the tensor is not contiguous");
-            };
             let fill = self.0.borrow_mut().take().expect("an in-place op runs once");
-            fill(&mut data[start..end]);
+            fill(values_mut(storage, layout)?);
             Ok(())
         }
     }
@@ -144,37 +140,10 @@ pub fn add_assign(acc: &mut [f32], x: &[f32]) {
     }
 }
 
-/// A contiguous f32 CPU tensor's values, borrowed for as long as this lives (a read lock
-/// on its storage: the optimiser writes only after the gradients are done).
-pub struct Values<'a> {
-    guard: StorageRef<'a>,
-    start: usize,
-    end: usize,
-}
-
-impl<'a> Values<'a> {
-    pub fn of(t: &'a Tensor) -> candle_core::Result<Values<'a>> {
-        let (guard, layout) = t.storage_and_layout();
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("dense: the tensor is not contiguous");
-        };
-        if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
-            candle_core::bail!("dense: only f32 tensors on the CPU");
-        }
-        Ok(Values { guard, start, end })
-    }
-
-    pub fn get(&self) -> &[f32] {
-        match &*self.guard {
-            Storage::Cpu(CpuStorage::F32(data)) => &data[self.start..self.end],
-            _ => unreachable!("checked in Values::of"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::Values;
     use candle_core::{DType, Device, Module};
 
     fn values(n: usize, k: f32) -> Vec<f32> {

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::nn::{candle_error, init_uniform_fan_in, sorted_vars};
 use crate::optim::FusedAdamW;
-use dense::{Mat, Values};
+use crate::nn::Values;
+use dense::Mat;
 pub use replay::{Batch, ReplayBuffer, Transition};
 
 /// DQN hyperparameters (protocol.md section 5), per role.
@@ -161,9 +162,9 @@ pub struct Role {
     actions: Vec<usize>,
     updates: usize,
     rng: ChaCha8Rng,
-    /// The gradient of each PNet's hidden weight (hidden x hidden), by variable id,
-    /// allocated once and rewritten by every update (see `dense::overwrite`).
-    hidden_grads: HashMap<TensorId, Tensor>,
+    /// The gradient of PNet n's hidden weight (hidden x hidden), allocated once and
+    /// rewritten by every update (see `dense::overwrite`).
+    hidden_grads: Vec<Tensor>,
 }
 
 impl Role {
@@ -180,7 +181,7 @@ impl Role {
         let hidden_grads = online
             .pnets
             .iter()
-            .map(|(fc0, _)| Ok((fc0.weight().id(), fc0.weight().zeros_like()?)))
+            .map(|(fc0, _)| fc0.weight().zeros_like())
             .collect::<candle_core::Result<_>>()
             .map_err(candle_error)?;
         Ok(Role {
@@ -295,7 +296,7 @@ impl Role {
     fn gradients(&self, batches: &[(usize, Batch)]) -> candle_core::Result<(HashMap<TensorId, Tensor>, f64)> {
         let shares: Vec<AgentShare> = batches.par_iter().map(|(n, batch)| self.agent_share(*n, batch)).collect::<candle_core::Result<_>>()?;
         let net = &self.online;
-        let (w0, b0) = (net.snet.weight(), net.snet.bias().expect("linear layers have a bias"));
+        let (w0, b0) = (net.snet.weight(), bias(&net.snet));
         let mut grads = HashMap::new();
         let mut snet: Option<(Vec<f32>, Vec<f32>)> = None;
         let mut total = 0.0f64;
@@ -305,7 +306,7 @@ impl Role {
                 grads.insert(var.id(), Tensor::from_vec(g, var.shape(), var.device())?);
             }
             let fc0 = net.pnets[share.agent].0.weight();
-            grads.insert(fc0.id(), self.hidden_grads[&fc0.id()].clone());
+            grads.insert(fc0.id(), self.hidden_grads[share.agent].clone());
             match &mut snet {
                 None => snet = Some((share.snet_weight, share.snet_bias)),
                 Some((gw, gb)) => {
@@ -326,11 +327,9 @@ impl Role {
     fn agent_share(&self, n: usize, batch: &Batch) -> candle_core::Result<AgentShare> {
         let net = &self.online;
         let (fc0, fc1) = &net.pnets[n];
-        let bias = |l: &Linear| l.bias().cloned().expect("linear layers have a bias");
-        let (w0, b0) = (Values::of(net.snet.weight())?, bias(&net.snet));
-        let (w1, b1) = (Values::of(fc0.weight())?, bias(fc0));
-        let (w2, b2) = (Values::of(fc1.weight())?, bias(fc1));
-        let (b0, b1, b2) = (Values::of(&b0)?, Values::of(&b1)?, Values::of(&b2)?);
+        let (w0, b0) = (Values::of(net.snet.weight())?, Values::of(bias(&net.snet))?);
+        let (w1, b1) = (Values::of(fc0.weight())?, Values::of(bias(fc0))?);
+        let (w2, b2) = (Values::of(fc1.weight())?, Values::of(bias(fc1))?);
         let (w1, w2) = (w1.get(), w2.get());
         let (rows, hidden, actions) = (batch.rewards.len(), self.cfg.hidden, self.actions[n]);
         let s = Mat::new(&batch.states, rows, self.state_dim);
@@ -353,7 +352,7 @@ impl Role {
         let dq_mat = Mat::new(&dq, rows, actions);
         let dh2 = dense::relu_backward(dense::matmul(dq_mat, Mat::new(w2, actions, hidden)), &h2);
         let dh2_mat = Mat::new(&dh2, rows, hidden);
-        let fc0_grad = &self.hidden_grads[&fc0.weight().id()];
+        let fc0_grad = &self.hidden_grads[n];
         let (dh1, filled) = rayon::join(
             || dense::relu_backward(dense::matmul(dh2_mat, Mat::new(w1, hidden, hidden)), &h1),
             || dense::overwrite(fc0_grad, |g| dense::matmul_into(g, dh2_mat.t(), Mat::new(&h1, rows, hidden))),
@@ -361,8 +360,8 @@ impl Role {
         filled?;
         let pnet = [
             (fc1.weight().clone(), dense::matmul(dq_mat.t(), Mat::new(&h2, rows, hidden))),
-            (bias(fc1), dense::column_sums(&dq, actions)),
-            (bias(fc0), dense::column_sums(&dh2, hidden)),
+            (bias(fc1).clone(), dense::column_sums(&dq, actions)),
+            (bias(fc0).clone(), dense::column_sums(&dh2, hidden)),
         ];
         let snet_weight = dense::matmul(Mat::new(&dh1, rows, hidden).t(), s);
         Ok(AgentShare { agent: n, pnet, snet_weight, snet_bias: dense::column_sums(&dh1, hidden), loss_terms })
@@ -418,6 +417,10 @@ struct AgentShare {
     snet_bias: Vec<f32>,
     /// Per-row terms of the mean squared error, added in row order by the caller.
     loss_terms: Vec<f64>,
+}
+
+fn bias(layer: &Linear) -> &Tensor {
+    layer.bias().expect("linear layers have a bias")
 }
 
 fn argmax(q: &[f32]) -> usize {

@@ -1148,59 +1148,6 @@ mod tests {
         );
     }
 
-    /// Fit time of the default forest (120 trees, every training row) on S3's training split
-    /// (seed 1, 80 %), and its test MSE beside ridge's:
-    /// `cargo test --release --lib forest_fit_time_on_s3 -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn forest_fit_time_on_s3() {
-        use crate::data::{load_table, split as split_rows, Normalizer, TableSpec};
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/S3.csv");
-        let table = load_table(&path, &TableSpec::default()).unwrap();
-        let (train, test) = split_rows(table.n_rows(), 1, 0.8);
-        let xn = Normalizer::fit_features(&table, &train).unwrap();
-        let yn = Normalizer::fit_targets(&table, &train).unwrap();
-        let z = |rows: &[usize]| {
-            let (mut x, mut y) = (table.gather_features(rows), table.gather_targets(rows));
-            xn.transform_rows(&mut x);
-            yn.transform_rows(&mut y);
-            (
-                super::super::to_array(x, 9).unwrap(),
-                super::super::to_array(y, 2).unwrap(),
-            )
-        };
-        let ((xt, yt), (xv, yv)) = (z(&train), z(&test));
-        let trees: usize = std::env::var("MESHRL_FOREST_TREES").map_or(120, |t| t.parse().unwrap());
-        let config = ForestConfig {
-            trees,
-            ..Default::default()
-        };
-        let start = Instant::now();
-        let model = config.fit_forest(&xt, &yt, 1).unwrap();
-        let fit = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let pred = model.predict(&xv).unwrap();
-        let predict = start.elapsed().as_secs_f64();
-        let ridge = RidgeConfig::default()
-            .fit(&xt, &yt, 1)
-            .unwrap()
-            .predict(&xv)
-            .unwrap();
-        let errs = |p: &Array2<f64>| -> Vec<String> {
-            (0..2)
-                .map(|j| format!("{:.3}", mse(p.column(j), yv.column(j))))
-                .collect()
-        };
-        println!(
-            "forest, {trees} trees, {} training rows x 2 outputs: fit {fit:.1} s, predict {} rows {predict:.2} s; \
-             test mse {:?} (ridge {:?})",
-            model.train_rows(),
-            xv.nrows(),
-            errs(&pred),
-            errs(&ridge)
-        );
-    }
-
     /// z-scores every column in place.
     fn zscore(a: &mut Array2<f64>) {
         for mut col in a.columns_mut() {
