@@ -64,20 +64,18 @@ impl InplaceOp1 for Update<'_> {
             candle_core::bail!("fused-adamw: gradient of {} values for a variable of {}", self.grad.len(), theta.len());
         }
         // f32 constants as candle's tensor-times-f64 ops use them.
-        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
-        let (c1, c2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
-        let (sm, sv, eps, lr) = (self.scale_m as f32, self.scale_v as f32, self.eps as f32, self.lr as f32);
-        let keep = (1.0 - self.lr * self.decay) as f32;
-        let update = |theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]| {
-            // Zipped iterators: no bounds checks, so the loop vectorises.
-            let moments = m.iter_mut().zip(v.iter_mut());
-            for ((t, &g), (mi, vi)) in theta.iter_mut().zip(grad).zip(moments) {
-                *mi = *mi * b1 + g * c1;
-                *vi = *vi * b2 + (g * g) * c2;
-                let adjusted = (*mi * sm) / ((*vi * sv).sqrt() + eps);
-                *t = *t * keep - adjusted * lr;
-            }
+        let step = AdamStep {
+            b1: self.beta1 as f32,
+            b2: self.beta2 as f32,
+            c1: (1.0 - self.beta1) as f32,
+            c2: (1.0 - self.beta2) as f32,
+            scale_m: self.scale_m as f32,
+            scale_v: self.scale_v as f32,
+            eps: self.eps as f32,
+            lr: self.lr as f32,
+            keep: (1.0 - self.lr * self.decay) as f32,
         };
+        let update = |theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]| step.apply_fastest(theta, grad, m, v);
         // Element-wise, so chunks of a large variable can go to the pool's threads with
         // the same result; small variables are not worth a task.
         if theta.len() <= PARALLEL_CHUNK {
@@ -90,6 +88,53 @@ impl InplaceOp1 for Update<'_> {
                 .for_each(|((t, g), (m, v))| update(t, g, m, v));
         }
         Ok(())
+    }
+}
+
+/// The element-wise AdamW update with its constants in f32.
+struct AdamStep {
+    b1: f32,
+    b2: f32,
+    c1: f32,
+    c2: f32,
+    scale_m: f32,
+    scale_v: f32,
+    eps: f32,
+    lr: f32,
+    keep: f32,
+}
+
+impl AdamStep {
+    /// candle's formulas, one element at a time, in one pass.
+    #[inline(always)]
+    fn apply(&self, theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        // Zipped iterators: no bounds checks, so the loop vectorises.
+        let moments = m.iter_mut().zip(v.iter_mut());
+        for ((t, &g), (mi, vi)) in theta.iter_mut().zip(grad).zip(moments) {
+            *mi = *mi * self.b1 + g * self.c1;
+            *vi = *vi * self.b2 + (g * g) * self.c2;
+            let adjusted = (*mi * self.scale_m) / ((*vi * self.scale_v).sqrt() + self.eps);
+            *t = *t * self.keep - adjusted * self.lr;
+        }
+    }
+
+    /// [`AdamStep::apply`] compiled for AVX when the CPU has it. The loop is bound by its
+    /// square root and division, and the default x86-64 target has only 4-lane SSE for
+    /// them: 8 lanes halve the update's time (measured). The bits are the same, since
+    /// Rust never fuses a multiply and an add by itself (tested).
+    fn apply_fastest(&self, theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU supports AVX, checked just above.
+            return unsafe { self.apply_avx(theta, grad, m, v) };
+        }
+        self.apply(theta, grad, m, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    unsafe fn apply_avx(&self, theta: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.apply(theta, grad, m, v)
     }
 }
 
@@ -183,6 +228,29 @@ mod tests {
             assert_eq!(p.to_bits(), q.to_bits(), "{va:?} vs {vb:?}");
         }
         assert_eq!(a.dtype(), DType::F32);
+    }
+
+    /// The AVX build of the loop and the portable one give the same bits, on values
+    /// that span many magnitudes, zeros and tiny moments included.
+    #[test]
+    fn vector_widths_give_the_same_bits() {
+        let step = AdamStep { b1: 0.9, b2: 0.999, c1: 0.1, c2: 0.001, scale_m: 1.9, scale_v: 1.3, eps: 1e-8, lr: 3e-4, keep: 0.9999 };
+        let n = 1003;
+        let wave = |k: f32, e: i32| (0..n).map(|i| ((i as f32) * k).sin() * 10f32.powi((i as i32 % 13) - e)).collect::<Vec<f32>>();
+        let (theta, grad) = (wave(0.37, 6), wave(1.91, 9));
+        let (m, v) = (wave(0.53, 7), wave(2.3, 12).into_iter().map(f32::abs).collect::<Vec<f32>>());
+        let run = |fastest: bool| {
+            let (mut t, mut m, mut v) = (theta.clone(), m.clone(), v.clone());
+            for _ in 0..3 {
+                if fastest {
+                    step.apply_fastest(&mut t, &grad, &mut m, &mut v);
+                } else {
+                    step.apply(&mut t, &grad, &mut m, &mut v);
+                }
+            }
+            [t, m, v].concat().into_iter().map(f32::to_bits).collect::<Vec<u32>>()
+        };
+        assert!(run(true) == run(false), "the AVX loop differs from the portable one");
     }
 
     /// A variable larger than a parallel chunk: chunks on one thread or on two give the

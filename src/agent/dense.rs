@@ -34,32 +34,45 @@ impl<'a> Mat<'a> {
 
 /// `a b`, row-major, in a new vector.
 pub fn matmul(a: Mat, b: Mat) -> Vec<f32> {
-    let mut c = Vec::with_capacity(a.rows * b.cols);
-    // SAFETY: `matmul_into` writes every one of the values (below), so they are initialised.
-    unsafe {
-        matmul_into(std::slice::from_raw_parts_mut(c.as_mut_ptr(), a.rows * b.cols), a, b);
-        c.set_len(a.rows * b.cols);
-    }
-    c
+    written(a.rows * b.cols, |c| matmul_into(c, a, b))
 }
 
 /// `a b`, row-major, written over `c`. The call candle's CPU matmul makes with one thread
 /// (strides as the views give them, alpha 0, beta 1), so the result has the same bits.
 pub fn matmul_into(c: &mut [f32], a: Mat, b: Mat) {
+    gemm_into(c, Order::RowMajor, a, b);
+}
+
+/// How a product's values are laid out in memory.
+#[derive(Clone, Copy)]
+enum Order {
+    RowMajor,
+    ColumnMajor,
+}
+
+/// `a b` written over `c` in `order`. gemm sums each value as one chain of fused
+/// multiply-adds over the inner dimension in either layout; the tests check that the two
+/// layouts give the same bits for the shapes the update uses.
+fn gemm_into(c: &mut [f32], order: Order, a: Mat, b: Mat) {
     assert_eq!(a.cols, b.rows, "matmul of {}x{} by {}x{}", a.rows, a.cols, b.rows, b.cols);
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(c.len(), m * n, "a {m} x {n} product");
+    let (c_row_stride, c_col_stride) = match order {
+        Order::RowMajor => (n, 1),
+        Order::ColumnMajor => (1, m),
+    };
     // SAFETY: `Mat::new` checked that every strided index of a and b (rows x cols of a
-    // contiguous slice, or its transpose) is inside its slice; c holds m x n values, and
-    // with `read_dst` false gemm writes every one of them without reading any.
+    // contiguous slice, or its transpose) is inside its slice; c holds m x n values, either
+    // layout indexes each once, and with `read_dst` false gemm writes every one of them
+    // without reading any.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
-            n as isize,
+            c_col_stride as isize,
+            c_row_stride as isize,
             false,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -75,6 +88,19 @@ pub fn matmul_into(c: &mut [f32], a: Mat, b: Mat) {
             gemm::Parallelism::None,
         );
     }
+}
+
+/// A vector of `len` values, all of them written by `write` (a product), without zero-filling
+/// it first.
+fn written(len: usize, write: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    let mut c = Vec::with_capacity(len);
+    // SAFETY: callers pass a `write` that writes every one of the `len` values (gemm with
+    // `read_dst` false), so they are initialised before `set_len`; f32 has no invalid bits.
+    unsafe {
+        write(std::slice::from_raw_parts_mut(c.as_mut_ptr(), len));
+        c.set_len(len);
+    }
+    c
 }
 
 /// Runs `fill` on a contiguous f32 CPU tensor's values, writable, in place. Large
@@ -97,13 +123,36 @@ pub fn overwrite(t: &Tensor, fill: impl FnOnce(&mut [f32])) -> candle_core::Resu
 
 /// candle's `Linear` forward (`x W^T + bias`), then ReLU when `relu`; `weight` is the
 /// row-major `outputs x inputs` matrix.
+///
+/// A layer with more outputs than the batch has rows (the PNets' 512 x 512) gets its
+/// product column-major, transposed back while the bias is added: gemm then reads `W^T`
+/// where it lies, whereas for a row-major product it first copies (packs) the whole weight,
+/// a fifth of the product's time (perf). The same bits either way (tested).
 pub fn linear(x: Mat, weight: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
-    let outputs = bias.len();
-    let mut z = matmul(x, Mat::new(weight, outputs, x.cols).t());
-    for row in z.chunks_exact_mut(outputs) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            let sum = *v + b;
-            *v = if relu { sum.max(0f32) } else { sum };
+    let (rows, outputs) = (x.rows, bias.len());
+    let weight_t = Mat::new(weight, outputs, x.cols).t();
+    let activate = |v: f32, b: f32| {
+        let sum = v + b;
+        if relu {
+            sum.max(0f32)
+        } else {
+            sum
+        }
+    };
+    if outputs <= rows {
+        let mut z = matmul(x, weight_t);
+        for row in z.chunks_exact_mut(outputs) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v = activate(*v, *b);
+            }
+        }
+        return z;
+    }
+    let by_column = written(rows * outputs, |c| gemm_into(c, Order::ColumnMajor, x, weight_t));
+    let mut z = vec![0f32; rows * outputs];
+    for (j, (column, b)) in by_column.chunks_exact(rows).zip(bias).enumerate() {
+        for (r, v) in column.iter().enumerate() {
+            z[r * outputs + j] = activate(*v, *b);
         }
     }
     z
@@ -190,6 +239,20 @@ mod tests {
         let buffer = Tensor::zeros((o, i), DType::F32, dev).unwrap();
         overwrite(&buffer, |c| matmul_into(c, Mat::new(&g, b, o).t(), Mat::new(&x, b, i))).unwrap();
         assert_eq!(bits(&buffer), bits(&gt.t().unwrap().matmul(&xt).unwrap()));
+    }
+
+    /// Layers wider than the batch take the column-major product: still candle's bits, for
+    /// SNet's and the PNets' shapes (batch 32, hidden 512) and a single row.
+    #[test]
+    fn wide_layers_give_candles_bits() {
+        let dev = &Device::Cpu;
+        for (b, i, o) in [(32, 5, 512), (32, 512, 512), (32, 40, 96), (1, 40, 96)] {
+            let (x, w, bias) = (values(b * i, 0.37), values(o * i, 1.13), values(o, 2.9));
+            let layer = candle_nn::Linear::new(Tensor::from_slice(&w, (o, i), dev).unwrap(), Some(Tensor::from_slice(&bias, o, dev).unwrap()));
+            let z = layer.forward(&Tensor::from_slice(&x, (b, i), dev).unwrap()).unwrap();
+            assert_eq!(bits_of(&linear(Mat::new(&x, b, i), &w, &bias, false)), bits(&z), "{b} x {i} -> {o}");
+            assert_eq!(bits_of(&linear(Mat::new(&x, b, i), &w, &bias, true)), bits(&z.relu().unwrap()), "{b} x {i} -> {o}, ReLU");
+        }
     }
 
     #[test]
