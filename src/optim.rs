@@ -236,7 +236,7 @@ mod tests {
     fn vector_widths_give_the_same_bits() {
         let step = AdamStep { b1: 0.9, b2: 0.999, c1: 0.1, c2: 0.001, scale_m: 1.9, scale_v: 1.3, eps: 1e-8, lr: 3e-4, keep: 0.9999 };
         let n = 1003;
-        let wave = |k: f32, e: i32| (0..n).map(|i| ((i as f32) * k).sin() * 10f32.powi((i as i32 % 13) - e)).collect::<Vec<f32>>();
+        let wave = |k: f32, e: i32| (0..n).map(|i| ((i as f32) * k).sin() * 10f32.powi(i % 13 - e)).collect::<Vec<f32>>();
         let (theta, grad) = (wave(0.37, 6), wave(1.91, 9));
         let (m, v) = (wave(0.53, 7), wave(2.3, 12).into_iter().map(f32::abs).collect::<Vec<f32>>());
         let run = |fastest: bool| {
