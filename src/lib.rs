@@ -9,6 +9,7 @@ pub mod agent;
 pub mod atomic;
 pub mod cli;
 pub mod data;
+pub mod dense;
 pub mod emulator;
 pub mod env;
 pub mod experiment;

@@ -6,7 +6,6 @@
 //! protocol's state -> 512 -> 512 -> |A|. One Adam optimiser per role minimises the sum of
 //! its agents' losses: PNet n sees only agent n's loss, SNet the sum over agents.
 
-pub mod dense;
 pub mod replay;
 
 use std::collections::HashMap;
@@ -22,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::nn::{candle_error, init_uniform_fan_in, sorted_vars};
 use crate::optim::FusedAdamW;
 use crate::nn::Values;
-use dense::Mat;
+use crate::dense::{self, Mat};
 pub use replay::{Batch, ReplayBuffer, Transition};
 
 /// DQN hyperparameters (protocol.md section 5), per role.

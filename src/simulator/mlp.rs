@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::{Simulator, SimulatorParams};
 use crate::error::{Error, Result};
 pub(crate) use crate::nn::candle_error;
-use crate::nn::{init_uniform_fan_in, sorted_vars};
+use crate::dense::{self, Mat};
+use crate::nn::{init_uniform_fan_in, sorted_vars, Values};
 
 /// Hyperparameters of the MLP simulator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +189,20 @@ impl Mlp {
         Ok(h)
     }
 
+    /// [`Mlp::forward`] of `rows` rows (row-major `x`) on plain slices, with the same bits
+    /// (tested): the products read the weights where they lie (see `dense::linear`).
+    pub fn forward_small(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut h = x.to_vec();
+        let mut width = self.d_in;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let bias = layer.bias().ok_or_else(|| Error::config("mlp layers have biases".to_string()))?;
+            let (w, b) = (Values::of(layer.weight()).map_err(candle_error)?, Values::of(bias).map_err(candle_error)?);
+            h = dense::linear(Mat::new(&h, rows, width), w.get(), b.get(), i + 1 < self.layers.len());
+            width = b.get().len();
+        }
+        Ok(h)
+    }
+
     fn snapshot(&self) -> Result<Vec<(String, Tensor)>> {
         self.sorted_vars().into_iter().map(|(k, v)| Ok((k, v.as_tensor().copy().map_err(candle_error)?))).collect()
     }
@@ -259,6 +274,11 @@ pub struct MlpSimulator {
 /// Rows per forward pass when predicting: large enough to keep the matmuls efficient.
 const PREDICT_CHUNK: usize = 8192;
 
+/// Rows up to which a prediction runs on plain slices ([`Mlp::forward_small`]). An
+/// environment step predicts one row per service, and through candle each 512 x 512 layer
+/// would first be copied (packed) by the product: a tenth of a five-service DQN step (perf).
+const SMALL_BATCH: usize = 64;
+
 impl Simulator for MlpSimulator {
     fn name(&self) -> &'static str {
         "mlp"
@@ -272,6 +292,10 @@ impl Simulator for MlpSimulator {
         let flat: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         for chunk in flat.chunks(PREDICT_CHUNK * d) {
             let rows = chunk.len() / d;
+            if rows <= SMALL_BATCH {
+                out.extend(self.net.forward_small(chunk, rows)?.into_iter().map(f64::from));
+                continue;
+            }
             let t = Tensor::from_slice(chunk, (rows, d), &Device::Cpu).map_err(candle_error)?;
             let y = self.net.forward(&t)?.flatten_all().map_err(candle_error)?.to_vec1::<f32>().map_err(candle_error)?;
             out.extend(y.into_iter().map(f64::from));
@@ -294,6 +318,22 @@ mod tests {
 
     fn small() -> MlpConfig {
         MlpConfig { hidden: vec![32, 32], max_epochs: 40, batch_size: 32, learning_rate: 3e-3, patience: 40, ..Default::default() }
+    }
+
+    /// The slice path gives candle's bits on the Table 4 architecture, for one row, a
+    /// step's five, and the largest small batch.
+    #[test]
+    fn small_batches_give_the_same_bits_as_candle() {
+        let net = Mlp::new(9, &[512, 512, 512], 2, 7).unwrap();
+        for rows in [1, 5, 37, SMALL_BATCH] {
+            let mut rng = ChaCha8Rng::seed_from_u64(rows as u64);
+            let x: Vec<f32> = (0..rows * 9).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let t = Tensor::from_slice(&x, (rows, 9), &Device::Cpu).unwrap();
+            let reference = net.forward(&t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let small = net.forward_small(&x, rows).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(bits(&small), bits(&reference), "{rows} rows");
+        }
     }
 
     #[test]

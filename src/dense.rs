@@ -1,4 +1,5 @@
-//! The DQN update's arithmetic on plain f32 slices: the same gemm calls as candle's CPU
+//! Dense layers' arithmetic on plain f32 slices, for the DQN update and small-batch
+//! predictions: the same gemm calls as candle's CPU
 //! matmul and the same element-wise formulas as its ops (so the same bits, tested), without
 //! the zero-filled outputs, per-op allocations and copies of going through tensors, which
 //! took about a tenth of an update (perf: memset, page clearing, memmove).
@@ -121,13 +122,17 @@ pub fn overwrite(t: &Tensor, fill: impl FnOnce(&mut [f32])) -> candle_core::Resu
     t.inplace_op1(&Fill(RefCell::new(Some(fill))))
 }
 
+/// Weights from which a layer's forward product is split in two for the pool's threads.
+const SPLIT_WEIGHTS: usize = 1 << 16;
+
 /// candle's `Linear` forward (`x W^T + bias`), then ReLU when `relu`; `weight` is the
 /// row-major `outputs x inputs` matrix.
 ///
-/// A layer with more outputs than the batch has rows (the PNets' 512 x 512) gets its
-/// product column-major, transposed back while the bias is added: gemm then reads `W^T`
-/// where it lies, whereas for a row-major product it first copies (packs) the whole weight,
-/// a fifth of the product's time (perf). The same bits either way (tested).
+/// A layer with more outputs than the batch has rows (the PNets' 512 x 512), for a batch
+/// of two rows or more, gets its product column-major, transposed back while the bias is
+/// added: gemm then reads `W^T` where it lies, whereas for a row-major product it first
+/// copies (packs) the whole weight, a fifth of the product's time (perf). The same bits
+/// either way (tested).
 pub fn linear(x: Mat, weight: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
     let (rows, outputs) = (x.rows, bias.len());
     let weight_t = Mat::new(weight, outputs, x.cols).t();
@@ -139,7 +144,9 @@ pub fn linear(x: Mat, weight: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
             sum
         }
     };
-    if outputs <= rows {
+    // One row is a matrix-vector product, which gemm makes without packing (and with
+    // another order of sums in the column-major layout).
+    if outputs <= rows || rows == 1 {
         let mut z = matmul(x, weight_t);
         for row in z.chunks_exact_mut(outputs) {
             for (v, b) in row.iter_mut().zip(bias) {
@@ -148,7 +155,22 @@ pub fn linear(x: Mat, weight: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
         }
         return z;
     }
-    let by_column = written(rows * outputs, |c| gemm_into(c, Order::ColumnMajor, x, weight_t));
+    let by_column = written(rows * outputs, |c| {
+        if weight.len() < SPLIT_WEIGHTS {
+            return gemm_into(c, Order::ColumnMajor, x, weight_t);
+        }
+        // Two halves of the outputs (each a contiguous half of c and of the weight's rows)
+        // that a second thread can take: the forward product is otherwise the one piece
+        // of an agent's update that cannot be shared, and with five agents on two threads
+        // the last agent's kept the other thread idle.
+        let half = outputs / 2;
+        let (first, second) = c.split_at_mut(half * rows);
+        let (upper, lower) = weight.split_at(half * x.cols);
+        rayon::join(
+            || gemm_into(first, Order::ColumnMajor, x, Mat::new(upper, half, x.cols).t()),
+            || gemm_into(second, Order::ColumnMajor, x, Mat::new(lower, outputs - half, x.cols).t()),
+        );
+    });
     // Eight rows at a time: eight write streams and short contiguous reads, where a whole
     // column per pass writes rows 2 KB apart that evict each other (8 times faster).
     const BLOCK: usize = 8;
@@ -253,7 +275,7 @@ mod tests {
     #[test]
     fn wide_layers_give_candles_bits() {
         let dev = &Device::Cpu;
-        for (b, i, o) in [(32, 5, 512), (32, 512, 512), (32, 40, 96), (1, 40, 96), (13, 40, 96)] {
+        for (b, i, o) in [(32, 5, 512), (32, 512, 512), (32, 40, 96), (1, 40, 96), (1, 512, 512), (13, 40, 96), (5, 512, 2)] {
             let (x, w, bias) = (values(b * i, 0.37), values(o * i, 1.13), values(o, 2.9));
             let layer = candle_nn::Linear::new(Tensor::from_slice(&w, (o, i), dev).unwrap(), Some(Tensor::from_slice(&bias, o, dev).unwrap()));
             let z = layer.forward(&Tensor::from_slice(&x, (b, i), dev).unwrap()).unwrap();
