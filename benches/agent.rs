@@ -9,8 +9,8 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use indicatif::ProgressBar;
-use meshrl::agent::DqnConfig;
-use meshrl::env::Configuration;
+use meshrl::agent::dqn::DqnConfig;
+use meshrl::env::load_search::Configuration;
 use meshrl::experiment::table5::{load_context, run_cell, scenarios, Table5Config, Table5Dataset};
 use meshrl::simulator::mlp::MlpConfig;
 

@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use meshrl::data::{load_table, split, Normalizer, TableSpec};
+use meshrl::data::{load_table, split, to_array, Normalizer, TableSpec};
 use meshrl::simulator::baselines::{ForestConfig, LogisticConfig, RidgeConfig, SvrConfig};
 use meshrl::simulator::mlp::MlpConfig;
-use meshrl::simulator::{to_array, SimulatorParams};
+use meshrl::simulator::SimulatorParams;
 use ndarray::Array2;
 
 fn s3_train() -> (Array2<f64>, Array2<f64>) {

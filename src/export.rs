@@ -7,35 +7,30 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use serde::Deserialize;
 
 use crate::data::{load_table, TableSpec, TraceTable};
 use crate::error::{Error, Result};
-use crate::experiment::table5::Pair;
+use crate::env::load_search::Pair;
 use crate::ingest::DestinationRule;
 use crate::rules::{TrafficRules, RULE_COLUMNS};
 
-#[derive(Args, Debug)]
-pub struct ExportArgs {
+/// What [`export`] reads and writes.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
     /// A Table 5 cell file: `results/<run>/cells/<dataset>/<config>_seed<n>.json`.
     pub cell: PathBuf,
     /// How many of the best validated pairs to export.
-    #[arg(long, default_value_t = 5)]
     pub top: usize,
     /// Directory for `run_<i>.yaml` and `manifest.csv`.
-    #[arg(long)]
     pub out: PathBuf,
     /// `spec.host` of the DestinationRules: the service under test.
-    #[arg(long, default_value = "productpage")]
     pub host: String,
     /// The URL Fortio loads.
-    #[arg(long, default_value = "http://productpage:9080/productpage")]
     pub url: String,
     /// Export every validated pair of both sides (the agents' and the random baseline's)
     /// instead of the top ones, so that `meshrl validate --fortio <out>` can compute the
     /// cell's Val. from real runs.
-    #[arg(long)]
     pub validation: bool,
 }
 
@@ -81,13 +76,13 @@ fn rules_of(table: &TraceTable, row: usize) -> TrafficRules {
 pub fn select(cell: &Path, pairs: &[Pair], table: &TraceTable, k: usize) -> Result<Vec<ExportedRun>> {
     let mut validated: Vec<(usize, &Pair)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
-        if p.row >= table.n_rows() {
+        if p.candidate.row >= table.n_rows() {
             return Err(Error::file(
                 cell,
-                format!("field `best_rl[{i}].row`: {} is outside the {} rows of {} (was the dataset regenerated?)", p.row, table.n_rows(), table.path().display()),
+                format!("field `best_rl[{i}].row`: {} is outside the {} rows of {} (was the dataset regenerated?)", p.candidate.row, table.n_rows(), table.path().display()),
             ));
         }
-        if p.emu_reward.is_some_and(f64::is_finite) {
+        if p.truth_reward.is_some_and(f64::is_finite) {
             validated.push((i, p));
         }
     }
@@ -95,13 +90,13 @@ pub fn select(cell: &Path, pairs: &[Pair], table: &TraceTable, k: usize) -> Resu
         return Err(Error::file(cell, "field `best_rl`: no pair has an emulator reward (emu_reward) to rank by"));
     }
     validated.sort_by(|(_, a), (_, b)| {
-        let (ea, eb) = (a.emu_reward.unwrap_or(f64::NAN), b.emu_reward.unwrap_or(f64::NAN));
-        eb.total_cmp(&ea).then(a.row.cmp(&b.row)).then(a.threads.cmp(&b.threads)).then(a.calls.cmp(&b.calls))
+        let (ea, eb) = (a.truth_reward.unwrap_or(f64::NAN), b.truth_reward.unwrap_or(f64::NAN));
+        eb.total_cmp(&ea).then(a.candidate.row.cmp(&b.candidate.row)).then(a.candidate.threads.cmp(&b.candidate.threads)).then(a.candidate.calls.cmp(&b.candidate.calls))
     });
     let mut out: Vec<ExportedRun> = Vec::new();
     for (_, p) in validated {
-        let run = ExportedRun { side: "rl", rules: rules_of(table, p.row), pair: *p };
-        let same = |e: &ExportedRun| e.rules == run.rules && (e.pair.threads, e.pair.calls) == (p.threads, p.calls);
+        let run = ExportedRun { side: "rl", rules: rules_of(table, p.candidate.row), pair: *p };
+        let same = |e: &ExportedRun| e.rules == run.rules && (e.pair.candidate.threads, e.pair.candidate.calls) == (p.candidate.threads, p.candidate.calls);
         if !out.iter().any(same) {
             out.push(run);
         }
@@ -116,15 +111,15 @@ pub fn select(cell: &Path, pairs: &[Pair], table: &TraceTable, k: usize) -> Resu
 fn validation_runs(path: &Path, cell: &CellFile, table: &TraceTable) -> Result<Vec<ExportedRun>> {
     let mut runs = Vec::new();
     for (side, pairs) in [("rl", &cell.best_rl), ("baseline", &cell.best_baseline)] {
-        let validated: Vec<&Pair> = pairs.iter().filter(|p| p.emu_reward.is_some_and(f64::is_finite)).collect();
+        let validated: Vec<&Pair> = pairs.iter().filter(|p| p.truth_reward.is_some_and(f64::is_finite)).collect();
         if validated.is_empty() {
             return Err(Error::file(path, format!("field `best_{}`: no validated pair to export", if side == "rl" { "rl" } else { "baseline" })));
         }
         for p in validated {
-            if p.row >= table.n_rows() {
-                return Err(Error::file(path, format!("a `{side}` pair's row {} is outside the {} rows of {}", p.row, table.n_rows(), table.path().display())));
+            if p.candidate.row >= table.n_rows() {
+                return Err(Error::file(path, format!("a `{side}` pair's row {} is outside the {} rows of {}", p.candidate.row, table.n_rows(), table.path().display())));
             }
-            runs.push(ExportedRun { side, rules: rules_of(table, p.row), pair: *p });
+            runs.push(ExportedRun { side, rules: rules_of(table, p.candidate.row), pair: *p });
         }
     }
     Ok(runs)
@@ -187,7 +182,7 @@ fn dataset_path(config: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Reads the cell, picks the runs, writes `run_<i>.yaml` and `manifest.csv` into `args.out`.
-pub fn export(args: &ExportArgs) -> Result<Vec<ExportedRun>> {
+pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
     if args.top == 0 {
         return Err(Error::config("--top must be >= 1"));
     }
@@ -214,16 +209,16 @@ pub fn export(args: &ExportArgs) -> Result<Vec<ExportedRun>> {
         let i = n + 1;
         let (yaml, result) = (format!("run_{i}.yaml"), format!("run_{i}.json"));
         let (p, k) = (&run.pair, &run.rules);
-        let command = format!("fortio load -c {} -qps 0 -n {} -json {result} {}", p.threads, p.calls, shell_word(&args.url));
+        let command = format!("fortio load -c {} -qps 0 -n {} -json {result} {}", p.candidate.threads, p.candidate.calls, shell_word(&args.url));
         let rule = DestinationRule::new(&object_name(&cell.dataset, i), &args.host, k)
-            .map_err(|e| Error::field(&data, p.row + 1, "max_ejection_percent", e))?;
+            .map_err(|e| Error::field(&data, p.candidate.row + 1, "max_ejection_percent", e))?;
         let body = rule.to_yaml().map_err(|e| Error::config(format!("writing {yaml}: {e}")))?;
         let text = format!(
             "# meshrl export of {}: dataset {} row {}, emulator reward {:.2} 503/s.\n# kubectl apply -f {yaml}, then: {command}\n{body}",
             args.cell.display(),
             cell.dataset,
-            p.row + 1,
-            p.emu_reward.unwrap_or(f64::NAN)
+            p.candidate.row + 1,
+            p.truth_reward.unwrap_or(f64::NAN)
         );
         crate::atomic::write_file(&args.out.join(&yaml), text)?;
         let _ = writeln!(
@@ -232,28 +227,29 @@ pub fn export(args: &ExportArgs) -> Result<Vec<ExportedRun>> {
             run.side,
             csv_cell(&command),
             k.csv_fields(),
-            p.threads,
-            p.calls,
-            p.sim_reward,
-            p.emu_reward.unwrap_or(f64::NAN)
+            p.candidate.threads,
+            p.candidate.calls,
+            p.model_reward,
+            p.truth_reward.unwrap_or(f64::NAN)
         );
     }
     crate::atomic::write_file(&args.out.join("manifest.csv"), manifest)?;
     Ok(runs)
 }
 
-pub fn run_cli(args: &ExportArgs) -> Result<()> {
+/// [`export`], then prints the exported runs and what to do with them.
+pub fn run(args: &ExportOptions) -> Result<()> {
     let runs = export(args)?;
     println!("{} runs of {} -> {}", runs.len(), args.cell.display(), args.out.display());
     for (n, r) in runs.iter().enumerate() {
         println!(
             "  run_{}: row {}, -c {} -n {}, emulator {:.2} 503/s, simulator {:.2}",
             n + 1,
-            r.pair.row + 1,
-            r.pair.threads,
-            r.pair.calls,
-            r.pair.emu_reward.unwrap_or(f64::NAN),
-            r.pair.sim_reward
+            r.pair.candidate.row + 1,
+            r.pair.candidate.threads,
+            r.pair.candidate.calls,
+            r.pair.truth_reward.unwrap_or(f64::NAN),
+            r.pair.model_reward
         );
     }
     println!("apply each run_<i>.yaml, run its fortio_command (manifest.csv), then: meshrl ingest fortio {} --out trace.csv", args.out.display());
@@ -263,6 +259,7 @@ pub fn run_cli(args: &ExportArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::load_search::LoadChoice;
     use crate::ingest::read_destination_rule;
 
     fn repo() -> PathBuf {
@@ -270,7 +267,7 @@ mod tests {
     }
 
     fn pair(row: usize, threads: u32, calls: u32, emu: Option<f64>) -> Pair {
-        Pair { service: 0, row, threads, calls, sim_reward: 1.0, emu_reward: emu }
+        Pair { candidate: LoadChoice { service: 0, row, threads, calls }, model_reward: 1.0, truth_reward: emu }
     }
 
     /// A run directory holding one cell of S1 (dataset path absolute, so any cwd works).
@@ -287,8 +284,8 @@ mod tests {
         cell
     }
 
-    fn args(cell: PathBuf, out: PathBuf, top: usize) -> ExportArgs {
-        ExportArgs { cell, top, out, host: "productpage".into(), url: "http://productpage:9080/productpage".into(), validation: false }
+    fn args(cell: PathBuf, out: PathBuf, top: usize) -> ExportOptions {
+        ExportOptions { cell, top, out, host: "productpage".into(), url: "http://productpage:9080/productpage".into(), validation: false }
     }
 
     #[test]
@@ -303,7 +300,7 @@ mod tests {
             pair(4, 5, 50, Some(1.0)),
         ];
         let runs = select(Path::new("c.json"), &pairs, &table, 3).unwrap();
-        let rows: Vec<usize> = runs.iter().map(|r| r.pair.row).collect();
+        let rows: Vec<usize> = runs.iter().map(|r| r.pair.candidate.row).collect();
         assert_eq!(rows, [1, 2, 7]);
         assert_eq!(runs[0].rules.to_features(), table.feature_row(1)[..7]);
         let err = select(Path::new("c.json"), &[pair(1_000_000, 3, 30, Some(1.0))], &table, 3).unwrap_err().to_string();

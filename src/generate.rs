@@ -15,7 +15,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
-use crate::cli::GenerateArgs;
 use crate::emulator::{run_load_test, RunResult, Scenario};
 use crate::error::{Error, Result};
 use crate::rules::{Load, TrafficRules};
@@ -329,7 +328,23 @@ impl FailureSummary {
     }
 }
 
-pub fn run_cli(args: &GenerateArgs) -> anyhow::Result<()> {
+/// What [`run`] generates: the datasets of a config, all of them or some, whole or a prefix.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Dataset config (TOML): seed, scenario, per-dataset ranges and row counts.
+    pub config: PathBuf,
+    /// Write the files here instead of the config's `out_dir`.
+    pub out_dir: Option<PathBuf>,
+    /// Generate only these datasets (by name); every dataset when empty.
+    pub only: Vec<String>,
+    /// Generate only the first N rows of each dataset (a prefix of the full file).
+    pub rows: Option<usize>,
+}
+
+/// Generates the datasets of `args.config` into their CSV files, printing each one's noise
+/// floor and failure-rate spread; writes `README.md` beside them when every dataset was
+/// generated whole.
+pub fn run(args: &GenerateOptions) -> anyhow::Result<()> {
     let (config, plans) = DatasetsConfig::load(&args.config)?;
     for name in &args.only {
         if !plans.iter().any(|p| &p.spec.name == name) {

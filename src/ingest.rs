@@ -11,7 +11,6 @@ use std::fmt::Write as _;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
 use polars::prelude::{CsvReadOptions, DataFrame, SerReader};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -24,38 +23,29 @@ use crate::rules::{TrafficRules, LOAD_COLUMNS, RESPONSE_COLUMNS, RULE_COLUMNS};
 /// the emulator seed are not in a Fortio result, so they are left out rather than faked.
 pub const FORTIO_DETAIL_COLUMNS: [&str; 5] = ["latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "duration_s"];
 
-#[derive(Subcommand, Debug)]
-pub enum IngestSource {
-    /// Fortio JSON results (`fortio load -json`) plus the DestinationRule of each run.
-    Fortio(FortioArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct FortioArgs {
+/// What [`run_fortio`] reads and writes.
+#[derive(Debug, Clone)]
+pub struct FortioOptions {
     /// Directory of Fortio JSON results; each `<stem>.json` takes its rules from `<stem>.yaml`
-    /// beside it unless `--rules` is given.
+    /// beside it unless `rules` is given.
     pub dir: PathBuf,
     /// Manifest CSV with a `result` column (JSON file name) and the seven rule columns.
-    #[arg(long)]
     pub rules: Option<PathBuf>,
     /// The trace CSV to write.
-    #[arg(long)]
     pub out: PathBuf,
 }
 
-pub fn run_cli(source: &IngestSource) -> Result<()> {
-    match source {
-        IngestSource::Fortio(args) => {
-            let rows = ingest_fortio(&args.dir, args.rules.as_deref())?;
-            write_trace(&args.out, &rows)?;
-            let from = match &args.rules {
-                Some(m) => format!("manifest {}", m.display()),
-                None => "the DestinationRule YAML beside each result".to_string(),
-            };
-            println!("{} Fortio results of {} (rules from {from}) -> {}", rows.len(), args.dir.display(), args.out.display());
-            Ok(())
-        }
-    }
+/// Turns the Fortio results of `options.dir` into trace rows ([`ingest_fortio`]), writes
+/// them to `options.out` and prints how many.
+pub fn run_fortio(options: &FortioOptions) -> Result<()> {
+    let rows = ingest_fortio(&options.dir, options.rules.as_deref())?;
+    write_trace(&options.out, &rows)?;
+    let from = match &options.rules {
+        Some(m) => format!("manifest {}", m.display()),
+        None => "the DestinationRule YAML beside each result".to_string(),
+    };
+    println!("{} Fortio results of {} (rules from {from}) -> {}", rows.len(), options.dir.display(), options.out.display());
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 //!
 //! The SFR2L workflow as a library: a load-test emulator of an Envoy sidecar under a
 //! Fortio load test ([`emulator`]), the datasets it writes ([`generate`]), Polars loading
-//! of traces ([`data`]), simulators of a service ([`simulator`]), and DQN agents trained
-//! against them ([`agent`], [`env`]), driven by experiment files ([`experiment`]).
+//! of traces ([`data`]), simulators of a service ([`simulator`]), problems as environments
+//! ([`env`]), learners ([`agent`]) and the loop that trains one on the other ([`train`]),
+//! driven by experiment files ([`experiment`]). The command line is the binary's
+//! (`src/main.rs`, `src/cli/`); the library takes plain option structs.
 
 pub mod agent;
 pub mod atomic;
-pub mod cli;
 pub mod data;
 pub mod dense;
 pub mod emulator;
@@ -18,11 +19,13 @@ pub mod export;
 pub mod generate;
 pub mod ingest;
 pub mod inspect;
+pub mod nan_as_null;
 pub mod nn;
 pub mod optim;
 pub mod report;
 pub mod rules;
 pub mod simulator;
+pub mod train;
 pub mod validate;
 
 pub use error::{Error, Result};

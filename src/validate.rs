@@ -4,19 +4,10 @@
 //! command; once they have run on a cluster (`run_<i>.json` beside the manifest), this
 //! takes the same ratio as Table 5: total 503/s of the agents' pairs over the baseline's.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::Args;
 use crate::error::{Error, Result};
 use crate::ingest::{read_csv_as_text, read_fortio};
-
-#[derive(Args, Debug)]
-pub struct ValidateArgs {
-    /// The directory `meshrl export --validation` wrote, with the Fortio results beside its
-    /// `manifest.csv`.
-    #[arg(long)]
-    pub fortio: PathBuf,
-}
 
 /// Val. of one cell from real runs, beside the emulator's Val. of the same pairs.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,8 +90,9 @@ pub fn validate(dir: &Path) -> Result<Validation> {
     })
 }
 
-pub fn run_cli(args: &ValidateArgs) -> Result<()> {
-    let v = validate(&args.fortio)?;
+/// [`validate`] of the directory `meshrl export --validation` wrote, printed.
+pub fn run(dir: &Path) -> Result<()> {
+    let v = validate(dir)?;
     println!(
         "Val. from {} agent and {} baseline runs: {:.3} (agents {:.2} 503/s, baseline {:.2} 503/s); the emulator's Val. of the same runs: {:.3}",
         v.rl_runs, v.baseline_runs, v.val, v.rl_mean, v.baseline_mean, v.emulator_val

@@ -1,563 +1,73 @@
-//! The DQN core shared by every agent configuration (protocol.md section 5).
+//! Learners: the algorithms that train agents against an environment, behind one trait.
 //!
-//! Agents of one role (all thread agents, or all call agents, of a run) form a [`Role`]:
-//! one shared layer SNet (input -> hidden, ReLU) and a private head PNet per agent
-//! (hidden -> hidden -> |A|). A single agent is a role of one, so its Q network is the
-//! protocol's state -> 512 -> 512 -> |A|. One Adam optimiser per role minimises the sum of
-//! its agents' losses: PNet n sees only agent n's loss, SNet the sum over agents.
+//! A [`Learner`] holds every agent of an environment's [`Layout`]: one per slot in every
+//! group. It acts (exploring, or greedily), records the rewards of its last actions, trains
+//! when it is due, and reports its own diagnostics by name, so that the training loop
+//! ([`crate::train`]) and the reports name no algorithm's fields. What a learner computed
+//! when it acted (Q values, log-probabilities, value estimates) stays inside it until
+//! [`Learner::record`] pairs it with the rewards.
+//!
+//! - [`shared`]: the paper's network, a shared trunk with a private head per agent, usable by
+//!   any algorithm;
+//! - [`dqn`]: DQN on it (protocol.md section 5).
 
-pub mod replay;
+pub mod dqn;
+pub mod shared;
 
-use std::collections::HashMap;
-
-use candle_core::{DType, Device, Tensor, TensorId, Var};
-use candle_nn::{linear, Linear, Module, Optimizer, VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::nn::{candle_error, init_uniform_fan_in, sorted_vars};
-use crate::optim::FusedAdamW;
-use crate::nn::Values;
-use crate::dense::{self, Mat};
-pub use replay::{Batch, ReplayBuffer, Transition};
+use crate::env::Layout;
+use crate::error::Result;
 
-/// DQN hyperparameters (protocol.md section 5), per role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DqnConfig {
-    /// Width of SNet's output and of PNet's hidden layer.
-    pub hidden: usize,
-    /// Adam learning rate for single-service agents.
-    pub learning_rate: f64,
-    /// Adam learning rate for the five-service (`*5`) networks.
-    pub learning_rate_multi: f64,
-    /// Discount; 0 because the next state does not depend on the action.
-    pub gamma: f64,
-    /// Transitions kept per agent.
-    pub buffer_size: usize,
-    /// Transitions per agent in one update.
-    pub batch_size: usize,
-    /// Steps before the first update.
-    pub learning_starts: usize,
-    /// One update every this many steps.
-    pub train_every: usize,
-    /// Copy the online networks into the target networks every this many updates.
-    pub target_update_every: usize,
-    /// Exploration: epsilon goes linearly from `epsilon_start` to `epsilon_end` over the
-    /// first `exploration_fraction` of all steps.
-    pub epsilon_start: f64,
-    pub epsilon_end: f64,
-    pub exploration_fraction: f64,
+/// Where training stands: global step `step` (0-based) of `total_steps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub step: usize,
+    pub total_steps: usize,
 }
 
-impl Default for DqnConfig {
-    fn default() -> Self {
-        DqnConfig {
-            hidden: 512,
-            learning_rate: 5e-5,
-            learning_rate_multi: 1e-5,
-            gamma: 0.0,
-            buffer_size: 10_000,
-            batch_size: 32,
-            learning_starts: 1_000,
-            train_every: 4,
-            target_update_every: 250,
-            epsilon_start: 1.0,
-            epsilon_end: 0.05,
-            exploration_fraction: 0.1,
-        }
-    }
+/// How the episode went on after the recorded actions.
+#[derive(Debug, Clone, Copy)]
+pub enum Continuation<'a> {
+    /// The agents' next observations come with their next actions.
+    Continues,
+    /// Terminal state: no future reward follows.
+    Terminated,
+    /// The episode was cut; these are the observations of the state it was cut at (one per
+    /// agent of the group), for bootstrapping.
+    Truncated(&'a [Vec<f32>]),
 }
 
-impl DqnConfig {
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::config(m));
-        if self.hidden == 0 || self.batch_size == 0 || self.buffer_size < self.batch_size || self.train_every == 0 {
-            return bad("dqn: hidden, batch_size, train_every must be >= 1 and buffer_size >= batch_size".into());
-        }
-        if self.target_update_every == 0 {
-            return bad("dqn.target_update_every must be >= 1".into());
-        }
-        for (name, v) in [("learning_rate", self.learning_rate), ("learning_rate_multi", self.learning_rate_multi)] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(format!("dqn.{name} must be > 0, but is {v}"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.gamma) {
-            return bad(format!("dqn.gamma must be in [0, 1], but is {}", self.gamma));
-        }
-        if !(0.0..=1.0).contains(&self.epsilon_end) || !(0.0..=1.0).contains(&self.epsilon_start) {
-            return bad("dqn.epsilon_start and epsilon_end must be in [0, 1]".into());
-        }
-        if !(self.exploration_fraction > 0.0 && self.exploration_fraction <= 1.0) {
-            return bad(format!("dqn.exploration_fraction must be in (0, 1], but is {}", self.exploration_fraction));
-        }
-        Ok(())
-    }
+/// One per-epoch diagnostic a learner reports, with the decimals it is printed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiagnosticColumn {
+    pub name: &'static str,
+    pub decimals: usize,
 }
 
-/// Linear schedule from `start` to `end` over `duration` steps, then `end`.
-pub fn linear_schedule(start: f64, end: f64, duration: usize, step: usize) -> f64 {
-    if step >= duration {
-        return end;
-    }
-    start + (step as f64 / duration as f64) * (end - start)
+/// An algorithm's agents. Group and slot indices are the environment's ([`Layout`]).
+pub trait Learner: Send {
+    /// Actions of the group's agents, one per observation (slot), with exploration.
+    fn act(&mut self, group: usize, observations: &[Vec<f32>], clock: Clock) -> Result<Vec<usize>>;
+
+    /// Actions without exploration; changes nothing.
+    fn act_greedy(&self, group: usize, observations: &[Vec<f32>]) -> Result<Vec<usize>>;
+
+    /// The rewards of the group's last actions, one per slot, and how the episode goes on.
+    fn record(&mut self, group: usize, rewards: &[f64], continuation: Continuation);
+
+    /// Learns from what was recorded, if an update is due after `clock.step`.
+    fn train(&mut self, clock: Clock) -> Result<()>;
+
+    /// Diagnostics since the previous call, in the order of [`LearnerSpec::diagnostic_columns`].
+    fn diagnostics(&mut self, clock: Clock) -> Vec<f64>;
 }
 
-/// SNet plus one PNet per agent, with named variables (`snet.*`, `pnet{n}.fc0/fc1.*`).
-struct RoleNet {
-    varmap: VarMap,
-    snet: Linear,
-    pnets: Vec<(Linear, Linear)>,
-}
+/// A learner's settings: builds the learner for a layout and names its diagnostics.
+pub trait LearnerSpec {
+    /// A learner for `layout`; every random choice comes from seeds drawn from `rng`.
+    fn build(&self, layout: &Layout, rng: &mut ChaCha8Rng) -> Result<Box<dyn Learner>>;
 
-impl RoleNet {
-    fn new(input: usize, hidden: usize, actions: &[usize]) -> Result<RoleNet> {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let snet = linear(input, hidden, vb.pp("snet")).map_err(candle_error)?;
-        let pnets = actions
-            .iter()
-            .enumerate()
-            .map(|(n, &a)| {
-                let p = vb.pp(format!("pnet{n}"));
-                Ok((linear(hidden, hidden, p.pp("fc0"))?, linear(hidden, a, p.pp("fc1"))?))
-            })
-            .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(candle_error)?;
-        Ok(RoleNet { varmap, snet, pnets })
-    }
-
-    fn sorted_vars(&self) -> Vec<(String, Var)> {
-        sorted_vars(&self.varmap)
-    }
-
-    fn copy_from(&self, other: &RoleNet) -> Result<()> {
-        for ((_, dst), (_, src)) in self.sorted_vars().iter().zip(other.sorted_vars().iter()) {
-            dst.set(src.as_tensor()).map_err(candle_error)?;
-        }
-        Ok(())
-    }
-
-    /// Q values of agent `n` for a batch of states (rows).
-    fn q(&self, n: usize, states: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.snet.forward(states)?.relu()?;
-        let (fc0, fc1) = &self.pnets[n];
-        fc1.forward(&fc0.forward(&h)?.relu()?)
-    }
-}
-
-/// The agents of one role: networks, target networks, optimiser, replay buffers.
-pub struct Role {
-    cfg: DqnConfig,
-    online: RoleNet,
-    target: RoleNet,
-    adam: FusedAdamW,
-    buffers: Vec<ReplayBuffer>,
-    state_dim: usize,
-    actions: Vec<usize>,
-    updates: usize,
-    rng: ChaCha8Rng,
-    /// The gradient of PNet n's hidden weight (hidden x hidden), allocated once and
-    /// rewritten by every update (see `dense::overwrite`).
-    hidden_grads: Vec<Tensor>,
-}
-
-impl Role {
-    /// `actions[n]` is the action count of agent n; every agent sees `state_dim` inputs.
-    pub fn new(cfg: &DqnConfig, state_dim: usize, actions: &[usize], learning_rate: f64, seed: u64) -> Result<Role> {
-        cfg.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let online = RoleNet::new(state_dim, cfg.hidden, actions)?;
-        init_uniform_fan_in(&online.varmap, rng.random())?;
-        let target = RoleNet::new(state_dim, cfg.hidden, actions)?;
-        target.copy_from(&online)?;
-        let params = candle_nn::ParamsAdamW { lr: learning_rate, weight_decay: 0.0, ..Default::default() };
-        let adam = FusedAdamW::new(online.varmap.all_vars(), params).map_err(candle_error)?;
-        let hidden_grads = online
-            .pnets
-            .iter()
-            .map(|(fc0, _)| fc0.weight().zeros_like())
-            .collect::<candle_core::Result<_>>()
-            .map_err(candle_error)?;
-        Ok(Role {
-            cfg: cfg.clone(),
-            online,
-            target,
-            adam,
-            buffers: actions.iter().map(|_| ReplayBuffer::new(cfg.buffer_size, state_dim)).collect(),
-            state_dim,
-            actions: actions.to_vec(),
-            updates: 0,
-            rng,
-            hidden_grads,
-        })
-    }
-
-    pub fn agents(&self) -> usize {
-        self.actions.len()
-    }
-
-    /// Greedy actions of every agent for one state each (`states[n]` for agent n).
-    pub fn greedy(&self, states: &[Vec<f32>]) -> Result<Vec<usize>> {
-        let flat: Vec<f32> = states.iter().flatten().copied().collect();
-        let t = Tensor::from_vec(flat, (states.len(), self.state_dim), &Device::Cpu).map_err(candle_error)?;
-        let h = self.online.snet.forward(&t).and_then(|h| h.relu()).map_err(candle_error)?;
-        // Each agent's head on its own row, in parallel (one PNet's weights, 1 MB, each).
-        (0..states.len())
-            .into_par_iter()
-            .map(|n| {
-                let (fc0, fc1) = &self.online.pnets[n];
-                let q = h
-                    .narrow(0, n, 1)
-                    .and_then(|row| fc0.forward(&row))
-                    .and_then(|x| x.relu())
-                    .and_then(|x| fc1.forward(&x))
-                    .and_then(|x| x.flatten_all())
-                    .and_then(|x| x.to_vec1::<f32>())
-                    .map_err(candle_error)?;
-                Ok(argmax(&q))
-            })
-            .collect()
-    }
-
-    /// Epsilon-greedy actions at global step `step` of `total_steps`.
-    pub fn act(&mut self, states: &[Vec<f32>], step: usize, total_steps: usize) -> Result<Vec<usize>> {
-        let eps = self.epsilon(step, total_steps);
-        let greedy = self.greedy(states)?;
-        Ok(greedy
-            .into_iter()
-            .enumerate()
-            .map(|(n, a)| if self.rng.random::<f64>() < eps { self.rng.random_range(0..self.actions[n]) } else { a })
-            .collect())
-    }
-
-    pub fn epsilon(&self, step: usize, total_steps: usize) -> f64 {
-        let duration = (self.cfg.exploration_fraction * total_steps as f64) as usize;
-        linear_schedule(self.cfg.epsilon_start, self.cfg.epsilon_end, duration, step)
-    }
-
-    pub fn remember(&mut self, n: usize, t: Transition) {
-        self.buffers[n].push(t);
-    }
-
-    /// After step `step`: one update when due (after `learning_starts`, every `train_every`).
-    /// Returns the summed loss of the update, if one was made.
-    pub fn maybe_train(&mut self, step: usize) -> Result<Option<f64>> {
-        if step < self.cfg.learning_starts || step % self.cfg.train_every != 0 {
-            return Ok(None);
-        }
-        if self.buffers.iter().any(|b| b.len() < self.cfg.batch_size) {
-            return Ok(None);
-        }
-        self.train_step().map(Some)
-    }
-
-    /// One gradient step on a batch per agent: loss = sum over agents of the mean squared
-    /// error between Q(s, a) and r + gamma * max Q_target(s').
-    pub fn train_step(&mut self) -> Result<f64> {
-        let batches: Vec<(usize, Batch)> = (0..self.agents()).map(|n| (n, self.buffers[n].sample(self.cfg.batch_size, &mut self.rng))).collect();
-        let (grads, loss) = self.gradients(&batches).map_err(candle_error)?;
-        self.adam.step_with(&grads).map_err(candle_error)?;
-        self.updates += 1;
-        if self.updates % self.cfg.target_update_every == 0 {
-            self.target.copy_from(&self.online)?;
-        }
-        Ok(loss)
-    }
-
-    /// The targets r + gamma * max Q_target(s') of agent `n`'s batch.
-    fn targets(&self, n: usize, batch: &Batch) -> candle_core::Result<Vec<f32>> {
-        let mut y = batch.rewards.clone();
-        if self.cfg.gamma > 0.0 {
-            let s2 = Tensor::from_slice(&batch.next_states, (y.len(), self.state_dim), &Device::Cpu)?;
-            let next = self.target.q(n, &s2)?.max(1)?.to_vec1::<f32>()?;
-            for (yi, qi) in y.iter_mut().zip(next) {
-                *yi += self.cfg.gamma as f32 * qi;
-            }
-        }
-        Ok(y)
-    }
-
-    /// The summed loss over `(agent, batch)` pairs and its gradient for every variable,
-    /// by variable id. Derived by hand rather than by candle's autograd: for these three
-    /// layers it is the same matrix products without the zero-filled accumulators and
-    /// transposed copies of the general backward pass, about a third of an update's time
-    /// (perf). A test checks it against autograd.
-    ///
-    /// The agents' shares run in parallel on the current rayon pool (each product on one
-    /// thread); they are summed in agent order afterwards, so the result is bit for bit
-    /// the same on any number of threads (tested). The PNets' hidden-weight gradients are
-    /// the role's reused buffers: the next call overwrites them.
-    fn gradients(&self, batches: &[(usize, Batch)]) -> candle_core::Result<(HashMap<TensorId, Tensor>, f64)> {
-        let shares: Vec<AgentShare> = batches.par_iter().map(|(n, batch)| self.agent_share(*n, batch)).collect::<candle_core::Result<_>>()?;
-        let net = &self.online;
-        let (w0, b0) = (net.snet.weight(), bias(&net.snet));
-        let mut grads = HashMap::new();
-        let mut snet: Option<(Vec<f32>, Vec<f32>)> = None;
-        let mut total = 0.0f64;
-        for share in shares {
-            total = share.loss_terms.iter().fold(total, |t, x| t + x);
-            for (var, g) in share.pnet {
-                grads.insert(var.id(), Tensor::from_vec(g, var.shape(), var.device())?);
-            }
-            let fc0 = net.pnets[share.agent].0.weight();
-            grads.insert(fc0.id(), self.hidden_grads[share.agent].clone());
-            match &mut snet {
-                None => snet = Some((share.snet_weight, share.snet_bias)),
-                Some((gw, gb)) => {
-                    dense::add_assign(gw, &share.snet_weight);
-                    dense::add_assign(gb, &share.snet_bias);
-                }
-            }
-        }
-        if let Some((gw, gb)) = snet {
-            grads.insert(w0.id(), Tensor::from_vec(gw, w0.shape(), w0.device())?);
-            grads.insert(b0.id(), Tensor::from_vec(gb, b0.shape(), b0.device())?);
-        }
-        Ok((grads, total))
-    }
-
-    /// Agent `n`'s loss on its batch and the gradients it sends: PNet n's four and its
-    /// part of SNet's two.
-    fn agent_share(&self, n: usize, batch: &Batch) -> candle_core::Result<AgentShare> {
-        let net = &self.online;
-        let (fc0, fc1) = &net.pnets[n];
-        let (w0, b0) = (Values::of(net.snet.weight())?, Values::of(bias(&net.snet))?);
-        let (w1, b1) = (Values::of(fc0.weight())?, Values::of(bias(fc0))?);
-        let (w2, b2) = (Values::of(fc1.weight())?, Values::of(bias(fc1))?);
-        let (w1, w2) = (w1.get(), w2.get());
-        let (rows, hidden, actions) = (batch.rewards.len(), self.cfg.hidden, self.actions[n]);
-        let s = Mat::new(&batch.states, rows, self.state_dim);
-        // Forward, keeping the activations.
-        let h1 = dense::linear(s, w0.get(), b0.get(), true);
-        let h2 = dense::linear(Mat::new(&h1, rows, hidden), w1, b1.get(), true);
-        let q = dense::linear(Mat::new(&h2, rows, hidden), w2, b2.get(), false);
-        // d(mean (q[i, a_i] - y_i)^2) / dq: nonzero only at the chosen actions.
-        let y = self.targets(n, batch)?;
-        let mut dq = vec![0f32; rows * actions];
-        let mut loss_terms = Vec::with_capacity(rows);
-        for i in 0..rows {
-            let a = i * actions + batch.actions[i] as usize;
-            let diff = q[a] - y[i];
-            loss_terms.push(f64::from(diff * diff) / rows as f64);
-            dq[a] = 2.0 * diff / rows as f32;
-        }
-        // Backward through PNet n, then SNet. The two large products of the hidden layer
-        // (towards SNet, and fc0's weight gradient) are independent: run them in parallel.
-        let dq_mat = Mat::new(&dq, rows, actions);
-        let dh2 = dense::relu_backward(dense::matmul(dq_mat, Mat::new(w2, actions, hidden)), &h2);
-        let dh2_mat = Mat::new(&dh2, rows, hidden);
-        let fc0_grad = &self.hidden_grads[n];
-        let (dh1, filled) = rayon::join(
-            || dense::relu_backward(dense::matmul(dh2_mat, Mat::new(w1, hidden, hidden)), &h1),
-            || dense::overwrite(fc0_grad, |g| dense::matmul_into(g, dh2_mat.t(), Mat::new(&h1, rows, hidden))),
-        );
-        filled?;
-        let pnet = [
-            (fc1.weight().clone(), dense::matmul(dq_mat.t(), Mat::new(&h2, rows, hidden))),
-            (bias(fc1).clone(), dense::column_sums(&dq, actions)),
-            (bias(fc0).clone(), dense::column_sums(&dh2, hidden)),
-        ];
-        let snet_weight = dense::matmul(Mat::new(&dh1, rows, hidden).t(), s);
-        Ok(AgentShare { agent: n, pnet, snet_weight, snet_bias: dense::column_sums(&dh1, hidden), loss_terms })
-    }
-
-    /// A batch per agent in `agents`, drawn from their buffers (for tests).
-    #[cfg(test)]
-    fn sample_batches(&mut self, agents: &[usize]) -> Vec<(usize, Batch)> {
-        agents.iter().map(|&n| (n, self.buffers[n].sample(self.cfg.batch_size, &mut self.rng))).collect()
-    }
-
-    /// The same loss and gradients as [`Role::gradients`], by candle's autograd (for tests).
-    #[cfg(test)]
-    fn autograd_gradients(&self, batches: &[(usize, Batch)]) -> candle_core::Result<(HashMap<TensorId, Tensor>, f64)> {
-        let dev = &Device::Cpu;
-        let mut total: Option<Tensor> = None;
-        for (n, batch) in batches {
-            let b = batch.rewards.len();
-            let s = Tensor::from_slice(&batch.states, (b, self.state_dim), dev)?;
-            let a = Tensor::from_slice(&batch.actions, (b, 1), dev)?;
-            let y = Tensor::from_vec(self.targets(*n, batch)?, b, dev)?;
-            let q = self.online.q(*n, &s)?.gather(&a, 1)?.squeeze(1)?;
-            let l = candle_nn::loss::mse(&q, &y)?;
-            total = Some(match total {
-                None => l,
-                Some(t) => (t + l)?,
-            });
-        }
-        let total = total.expect("some batch");
-        let store = total.backward()?;
-        let grads = self.online.sorted_vars().into_iter().filter_map(|(_, v)| store.get(&v).map(|g| (v.id(), g.clone()))).collect();
-        Ok((grads, f64::from(total.to_scalar::<f32>()?)))
-    }
-
-    /// Squared gradient norm of every variable by name; 0 for a variable without one.
-    #[cfg(test)]
-    fn gradient_norms(&self, grads: &HashMap<TensorId, Tensor>) -> Vec<(String, f32)> {
-        self.online
-            .sorted_vars()
-            .into_iter()
-            .map(|(k, v)| (k, grads.get(&v.id()).map_or(0.0, |g| g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())))
-            .collect()
-    }
-}
-
-/// One agent's part of an update (see [`Role::agent_share`]).
-struct AgentShare {
-    agent: usize,
-    /// Gradients of PNet n's variables but its hidden weight's (in `Role::hidden_grads`).
-    pnet: [(Tensor, Vec<f32>); 3],
-    /// This agent's gradient of SNet's weight and bias, summed over agents by the caller.
-    snet_weight: Vec<f32>,
-    snet_bias: Vec<f32>,
-    /// Per-row terms of the mean squared error, added in row order by the caller.
-    loss_terms: Vec<f64>,
-}
-
-fn bias(layer: &Linear) -> &Tensor {
-    layer.bias().expect("linear layers have a bias")
-}
-
-fn argmax(q: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in q.iter().enumerate() {
-        if *v > q[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epsilon_schedule_is_linear_then_flat() {
-        assert_eq!(linear_schedule(1.0, 0.05, 100, 0), 1.0);
-        assert!((linear_schedule(1.0, 0.05, 100, 50) - 0.525).abs() < 1e-12);
-        assert_eq!(linear_schedule(1.0, 0.05, 100, 100), 0.05);
-        assert_eq!(linear_schedule(1.0, 0.05, 100, 5000), 0.05);
-    }
-
-    /// A 4-armed bandit with a context: arm 2 pays 1, the others 0.2. The agent must learn
-    /// to pick arm 2 for every state.
-    #[test]
-    fn dqn_learns_the_best_arm_of_a_bandit() {
-        let cfg = DqnConfig { hidden: 32, learning_rate: 3e-3, learning_starts: 64, train_every: 1, ..Default::default() };
-        let mut role = Role::new(&cfg, 3, &[4], cfg.learning_rate, 1).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let total = 1500;
-        for step in 0..total {
-            let s: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let a = role.act(std::slice::from_ref(&s), step, total).unwrap()[0];
-            let r = if a == 2 { 1.0 } else { 0.2 };
-            role.remember(0, Transition { state: s.clone(), action: a, reward: r, next_state: s });
-            role.maybe_train(step).unwrap();
-        }
-        for _ in 0..20 {
-            let s: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
-            assert_eq!(role.greedy(&[s]).unwrap(), vec![2]);
-        }
-    }
-
-    #[test]
-    fn snet_gets_gradient_from_every_agent_pnet_only_from_its_own() {
-        let cfg = DqnConfig { hidden: 16, batch_size: 8, ..Default::default() };
-        let mut role = Role::new(&cfg, 4, &[3, 3, 3], 1e-3, 5).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(9);
-        for n in 0..3 {
-            for _ in 0..20 {
-                let s: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
-                role.remember(n, Transition { state: s.clone(), action: rng.random_range(0..3), reward: rng.random(), next_state: s });
-            }
-        }
-        // Loss of agent 1 alone: SNet and PNet 1 move, PNets 0 and 2 do not.
-        let batches = role.sample_batches(&[1]);
-        let (grads, _) = role.gradients(&batches).unwrap();
-        for (name, norm) in role.gradient_norms(&grads) {
-            let expect = name.starts_with("snet") || name.starts_with("pnet1.");
-            assert_eq!(norm > 0.0, expect, "{name}: {norm}");
-        }
-        // Summed losses of all agents: every variable moves.
-        let batches = role.sample_batches(&[0, 1, 2]);
-        let (grads, _) = role.gradients(&batches).unwrap();
-        let all = role.gradient_norms(&grads);
-        assert!(all.iter().all(|(_, n)| *n > 0.0), "{all:?}");
-    }
-
-    /// The hand-derived backward pass agrees with candle's autograd, loss and every
-    /// gradient, for a five-agent role and a discounted target.
-    #[test]
-    fn hand_derived_gradients_match_autograd() {
-        let cfg = DqnConfig { hidden: 24, batch_size: 16, gamma: 0.9, ..Default::default() };
-        let mut role = Role::new(&cfg, 6, &[4, 7, 4, 3, 5], 1e-3, 11).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for n in 0..5 {
-            for _ in 0..40 {
-                let s: Vec<f32> = (0..6).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let s2: Vec<f32> = (0..6).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let t = Transition { state: s, action: rng.random_range(0..role.actions[n]), reward: rng.random(), next_state: s2 };
-                role.remember(n, t);
-            }
-        }
-        let batches = role.sample_batches(&[0, 1, 2, 3, 4]);
-        let (hand, hand_loss) = role.gradients(&batches).unwrap();
-        let (auto, auto_loss) = role.autograd_gradients(&batches).unwrap();
-        assert!((hand_loss - auto_loss).abs() < 1e-5 * auto_loss.max(1.0), "{hand_loss} vs {auto_loss}");
-        assert_eq!(hand.len(), auto.len());
-        for (name, var) in role.online.sorted_vars() {
-            let h = hand[&var.id()].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let a = auto[&var.id()].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-            for (x, y) in h.iter().zip(&a) {
-                assert!((x - y).abs() <= 1e-5 * scale, "{name}: {x} vs {y}");
-            }
-        }
-    }
-
-    /// Agents' shares, the two backward products and Adam's chunks run in parallel, but
-    /// are summed in a fixed order: training on one thread or on two gives the same bits.
-    #[test]
-    fn same_training_on_one_thread_and_on_two() {
-        let cfg = DqnConfig { hidden: 48, batch_size: 16, learning_starts: 16, train_every: 1, ..Default::default() };
-        let train = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let mut role = Role::new(&cfg, 6, &[4, 7, 4, 3, 5], 1e-3, 11).unwrap();
-                let mut rng = ChaCha8Rng::seed_from_u64(3);
-                let mut trace = Vec::new();
-                for step in 0..80 {
-                    let states: Vec<Vec<f32>> = (0..5).map(|_| (0..6).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
-                    let actions = role.act(&states, step, 80).unwrap();
-                    trace.extend(actions.iter().map(|&a| a as f64));
-                    for (n, (s, a)) in states.into_iter().zip(actions).enumerate() {
-                        role.remember(n, Transition { state: s.clone(), action: a, reward: rng.random(), next_state: s });
-                    }
-                    trace.extend(role.maybe_train(step).unwrap());
-                }
-                for (_, var) in role.online.sorted_vars() {
-                    trace.extend(var.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(f64::from));
-                }
-                trace.into_iter().map(f64::to_bits).collect::<Vec<u64>>()
-            })
-        };
-        let one = train(1);
-        assert!(one == train(2), "training differs between one and two threads");
-    }
-
-    #[test]
-    fn same_seed_same_networks() {
-        let cfg = DqnConfig { hidden: 8, ..Default::default() };
-        let a = Role::new(&cfg, 3, &[5], 1e-3, 4).unwrap();
-        let b = Role::new(&cfg, 3, &[5], 1e-3, 4).unwrap();
-        let s = vec![vec![0.1f32, -0.4, 0.9]];
-        let qa = a.online.q(0, &Tensor::from_vec(s[0].clone(), (1, 3), &Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
-        let qb = b.online.q(0, &Tensor::from_vec(s[0].clone(), (1, 3), &Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(qa, qb);
-    }
+    /// The per-epoch diagnostics the learner reports, in order (`metrics.csv` columns).
+    fn diagnostic_columns(&self) -> &'static [DiagnosticColumn];
 }

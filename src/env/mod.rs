@@ -1,258 +1,137 @@
-//! The RL environment over a simulator (protocol.md sections 4-5): states drawn from a
-//! dataset's training rows, per-dataset action grids, the agent configurations of the
-//! paper's Table 3 and Table 5, and the reward qps x failure_rate.
+//! Environments: the problems the agents solve, behind one trait.
+//!
+//! Every meshrl problem has the same parts (`../shared/design/problems.md`): a state drawn
+//! from some process, knobs the agents set, a model that scores what they set (the
+//! simulator) and a ground truth that checks it (the emulator, a measured table). An
+//! [`Environment`] names them:
+//!
+//! - a **state** ([`Environment::State`]): what the agents face; [`Environment::reset`]
+//!   starts an episode, [`Environment::step`] gives the next state and whether the episode
+//!   ended ([`EpisodeEnd`]). A one-step problem (a contextual bandit, such as the load
+//!   search) draws every next state afresh and never ends;
+//! - a **candidate** ([`Environment::Candidate`]): what the agents' actions build, one per
+//!   slot (service) of the state, e.g. a trace row's rules plus the load the agents chose.
+//!   [`Environment::start`] gives it before anyone acts, [`Environment::apply`] applies one
+//!   agent's action, [`Environment::alternatives`] lists every candidate the agents could
+//!   have built in the same state (the set the yardsticks search);
+//! - a **layout** ([`Layout`]): the agent groups, their observation and action sizes, and the
+//!   phases in which they act (a later phase sees the earlier phases' choices: joint actions
+//!   are groups of one phase);
+//! - **scores** ([`Scored`]): the model's reward of a candidate and, when checked, the ground
+//!   truth's.
+//!
+//! The training loop over any environment and any learner is [`crate::train`].
 
+pub mod load_search;
+#[cfg(test)]
+pub(crate) mod chain;
+
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// The load settings an agent chooses from (protocol.md section 4, paper Table 6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionGrid {
-    pub calls: Vec<u32>,
-    pub threads: Vec<u32>,
+/// One group of agents: one agent per slot, all with the same observation and action sizes
+/// (in the load search: the thread agents, or the call agents, of every service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// What the group sets, for logs ("threads", "calls").
+    pub name: String,
+    /// Length of one agent's observation vector.
+    pub observation: usize,
+    /// Number of discrete actions of one agent.
+    pub actions: usize,
 }
 
-impl ActionGrid {
-    /// The protocol's grid of a dataset S1..S5.
-    pub fn for_dataset(name: &str) -> Option<ActionGrid> {
-        let step = |lo: u32, hi: u32, by: u32| (lo..=hi).step_by(by as usize).collect::<Vec<u32>>();
-        let (calls, threads) = match name {
-            "S1" => (step(435, 450, 1), step(1, 5, 1)),
-            "S2" => (step(100, 700, 100), step(3, 7, 1)),
-            "S3" => (step(50, 500, 50), step(10, 16, 1)),
-            "S4" => (step(250, 600, 50), step(12, 18, 1)),
-            "S5" => (step(1000, 2000, 100), step(16, 20, 1)),
-            _ => return None,
-        };
-        Some(ActionGrid { calls, threads })
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        if self.calls.is_empty() || self.threads.is_empty() || self.calls.contains(&0) || self.threads.contains(&0) {
-            return Err(Error::config("an action grid needs at least one calls and one threads value, all >= 1"));
-        }
-        Ok(())
-    }
-
-    pub fn len(&self, role: RoleKind) -> usize {
-        match role {
-            RoleKind::Thread => self.threads.len(),
-            RoleKind::Call => self.calls.len(),
-        }
-    }
+/// Who acts, and in which order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Independent copies within one state (services): every group has one agent per slot.
+    pub slots: usize,
+    /// The groups, in acting order.
+    pub groups: Vec<Group>,
+    /// Indices into `groups`: the groups of one phase act at once on the same observations,
+    /// a later phase observes what the earlier phases chose.
+    pub phases: Vec<Vec<usize>>,
 }
 
-/// Which load setting an agent chooses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum RoleKind {
-    Thread,
-    Call,
-}
-
-/// How the agents of one service cooperate (paper Table 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Mode {
-    /// One call agent; threads come from the state's row.
-    Call,
-    /// One thread agent; calls come from the state's row.
-    Thread,
-    /// Thread and call agents in parallel, both seeing the traffic rules only (Int.).
-    ThreadAndCall,
-    /// The thread agent first; the call agent sees its choice (Det.).
-    ThreadThenCall,
-    /// The call agent first; the thread agent sees its choice (Det.).
-    CallThenThread,
-}
-
-/// One row of Table 5: a mode and a number of services.
+/// How an episode goes on after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Configuration {
-    pub mode: Mode,
-    pub services: usize,
+pub enum EpisodeEnd {
+    /// The next state follows (a one-step problem always continues with a fresh draw).
+    Continues,
+    /// The episode ended in a terminal state: nothing follows it.
+    Terminated,
+    /// The episode was cut (a time limit): the next state exists, but a new episode starts.
+    Truncated,
 }
 
-impl Configuration {
-    /// Parses the paper's names: `call`, `thread`, `thread&call`, `thread-call`,
-    /// `call-thread`, each optionally with `*N` services (`call*5`).
-    pub fn parse(name: &str) -> Result<Configuration> {
-        let (base, services) = match name.split_once('*') {
-            Some((b, n)) => (b, n.parse::<usize>().map_err(|_| Error::config(format!("configuration {name:?}: bad service count")))?),
-            None => (name, 1),
-        };
-        let mode = match base {
-            "call" => Mode::Call,
-            "thread" => Mode::Thread,
-            "thread&call" => Mode::ThreadAndCall,
-            "thread-call" => Mode::ThreadThenCall,
-            "call-thread" => Mode::CallThenThread,
-            _ => {
-                return Err(Error::config(format!(
-                    "unknown configuration {name:?}; expected call, thread, thread&call, thread-call or call-thread, optionally *N"
-                )))
-            }
-        };
-        if services == 0 {
-            return Err(Error::config(format!("configuration {name:?}: at least one service")));
-        }
-        Ok(Configuration { mode, services })
-    }
+/// What a step leads to.
+#[derive(Debug, Clone)]
+pub struct Step<S> {
+    pub next: S,
+    pub end: EpisodeEnd,
+}
 
-    pub fn name(&self) -> String {
-        let base = match self.mode {
-            Mode::Call => "call",
-            Mode::Thread => "thread",
-            Mode::ThreadAndCall => "thread&call",
-            Mode::ThreadThenCall => "thread-call",
-            Mode::CallThenThread => "call-thread",
-        };
-        if self.services == 1 {
-            base.to_string()
-        } else {
-            format!("{base}*{}", self.services)
-        }
-    }
+/// A candidate with its scores. Serialised flat (`{"service":0,...,"sim_reward":..,
+/// "emu_reward":..}`), so that cell files keep one record per interaction.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Scored<C> {
+    #[serde(flatten)]
+    pub candidate: C,
+    /// The reward the model (the simulator) predicts.
+    #[serde(rename = "sim_reward")]
+    pub model_reward: f64,
+    /// The reward measured on the ground truth, once checked.
+    #[serde(rename = "emu_reward")]
+    pub truth_reward: Option<f64>,
+}
 
-    /// A file-name-safe form of the name (`thread&call*5` -> `thread_and_call_x5`).
-    pub fn slug(&self) -> String {
-        self.name().replace('&', "_and_").replace('*', "_x")
-    }
-
-    /// The phases of one interaction: agents of one phase act at once, a later phase sees
-    /// the earlier phases' choices.
-    pub fn phases(&self) -> Vec<Vec<RoleKind>> {
-        use RoleKind::*;
-        match self.mode {
-            Mode::Call => vec![vec![Call]],
-            Mode::Thread => vec![vec![Thread]],
-            Mode::ThreadAndCall => vec![vec![Thread, Call]],
-            Mode::ThreadThenCall => vec![vec![Thread], vec![Call]],
-            Mode::CallThenThread => vec![vec![Call], vec![Thread]],
-        }
-    }
-
-    pub fn roles(&self) -> Vec<RoleKind> {
-        self.phases().into_iter().flatten().collect()
-    }
-
-    /// What a role's agent sees besides the seven rules: the other load setting, taken
-    /// from the state's row (single agents) or from the earlier agent (Det.), or nothing.
-    pub fn sees_other_setting(&self, role: RoleKind) -> bool {
-        match self.mode {
-            Mode::Call | Mode::Thread => true,
-            Mode::ThreadAndCall => false,
-            Mode::ThreadThenCall => role == RoleKind::Call,
-            Mode::CallThenThread => role == RoleKind::Thread,
-        }
-    }
-
-    /// Inputs of a role's network: 7 rules, the other setting if seen, a one-hot service
-    /// index when there are several services.
-    pub fn state_dim(&self, role: RoleKind) -> usize {
-        7 + usize::from(self.sees_other_setting(role)) + if self.services > 1 { self.services } else { 0 }
+impl<C> Scored<C> {
+    /// A candidate not scored yet.
+    pub fn new(candidate: C) -> Scored<C> {
+        Scored { candidate, model_reward: 0.0, truth_reward: None }
     }
 }
 
-/// The paper's reward: 503s per second.
-pub fn reward(qps: f64, failure_rate: f64) -> f64 {
-    qps * failure_rate
-}
+/// A problem: states, knobs, model and ground truth. See the module documentation.
+pub trait Environment: Sync {
+    type State: Clone + Send;
+    type Candidate: Clone + Send + Sync;
 
-/// Service n's reward in the five-service configurations: its own plus beta times the mean.
-pub fn shared_rewards(own: &[f64], beta: f64) -> Vec<f64> {
-    let mean = own.iter().sum::<f64>() / own.len().max(1) as f64;
-    own.iter().map(|r| r + beta * mean).collect()
-}
+    fn layout(&self) -> &Layout;
 
-/// Per-epoch ratios, rolling means and the paper's summary numbers (protocol.md section 6).
-pub mod metrics {
-    /// Rolling mean over `window` epochs ending at each epoch (None before a full window).
-    pub fn rolling_mean(series: &[f64], window: usize) -> Vec<Option<f64>> {
-        let w = window.max(1);
-        (0..series.len())
-            .map(|e| (e + 1 >= w).then(|| series[e + 1 - w..=e].iter().sum::<f64>() / w as f64))
-            .collect()
+    /// Starts an episode: its first state.
+    fn reset(&self, rng: &mut ChaCha8Rng) -> Self::State;
+
+    /// The candidates of a state before any agent acts, one per slot.
+    fn start(&self, state: &Self::State) -> Vec<Self::Candidate>;
+
+    /// What agent `slot` of `group` observes: the state and the slots' candidates so far.
+    fn observe(&self, state: &Self::State, candidates: &[Self::Candidate], group: usize, slot: usize) -> Vec<f32>;
+
+    /// Applies one agent's action (an index below its group's `actions`) to its slot's candidate.
+    fn apply(&self, candidate: &mut Self::Candidate, group: usize, action: usize);
+
+    /// Scores a batch of candidates on the model (one call: a batched prediction).
+    fn score_model(&self, batch: &mut [Scored<Self::Candidate>]) -> Result<()>;
+
+    /// Scores a batch of candidates on the ground truth; `seed` fixes every random choice.
+    fn score_truth(&self, batch: &mut [Scored<Self::Candidate>], seed: u64) -> Result<()>;
+
+    /// The rewards the learners see for one state's scored candidates (one per slot): by
+    /// default the model's rewards; an environment may share or rescale them.
+    fn learning_rewards(&self, scored: &[Scored<Self::Candidate>]) -> Vec<f64> {
+        scored.iter().map(|s| s.model_reward).collect()
     }
 
-    /// Sim.: the maximum over epochs of the rolling mean (the window shrinks to the run's
-    /// length when the run is shorter than a window).
-    pub fn sim_score(ratios: &[f64], window: usize) -> f64 {
-        rolling_mean(ratios, window.min(ratios.len()))
-            .into_iter()
-            .flatten()
-            .fold(f64::NEG_INFINITY, f64::max)
-    }
+    /// The state after `state`, where the agents built `scored`.
+    fn step(&self, state: &Self::State, scored: &[Scored<Self::Candidate>], rng: &mut ChaCha8Rng) -> Step<Self::State>;
 
-    /// The epoch (0-based) with the highest per-epoch ratio; the first on ties.
-    pub fn best_epoch(ratios: &[f64]) -> usize {
-        let mut best = 0;
-        for (i, r) in ratios.iter().enumerate() {
-            if *r > ratios[best] {
-                best = i;
-            }
-        }
-        best
-    }
+    /// Every candidate the agents could have built in the state of `candidate`, for the same
+    /// slot, in a fixed order (the yardsticks' search space).
+    fn alternatives(&self, candidate: &Self::Candidate) -> Vec<Self::Candidate>;
 
-    /// Spread (population standard deviation) of the per-epoch ratios after the best
-    /// epoch; NaN when fewer than two epochs follow it (nothing to measure).
-    pub fn spread_after_best(ratios: &[f64]) -> f64 {
-        let after = &ratios[(best_epoch(ratios) + 1).min(ratios.len())..];
-        if after.len() < 2 {
-            return f64::NAN;
-        }
-        let m = after.iter().sum::<f64>() / after.len() as f64;
-        (after.iter().map(|r| (r - m).powi(2)).sum::<f64>() / after.len() as f64).sqrt()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::metrics::*;
-    use super::*;
-
-    #[test]
-    fn grids_follow_the_protocol() {
-        let s1 = ActionGrid::for_dataset("S1").unwrap();
-        assert_eq!((s1.calls.len(), s1.calls[0], s1.calls[15]), (16, 435, 450));
-        assert_eq!(s1.threads, vec![1, 2, 3, 4, 5]);
-        assert_eq!(ActionGrid::for_dataset("S2").unwrap().calls, vec![100, 200, 300, 400, 500, 600, 700]);
-        assert_eq!(ActionGrid::for_dataset("S5").unwrap().calls.len(), 11);
-        assert!(ActionGrid::for_dataset("S9").is_none());
-    }
-
-    #[test]
-    fn configurations_parse_and_name_round_trip() {
-        for name in ["call", "thread", "thread&call", "thread-call", "call-thread", "call*5", "thread-call*5"] {
-            assert_eq!(Configuration::parse(name).unwrap().name(), name);
-        }
-        assert!(Configuration::parse("threads").is_err());
-        let det = Configuration::parse("call-thread*5").unwrap();
-        assert_eq!(det.phases(), vec![vec![RoleKind::Call], vec![RoleKind::Thread]]);
-        assert_eq!(det.state_dim(RoleKind::Call), 7 + 5);
-        assert_eq!(det.state_dim(RoleKind::Thread), 8 + 5);
-        assert_eq!(Configuration::parse("call").unwrap().state_dim(RoleKind::Call), 8);
-        assert_eq!(Configuration::parse("thread&call").unwrap().state_dim(RoleKind::Thread), 7);
-    }
-
-    #[test]
-    fn shared_reward_adds_beta_times_the_mean() {
-        let r = shared_rewards(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5);
-        assert_eq!(r, vec![2.5, 3.5, 4.5, 5.5, 6.5]);
-    }
-
-    #[test]
-    fn rolling_mean_sim_and_best_epoch_on_a_hand_made_series() {
-        let ratios = [1.0, 2.0, 3.0, 2.0, 1.0, 4.0];
-        let roll = rolling_mean(&ratios, 3);
-        assert_eq!(roll, vec![None, None, Some(2.0), Some(7.0 / 3.0), Some(2.0), Some(7.0 / 3.0)]);
-        assert!((sim_score(&ratios, 3) - 7.0 / 3.0).abs() < 1e-12);
-        assert_eq!(best_epoch(&ratios), 5);
-        assert_eq!(best_epoch(&[3.0, 1.0, 3.0]), 0, "first on ties");
-        // Window longer than the run: the whole run's mean.
-        assert!((sim_score(&[1.0, 3.0], 25) - 2.0).abs() < 1e-12);
-        assert!((spread_after_best(&[1.0, 5.0, 2.0, 4.0]) - 1.0).abs() < 1e-12);
-        assert!(spread_after_best(&[1.0, 5.0]).is_nan(), "no epochs after the best");
-    }
+    /// The settings the agents chose in a candidate, for tables ("threads 64, calls 400").
+    fn describe(&self, candidate: &Self::Candidate) -> String;
 }

@@ -1,6 +1,13 @@
 //! Experiments driven by TOML files: `meshrl run experiments/<name>.toml`. The file's
 //! `kind` picks the runner; `--set key=value` overrides any field before validation.
+//!
+//! Every kind writes a run directory ([`rundir`]) of resumable cells, computed by the cell
+//! scheduler ([`cells`]); the kinds themselves are a config, a cell and a report:
+//! [`table4`] (simulators), [`table5`] (agents on the load search).
 
+pub mod cells;
+pub mod metrics;
+pub mod rundir;
 pub mod table4;
 pub mod table5;
 pub mod yardstick;

@@ -7,20 +7,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic;
-use crate::data::{load_table, split, Normalizer, TableSpec, TraceTable};
+use super::cells::{run_cells, Label, Workers};
+use super::rundir::{Cell, RunDir};
+use crate::data::{load_table, prepare, Prepared, TableSpec, TraceTable};
 use crate::error::{Error, Result};
 use crate::report::{self, mean_std, plot};
 use crate::simulator::baselines::{ForestConfig, LogisticConfig, RidgeConfig, SvrConfig};
 use crate::simulator::mlp::MlpConfig;
-use crate::simulator::{to_array, ServiceModel, Simulator, SimulatorParams};
+use crate::simulator::{store, Simulator, SimulatorParams};
 
 /// One dataset of the table: a trace file and, for other schemas, its columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,7 +192,7 @@ impl Table4Config {
     }
 
     pub fn model_path(&self, dataset: &str, seed: u64) -> PathBuf {
-        self.models_dir.join(dataset).join(format!("mlp_seed{seed}.safetensors"))
+        store::mlp_path(&self.models_dir, dataset, seed)
     }
 }
 
@@ -220,6 +220,12 @@ pub struct CellResult {
     pub parity: Vec<ParityPoints>,
 }
 
+impl Cell for CellResult {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 impl CellResult {
     pub fn mse_mean(&self) -> f64 {
         self.mse.iter().sum::<f64>() / self.mse.len().max(1) as f64
@@ -242,61 +248,11 @@ pub fn mse_r2(pred: &Array2<f64>, truth: &Array2<f64>) -> (Vec<f64>, Vec<f64>) {
     (mse, r2)
 }
 
-/// A dataset split and z-scored for one seed.
-pub(crate) struct Prepared {
-    pub train_rows: Vec<usize>,
-    pub x_train: Array2<f64>,
-    pub y_train: Array2<f64>,
-    pub x_test: Array2<f64>,
-    pub y_test: Array2<f64>,
-    pub inputs: Normalizer,
-    pub outputs: Normalizer,
-}
-
-pub(crate) fn prepare(table: &TraceTable, rows: usize, seed: u64, train_fraction: f64) -> Result<Prepared> {
-    let (train, test) = split(rows, seed, train_fraction);
-    let inputs = Normalizer::fit_features(table, &train)?;
-    let outputs = Normalizer::fit_targets(table, &train)?;
-    let z = |rows: &[usize], features: bool| -> Result<Array2<f64>> {
-        let (mut v, norm, d) = if features {
-            (table.gather_features(rows), &inputs, table.n_features())
-        } else {
-            (table.gather_targets(rows), &outputs, table.n_targets())
-        };
-        norm.transform_rows(&mut v);
-        to_array(v, d)
-    };
-    Ok(Prepared {
-        x_train: z(&train, true)?,
-        y_train: z(&train, false)?,
-        x_test: z(&test, true)?,
-        y_test: z(&test, false)?,
-        inputs,
-        outputs,
-        train_rows: train,
-    })
-}
-
-fn cell_path(cfg: &Table4Config, dataset: &str, model: &str, seed: u64) -> PathBuf {
-    cfg.out_dir.join("cells").join(dataset).join(format!("{model}_seed{seed}.json"))
-}
-
-fn read_cell(path: &Path, key: &str) -> Option<CellResult> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let cell: CellResult = serde_json::from_str(&text).ok()?;
-    (cell.key == key).then_some(cell)
-}
-
 /// Fits one model, scores it on the test split, saves the MLP, returns the cell.
 fn compute_cell(cfg: &Table4Config, ds: &DatasetRef, table: &TraceTable, prep: &Prepared, model: &str, seed: u64, key: String) -> Result<CellResult> {
     let t0 = Instant::now();
     let fitted: Box<dyn Simulator> = if model == "mlp" {
-        let sim = cfg.mlp.train(&prep.x_train, &prep.y_train, seed)?;
-        let path = cfg.model_path(&ds.name, seed);
-        sim.net.save(&path)?;
-        let service = ServiceModel { model: Box::new(sim), inputs: prep.inputs.clone(), outputs: prep.outputs.clone() };
-        service.save_normalizers(&path)?;
-        service.model
+        store::train_and_save(&cfg.mlp, prep, seed, &cfg.model_path(&ds.name, seed))?.model
     } else {
         cfg.params(model)?.fit(&prep.x_train, &prep.y_train, seed)?
     };
@@ -335,11 +291,17 @@ fn compute_cell(cfg: &Table4Config, ds: &DatasetRef, table: &TraceTable, prep: &
     })
 }
 
+/// One cell to compute: its dataset (index), model and seed, and its key.
+struct Job<'a> {
+    dataset: usize,
+    model: &'a str,
+    seed: u64,
+    key: String,
+}
+
 /// Runs the experiment: every cell (resuming finished ones), then the tables and plots.
 pub fn run(cfg: &Table4Config) -> Result<()> {
-    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(format!("creating {}", cfg.out_dir.display()), e))?;
-    let resolved = toml::to_string_pretty(cfg).map_err(|e| Error::config(e.to_string()))?;
-    atomic::write_file(&cfg.out_dir.join("config.resolved.toml"), resolved)?;
+    let dir = RunDir::create(&cfg.out_dir, cfg)?;
     // Load and check every dataset before the long work starts.
     let mut tables = Vec::new();
     for ds in &cfg.datasets {
@@ -350,58 +312,47 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         }
         tables.push((table, rows, crate::data::fingerprint(&ds.path)?));
     }
-    let total = cfg.datasets.len() * cfg.repeats * cfg.models.len();
-    let bar = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("table4 [{bar:30}] {pos}/{len} cells, {elapsed} elapsed, {eta} left  {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    let mut cells: Vec<CellResult> = Vec::new();
-    for (ds, (table, rows, fingerprint)) in cfg.datasets.iter().zip(&tables) {
+    // Every (dataset, seed, model) in table order; finished ones are read back (an MLP cell
+    // only with its saved simulator).
+    let mut cells: Vec<Option<CellResult>> = Vec::new();
+    let mut todo = Vec::new();
+    for (di, (ds, (_, _, fingerprint))) in cfg.datasets.iter().zip(&tables).enumerate() {
         for rep in 0..cfg.repeats {
             let seed = cfg.seed + rep as u64;
-            let mut prepared: Option<Prepared> = None;
             for model in &cfg.models {
-                bar.set_message(format!("{} {model} seed {seed}", ds.name));
-                let path = cell_path(cfg, &ds.name, model, seed);
                 let key = cfg.cell_key(ds, fingerprint, model, seed);
                 let model_saved = model != "mlp" || cfg.model_path(&ds.name, seed).exists();
-                let cell = match read_cell(&path, &key).filter(|_| model_saved) {
-                    Some(cell) => cell,
-                    None => {
-                        if prepared.is_none() {
-                            prepared = Some(prepare(table, *rows, seed, cfg.train_fraction)?);
-                        }
-                        let prep = prepared.as_ref().expect("prepared above");
-                        let cell = compute_cell(cfg, ds, table, prep, model, seed, key)?;
-                        let json = serde_json::to_string(&cell).map_err(|e| Error::config(e.to_string()))?;
-                        atomic::write_file(&path, json)?;
-                        let line = format!(
-                            "{:<8} {:<9} seed {seed}: test MSE {:.4} (fit {:.1} s)",
-                            ds.name,
-                            model,
-                            cell.mse_mean(),
-                            cell.fit_seconds
-                        );
-                        // A hidden bar (no terminal) drops its println: print plainly then.
-                        if bar.is_hidden() {
-                            println!("{line}");
-                        } else {
-                            bar.println(line);
-                        }
-                        cell
-                    }
-                };
+                let cell = dir.read_cell::<CellResult>(&ds.name, &cell_name(model, seed), &key).filter(|_| model_saved);
+                if cell.is_none() {
+                    todo.push((cells.len(), Job { dataset: di, model, seed, key }));
+                }
                 cells.push(cell);
-                bar.inc(1);
             }
         }
     }
-    bar.finish_and_clear();
+    let total = cells.len();
+    // One cell at a time, in table order, on every core (the fits use them).
+    let label = |(i, job): &(usize, Job)| Label {
+        prefix: format!("cell {}/{total} {} {} seed {}", i + 1, cfg.datasets[job.dataset].name, job.model, job.seed),
+        units: 1,
+    };
+    let computed = run_cells(&todo, Workers::new(Some(1)), "cell", label, |(_, job), progress| {
+        let (ds, (table, rows, _)) = (&cfg.datasets[job.dataset], &tables[job.dataset]);
+        let prep = prepare(table, *rows, job.seed, cfg.train_fraction)?;
+        let cell = compute_cell(cfg, ds, table, &prep, job.model, job.seed, job.key.clone())?;
+        dir.write_cell(&ds.name, &cell_name(job.model, job.seed), &cell)?;
+        progress.bar.inc(1);
+        progress.println(&format!("{:<8} {:<9} seed {}: test MSE {:.4} (fit {:.1} s)", ds.name, job.model, job.seed, cell.mse_mean(), cell.fit_seconds));
+        Ok(cell)
+    })?;
+    for ((i, _), cell) in todo.iter().zip(computed) {
+        cells[*i] = Some(cell);
+    }
+    let cells: Vec<CellResult> = cells.into_iter().flatten().collect();
     let summary = Summary::new(cfg, &cells);
-    atomic::write_file(&cfg.out_dir.join("table4.csv"), summary.csv())?;
+    dir.write("table4.csv", summary.csv())?;
     let claim = summary.claim_mlp_lowest();
-    atomic::write_file(&cfg.out_dir.join("table4.md"), summary.markdown(&claim))?;
+    dir.write("table4.md", summary.markdown(&claim))?;
     for ds in &cfg.datasets {
         parity_plot(cfg, &ds.name, &cells)?;
     }
@@ -409,6 +360,11 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
     println!("{claim}");
     println!("wrote {}", cfg.out_dir.display());
     Ok(())
+}
+
+/// A cell's file name in `cells/<dataset>/` (without `.json`).
+fn cell_name(model: &str, seed: u64) -> String {
+    format!("{model}_seed{seed}")
 }
 
 fn parity_plot(cfg: &Table4Config, dataset: &str, cells: &[CellResult]) -> Result<()> {
@@ -600,6 +556,7 @@ impl<'a> Summary<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn mse_and_r2_by_hand() {
@@ -693,7 +650,8 @@ trees = 10
         assert!(mean > 0.0 && mean < 1.0, "forest mean test MSE {mean}");
         let md = std::fs::read_to_string(out.join("table4.md")).unwrap();
         assert!(md.contains("| Random Forest |") && md.contains("10 trees per output"), "{md}");
-        let cell = read_cell(&cell_path(&cfg, "S1", "forest", 2), &cfg.cell_key(&cfg.datasets[0], &crate::data::fingerprint(&cfg.datasets[0].path).unwrap(), "forest", 2)).expect("cell saved");
+        let key = cfg.cell_key(&cfg.datasets[0], &crate::data::fingerprint(&cfg.datasets[0].path).unwrap(), "forest", 2);
+        let cell: CellResult = RunDir::create(&out, &cfg).unwrap().read_cell("S1", &cell_name("forest", 2), &key).expect("cell saved");
         assert_eq!(cell.train_rows, 240);
         // Recomputed from scratch, the same seed gives the same cell.
         std::fs::remove_dir_all(out.join("cells")).unwrap();

@@ -1,7 +1,7 @@
-//! Yardsticks for Table 5 beside the paper's random baseline: the oracle (the best load for
-//! each state, by exhaustive search over the action grid) and the best fixed action (one
-//! load for every state, the one with the highest total), each as a ratio to the random
-//! baseline on the same states, like Sim. and Val.
+//! Yardsticks beside the paper's random baseline, for any [`Environment`]: the oracle (the
+//! best candidate for each state, by exhaustive search over the environment's alternatives)
+//! and the best fixed action (one choice for every state, the one with the highest total),
+//! each as a ratio to the random baseline on the same states, like Sim. and Val.
 //!
 //! Both are scored on the states of the agents' best epoch: on the simulator all of them,
 //! in one batched call for the whole grid; on the emulator the first
@@ -12,9 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::table5::{emulate, nan_as_null, simulate, DatasetContext, Pair};
-use crate::env::{Configuration, RoleKind};
+use crate::env::{Environment, Scored};
 use crate::error::Result;
+use crate::nan_as_null;
 
 /// The yardsticks of one cell. Every `*_sim` / `*_val` is a ratio to the random baseline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,48 +67,19 @@ fn argmax(values: impl Iterator<Item = f64>) -> usize {
     best.0
 }
 
-/// The loads an agent configuration can choose in a state: the grid of every setting its
-/// agents control (threads outer, calls inner), the state's own value of any other.
-pub fn candidate_loads(ctx: &DatasetContext, conf: &Configuration, row: usize) -> Vec<(u32, u32)> {
-    let x = ctx.table.feature_row(row);
-    let roles = conf.roles();
-    let threads: Vec<u32> = if roles.contains(&RoleKind::Thread) { ctx.grid.threads.clone() } else { vec![x[7] as u32] };
-    let calls: Vec<u32> = if roles.contains(&RoleKind::Call) { ctx.grid.calls.clone() } else { vec![x[8] as u32] };
-    threads.iter().flat_map(|&t| calls.iter().map(move |&c| (t, c))).collect()
-}
-
-/// "threads 64", "calls 400" or "threads 64, calls 400": the settings the agents choose.
-fn describe(conf: &Configuration, load: (u32, u32)) -> String {
-    let roles = conf.roles();
-    let mut parts = Vec::new();
-    if roles.contains(&RoleKind::Thread) {
-        parts.push(format!("threads {}", load.0));
-    }
-    if roles.contains(&RoleKind::Call) {
-        parts.push(format!("calls {}", load.1));
-    }
-    parts.join(", ")
-}
-
-/// Every candidate load of every state, as pairs in state-major order.
-fn grid_pairs(ctx: &DatasetContext, conf: &Configuration, states: &[Pair]) -> (Vec<Pair>, usize) {
-    let width = states.first().map_or(0, |s| candidate_loads(ctx, conf, s.row).len());
-    let pairs = states
-        .iter()
-        .flat_map(|s| {
-            candidate_loads(ctx, conf, s.row).into_iter().map(|(threads, calls)| Pair { threads, calls, sim_reward: 0.0, emu_reward: None, ..*s })
-        })
-        .collect();
+/// Every alternative of every state, in state-major order, and how many each state has.
+fn alternatives<E: Environment>(env: &E, states: &[Scored<E::Candidate>]) -> (Vec<Scored<E::Candidate>>, usize) {
+    let width = states.first().map_or(0, |s| env.alternatives(&s.candidate).len());
+    let pairs = states.iter().flat_map(|s| env.alternatives(&s.candidate).into_iter().map(Scored::new)).collect();
     (pairs, width)
 }
 
 /// The yardsticks of one cell. `best_rl` / `best_base`: the best epoch's pairs (agents,
 /// random); `rl_val` / `base_val`: the validated subsamples, with their emulator rewards.
-pub fn measure(
-    ctx: &DatasetContext,
-    conf: &Configuration,
-    best: (&[Pair], &[Pair]),
-    validated: (&[Pair], &[Pair]),
+pub fn measure<E: Environment>(
+    env: &E,
+    best: (&[Scored<E::Candidate>], &[Scored<E::Candidate>]),
+    validated: (&[Scored<E::Candidate>], &[Scored<E::Candidate>]),
     val_states: usize,
     runs: usize,
     seed: u64,
@@ -116,36 +87,37 @@ pub fn measure(
     let (best_rl, best_base) = best;
     let (rl_val, base_val) = validated;
     // Simulator: every state of the best epoch, the whole grid in one call.
-    let (mut pairs, width) = grid_pairs(ctx, conf, best_rl);
-    simulate(ctx, &mut pairs)?;
-    let rewards: Vec<Vec<f64>> = pairs.chunks(width.max(1)).map(|c| c.iter().map(|p| p.sim_reward).collect()).collect();
-    let base: f64 = best_base.iter().map(|p| p.sim_reward).sum();
-    let agent: f64 = best_rl.iter().map(|p| p.sim_reward).sum();
+    let (mut pairs, width) = alternatives(env, best_rl);
+    env.score_model(&mut pairs)?;
+    let rewards: Vec<Vec<f64>> = pairs.chunks(width.max(1)).map(|c| c.iter().map(|p| p.model_reward).collect()).collect();
+    let base: f64 = best_base.iter().map(|p| p.model_reward).sum();
+    let agent: f64 = best_rl.iter().map(|p| p.model_reward).sum();
     let oracle: f64 = rewards.iter().zip(oracle_choices(&rewards)).map(|(r, a)| r[a]).sum();
     let fixed_choice = best_fixed_choice(&rewards);
     let fixed: f64 = rewards.iter().map(|r| r[fixed_choice]).sum();
-    let fixed_sim_action = pairs.get(fixed_choice).map(|p| describe(conf, (p.threads, p.calls))).unwrap_or_default();
+    let fixed_sim_action = pairs.get(fixed_choice).map(|p| env.describe(&p.candidate)).unwrap_or_default();
 
     // Emulator: the first `val_states` validated states; choose on the mean of `runs` runs,
     // score on a fresh one.
     let states = &rl_val[..val_states.min(rl_val.len())];
-    let (pairs_emu, width_emu) = grid_pairs(ctx, conf, states);
-    let emu = |p: &Pair| p.emu_reward.unwrap_or(0.0);
+    let (pairs_emu, width_emu) = alternatives(env, states);
+    let emu = |p: &Scored<E::Candidate>| p.truth_reward.unwrap_or(0.0);
     let mut totals = vec![0.0; pairs_emu.len()];
     for run in 0..runs.max(1) {
         let mut pairs = pairs_emu.clone();
-        emulate(ctx, &mut pairs, seed.wrapping_add((run as u64) << 32));
+        env.score_truth(&mut pairs, seed.wrapping_add((run as u64) << 32))?;
         for (t, p) in totals.iter_mut().zip(&pairs) {
             *t += emu(p);
         }
     }
     let emu_rewards: Vec<Vec<f64>> = totals.chunks(width_emu.max(1)).map(|c| c.to_vec()).collect();
-    let mut oracle_pairs: Vec<Pair> = oracle_choices(&emu_rewards).iter().enumerate().map(|(s, &a)| pairs_emu[s * width_emu + a]).collect();
+    let pick = |s: usize, a: usize| Scored::new(pairs_emu[s * width_emu + a].candidate.clone());
+    let mut oracle_pairs: Vec<Scored<E::Candidate>> = oracle_choices(&emu_rewards).iter().enumerate().map(|(s, &a)| pick(s, a)).collect();
     let fixed_emu_choice = best_fixed_choice(&emu_rewards);
-    let mut fixed_pairs: Vec<Pair> = (0..states.len()).map(|s| pairs_emu[s * width_emu + fixed_emu_choice]).collect();
-    emulate(ctx, &mut oracle_pairs, seed.wrapping_add(1 << 40));
-    emulate(ctx, &mut fixed_pairs, seed.wrapping_add(2 << 40));
-    let mean = |ps: &[Pair]| ps.iter().map(emu).sum::<f64>() / ps.len().max(1) as f64;
+    let mut fixed_pairs: Vec<Scored<E::Candidate>> = (0..states.len()).map(|s| pick(s, fixed_emu_choice)).collect();
+    env.score_truth(&mut oracle_pairs, seed.wrapping_add(1 << 40))?;
+    env.score_truth(&mut fixed_pairs, seed.wrapping_add(2 << 40))?;
+    let mean = |ps: &[Scored<E::Candidate>]| ps.iter().map(emu).sum::<f64>() / ps.len().max(1) as f64;
     let base_mean = mean(base_val);
     let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { f64::NAN };
     Ok(Yardsticks {
@@ -156,7 +128,7 @@ pub fn measure(
         reach_sim: ratio(agent, oracle),
         oracle_val: ratio(mean(&oracle_pairs), base_mean),
         fixed_val: ratio(mean(&fixed_pairs), base_mean),
-        fixed_val_action: fixed_pairs.first().map(|p| describe(conf, (p.threads, p.calls))).unwrap_or_default(),
+        fixed_val_action: fixed_pairs.first().map(|p| env.describe(&p.candidate)).unwrap_or_default(),
         reach_val: ratio(mean(states), mean(&oracle_pairs)),
         val_states: states.len(),
         load_tests: pairs_emu.len() * runs.max(1) + oracle_pairs.len() + fixed_pairs.len(),

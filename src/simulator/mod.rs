@@ -5,6 +5,7 @@
 
 pub mod baselines;
 pub mod mlp;
+pub mod store;
 
 use std::path::Path;
 
@@ -84,10 +85,4 @@ impl ServiceModel {
 pub fn normalizer_path(model_path: &Path, role: &str) -> std::path::PathBuf {
     let stem = model_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     model_path.with_file_name(format!("{stem}.{role}.json"))
-}
-
-/// Row-major buffer to an (n x d) array.
-pub fn to_array(values: Vec<f64>, d: usize) -> Result<Array2<f64>> {
-    let n = if d == 0 { 0 } else { values.len() / d };
-    Array2::from_shape_vec((n, d), values).map_err(|e| Error::config(format!("bad matrix shape: {e}")))
 }

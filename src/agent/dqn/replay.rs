@@ -9,6 +9,8 @@ pub struct Transition {
     pub action: usize,
     pub reward: f32,
     pub next_state: Vec<f32>,
+    /// The episode ended here: no future reward follows.
+    pub done: bool,
 }
 
 /// A sampled batch, row-major, ready for tensors.
@@ -17,6 +19,7 @@ pub struct Batch {
     pub actions: Vec<u32>,
     pub rewards: Vec<f32>,
     pub next_states: Vec<f32>,
+    pub dones: Vec<bool>,
 }
 
 pub struct ReplayBuffer {
@@ -26,6 +29,7 @@ pub struct ReplayBuffer {
     next_states: Vec<f32>,
     actions: Vec<u32>,
     rewards: Vec<f32>,
+    dones: Vec<bool>,
     next: usize,
     len: usize,
 }
@@ -39,6 +43,7 @@ impl ReplayBuffer {
             next_states: vec![0.0; capacity * state_dim],
             actions: vec![0; capacity],
             rewards: vec![0.0; capacity],
+            dones: vec![false; capacity],
             next: 0,
             len: 0,
         }
@@ -58,6 +63,7 @@ impl ReplayBuffer {
         self.next_states[i * d..(i + 1) * d].copy_from_slice(&t.next_state);
         self.actions[i] = t.action as u32;
         self.rewards[i] = t.reward;
+        self.dones[i] = t.done;
         self.next = (self.next + 1) % self.capacity;
         self.len = (self.len + 1).min(self.capacity);
     }
@@ -70,6 +76,7 @@ impl ReplayBuffer {
             actions: Vec::with_capacity(n),
             rewards: Vec::with_capacity(n),
             next_states: Vec::with_capacity(n * d),
+            dones: Vec::with_capacity(n),
         };
         for _ in 0..n {
             let i = rng.random_range(0..self.len);
@@ -77,6 +84,7 @@ impl ReplayBuffer {
             b.next_states.extend_from_slice(&self.next_states[i * d..(i + 1) * d]);
             b.actions.push(self.actions[i]);
             b.rewards.push(self.rewards[i]);
+            b.dones.push(self.dones[i]);
         }
         b
     }
@@ -91,7 +99,7 @@ mod tests {
     fn keeps_the_newest_transitions() {
         let mut buf = ReplayBuffer::new(3, 1);
         for i in 0..5 {
-            buf.push(Transition { state: vec![i as f32], action: i, reward: i as f32, next_state: vec![0.0] });
+            buf.push(Transition { state: vec![i as f32], action: i, reward: i as f32, next_state: vec![0.0], done: false });
         }
         assert_eq!(buf.len(), 3);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);

@@ -1,0 +1,174 @@
+//! The command line: one subcommand per step of the workflow. The clap types live here, on
+//! the binary's side; each maps to the plain options of the library function it runs.
+
+mod emulate;
+mod predict;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use meshrl::data::TableSpec;
+use meshrl::export::ExportOptions;
+use meshrl::generate::GenerateOptions;
+use meshrl::ingest::FortioOptions;
+
+use emulate::EmulateArgs;
+use predict::PredictArgs;
+
+#[derive(Parser, Debug)]
+#[command(name = "meshrl", version, about = "Model-based RL for service-mesh fault resiliency (SFR2L)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate the datasets S1-S5 with the load-test emulator, from a dataset config.
+    Generate(GenerateArgs),
+    /// Run one load-test configuration many times on the emulator and print its distribution.
+    Emulate(EmulateArgs),
+    /// Print row count, per-column ranges and a failure-rate histogram of a trace file.
+    Inspect(InspectArgs),
+    /// Run an experiment described by a TOML file (e.g. experiments/table4.toml).
+    Run(RunArgs),
+    /// Predict a trace file's responses with a trained simulator and report its error.
+    Predict(PredictArgs),
+    /// Turn real load-test results (Fortio JSON plus each run's rules) into a trace CSV.
+    #[command(subcommand)]
+    Ingest(IngestSource),
+    /// Write a Table 5 cell's best loads as DestinationRule YAML and Fortio commands.
+    Export(ExportArgs),
+    /// Compute a Table 5 cell's Val. from real Fortio runs of its exported pairs.
+    Validate(ValidateArgs),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate(args) => meshrl::generate::run(&args.into()),
+        Command::Emulate(args) => emulate::emulate(&args),
+        Command::Run(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides)?),
+        Command::Predict(args) => predict::predict(&args),
+        Command::Ingest(IngestSource::Fortio(args)) => Ok(meshrl::ingest::run_fortio(&args.into())?),
+        Command::Export(args) => Ok(meshrl::export::run(&args.into())?),
+        Command::Validate(args) => Ok(meshrl::validate::run(&args.fortio)?),
+        Command::Inspect(args) => {
+            let spec = if args.features.is_empty() && args.targets.is_empty() {
+                TableSpec::default()
+            } else {
+                TableSpec { features: args.features.clone(), targets: args.targets.clone() }
+            };
+            let text = meshrl::inspect::inspect(&args.file, &spec)?;
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The experiment file.
+    pub config: PathBuf,
+    /// Override a config field before validation, e.g. `--set seed=7 --set mlp.max_epochs=5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Dataset config (TOML): seed, scenario, per-dataset ranges and row counts.
+    #[arg(long, default_value = "configs/datasets.toml")]
+    pub config: PathBuf,
+    /// Write the files here instead of the config's `out_dir`.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Generate only these datasets (by name, e.g. `--only S1 --only S3`).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Generate only the first N rows of each dataset (a prefix of the full file).
+    #[arg(long)]
+    pub rows: Option<usize>,
+}
+
+impl From<GenerateArgs> for GenerateOptions {
+    fn from(a: GenerateArgs) -> Self {
+        GenerateOptions { config: a.config, out_dir: a.out_dir, only: a.only, rows: a.rows }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// A trace file (.csv or .parquet).
+    pub file: PathBuf,
+    /// Feature columns, when the file is not in the protocol schema (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Target columns, when the file is not in the protocol schema (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IngestSource {
+    /// Fortio JSON results (`fortio load -json`) plus the DestinationRule of each run.
+    Fortio(FortioArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FortioArgs {
+    /// Directory of Fortio JSON results; each `<stem>.json` takes its rules from `<stem>.yaml`
+    /// beside it unless `--rules` is given.
+    pub dir: PathBuf,
+    /// Manifest CSV with a `result` column (JSON file name) and the seven rule columns.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// The trace CSV to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl From<FortioArgs> for FortioOptions {
+    fn from(a: FortioArgs) -> Self {
+        FortioOptions { dir: a.dir, rules: a.rules, out: a.out }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A Table 5 cell file: `results/<run>/cells/<dataset>/<config>_seed<n>.json`.
+    pub cell: PathBuf,
+    /// How many of the best validated pairs to export.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Directory for `run_<i>.yaml` and `manifest.csv`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// `spec.host` of the DestinationRules: the service under test.
+    #[arg(long, default_value = "productpage")]
+    pub host: String,
+    /// The URL Fortio loads.
+    #[arg(long, default_value = "http://productpage:9080/productpage")]
+    pub url: String,
+    /// Export every validated pair of both sides (the agents' and the random baseline's)
+    /// instead of the top ones, so that `meshrl validate --fortio <out>` can compute the
+    /// cell's Val. from real runs.
+    #[arg(long)]
+    pub validation: bool,
+}
+
+impl From<ExportArgs> for ExportOptions {
+    fn from(a: ExportArgs) -> Self {
+        ExportOptions { cell: a.cell, top: a.top, out: a.out, host: a.host, url: a.url, validation: a.validation }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// The directory `meshrl export --validation` wrote, with the Fortio results beside its
+    /// `manifest.csv`.
+    #[arg(long)]
+    pub fortio: PathBuf,
+}

@@ -1,0 +1,130 @@
+//! The cell scheduler: an experiment's cells, run by a few workers at once, each cell in a
+//! thread pool of its own, with a progress bar per running cell.
+//!
+//! Workers take the cells in order; the cores are shared out among them, so that a cell's
+//! own parallel work (its agents, Adam's chunks, the emulator's load tests) never steals
+//! another cell's threads and the cores are never oversubscribed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::error::{Error, Result};
+
+/// How many cells run at once, and on how many threads each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    pub cells: usize,
+    pub threads_per_cell: usize,
+}
+
+impl Workers {
+    /// `parallel` cells at once (default: one per core), the cores shared out among them.
+    pub fn new(parallel: Option<usize>) -> Workers {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cells = parallel.unwrap_or(cores).max(1);
+        Workers { cells, threads_per_cell: (cores / cells).max(1) }
+    }
+}
+
+/// What a running cell reports through.
+pub struct CellProgress<'a> {
+    multi: &'a MultiProgress,
+    /// Advanced by the cell, in the units its label gave.
+    pub bar: ProgressBar,
+}
+
+impl CellProgress<'_> {
+    /// Prints a line above the bars (plainly when there is no terminal).
+    pub fn println(&self, line: &str) {
+        if self.multi.is_hidden() {
+            println!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
+    }
+}
+
+/// A cell's progress bar: its label and how many `unit`s it takes.
+pub struct Label {
+    pub prefix: String,
+    pub units: u64,
+}
+
+/// Runs `run` on every job with `workers`; the results come back in job order, or the
+/// first job's error (in job order). `unit` names what a bar counts ("epoch").
+pub fn run_cells<J: Sync, R: Send>(
+    jobs: &[J],
+    workers: Workers,
+    unit: &str,
+    label: impl Fn(&J) -> Label + Sync,
+    run: impl Fn(&J, &CellProgress) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template(&format!("{{prefix}} [{{bar:25}}] {unit} {{pos}}/{{len}}, {{eta}} left"))
+        .map_err(|e| Error::config(format!("progress template: {e}")))?
+        .progress_chars("=> ");
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let pool_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers.cells.min(jobs.len()) {
+            scope.spawn(|| {
+                let pool = match rayon::ThreadPoolBuilder::new().num_threads(workers.threads_per_cell).build() {
+                    Ok(pool) => pool,
+                    Err(e) => {
+                        let error = Error::config(format!("cannot start a pool of {} threads: {e}", workers.threads_per_cell));
+                        *pool_error.lock().expect("no panics while holding the lock") = Some(error);
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let Label { prefix, units } = label(job);
+                    let bar = multi.add(ProgressBar::new(units).with_style(style.clone()));
+                    bar.set_prefix(prefix);
+                    let progress = CellProgress { multi: &multi, bar };
+                    let result = pool.install(|| run(job, &progress));
+                    progress.bar.finish_and_clear();
+                    multi.remove(&progress.bar);
+                    results.lock().expect("no panics while holding the lock")[i] = Some(result);
+                }
+            });
+        }
+    });
+    if let Some(e) = pool_error.into_inner().expect("no panics while holding the lock") {
+        return Err(e);
+    }
+    let results = results.into_inner().expect("no panics while holding the lock");
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::config("a cell was not run")))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_back_in_job_order_with_the_first_error() {
+        let jobs: Vec<u32> = (0..7).collect();
+        let workers = Workers { cells: 3, threads_per_cell: 1 };
+        let label = |j: &u32| Label { prefix: format!("job {j}"), units: 1 };
+        let squares = run_cells(&jobs, workers, "step", label, |j, p| {
+            p.bar.inc(1);
+            Ok(j * j)
+        })
+        .unwrap();
+        assert_eq!(squares, vec![0, 1, 4, 9, 16, 25, 36]);
+        let failing = run_cells(&jobs, workers, "step", label, |j, _| if *j % 3 == 2 { Err(Error::config(format!("job {j} failed"))) } else { Ok(*j) });
+        assert!(failing.unwrap_err().to_string().contains("job 2 failed"));
+    }
+
+    #[test]
+    fn each_cell_runs_in_a_pool_of_its_share_of_threads() {
+        let jobs = [(); 2];
+        let workers = Workers { cells: 1, threads_per_cell: 3 };
+        let threads = run_cells(&jobs, workers, "step", |_| Label { prefix: String::new(), units: 1 }, |_, _| Ok(rayon::current_num_threads())).unwrap();
+        assert_eq!(threads, vec![3, 3]);
+    }
+}
