@@ -34,9 +34,7 @@ pub fn write_with(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Resul
 
 /// Writes `contents` to `path` atomically.
 pub fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
-    write_with(path, |out| {
-        out.write_all(contents.as_ref()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
-    })
+    write_with(path, |out| out.write_all(contents.as_ref()).map_err(|e| Error::io(format!("writing {}", path.display()), e)))
 }
 
 #[cfg(test)]

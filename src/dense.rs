@@ -277,7 +277,8 @@ mod tests {
         let dev = &Device::Cpu;
         for (b, i, o) in [(32, 5, 512), (32, 512, 512), (32, 40, 96), (1, 40, 96), (1, 512, 512), (13, 40, 96), (5, 512, 2)] {
             let (x, w, bias) = (values(b * i, 0.37), values(o * i, 1.13), values(o, 2.9));
-            let layer = candle_nn::Linear::new(Tensor::from_slice(&w, (o, i), dev).unwrap(), Some(Tensor::from_slice(&bias, o, dev).unwrap()));
+            let layer =
+                candle_nn::Linear::new(Tensor::from_slice(&w, (o, i), dev).unwrap(), Some(Tensor::from_slice(&bias, o, dev).unwrap()));
             let z = layer.forward(&Tensor::from_slice(&x, (b, i), dev).unwrap()).unwrap();
             assert_eq!(bits_of(&linear(Mat::new(&x, b, i), &w, &bias, false)), bits(&z), "{b} x {i} -> {o}");
             assert_eq!(bits_of(&linear(Mat::new(&x, b, i), &w, &bias, true)), bits(&z.relu().unwrap()), "{b} x {i} -> {o}, ReLU");

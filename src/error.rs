@@ -30,12 +30,7 @@ impl Error {
     pub fn file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::File { file: file.into(), message: message.into() }
     }
-    pub fn field(
-        file: impl Into<PathBuf>,
-        row: usize,
-        column: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn field(file: impl Into<PathBuf>, row: usize, column: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Field { file: file.into(), row, column: column.into(), message: message.into() }
     }
     pub fn config(message: impl Into<String>) -> Self {

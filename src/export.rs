@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::data::{load_table, TableSpec, TraceTable};
-use crate::error::{Error, Result};
 use crate::env::load_search::Pair;
+use crate::error::{Error, Result};
 use crate::ingest::DestinationRule;
 use crate::rules::{TrafficRules, RULE_COLUMNS};
 
@@ -79,7 +79,12 @@ pub fn select(cell: &Path, pairs: &[Pair], table: &TraceTable, k: usize) -> Resu
         if p.candidate.row >= table.n_rows() {
             return Err(Error::file(
                 cell,
-                format!("field `best_rl[{i}].row`: {} is outside the {} rows of {} (was the dataset regenerated?)", p.candidate.row, table.n_rows(), table.path().display()),
+                format!(
+                    "field `best_rl[{i}].row`: {} is outside the {} rows of {} (was the dataset regenerated?)",
+                    p.candidate.row,
+                    table.n_rows(),
+                    table.path().display()
+                ),
             ));
         }
         if p.truth_reward.is_some_and(f64::is_finite) {
@@ -91,12 +96,17 @@ pub fn select(cell: &Path, pairs: &[Pair], table: &TraceTable, k: usize) -> Resu
     }
     validated.sort_by(|(_, a), (_, b)| {
         let (ea, eb) = (a.truth_reward.unwrap_or(f64::NAN), b.truth_reward.unwrap_or(f64::NAN));
-        eb.total_cmp(&ea).then(a.candidate.row.cmp(&b.candidate.row)).then(a.candidate.threads.cmp(&b.candidate.threads)).then(a.candidate.calls.cmp(&b.candidate.calls))
+        eb.total_cmp(&ea)
+            .then(a.candidate.row.cmp(&b.candidate.row))
+            .then(a.candidate.threads.cmp(&b.candidate.threads))
+            .then(a.candidate.calls.cmp(&b.candidate.calls))
     });
     let mut out: Vec<ExportedRun> = Vec::new();
     for (_, p) in validated {
         let run = ExportedRun { side: "rl", rules: rules_of(table, p.candidate.row), pair: *p };
-        let same = |e: &ExportedRun| e.rules == run.rules && (e.pair.candidate.threads, e.pair.candidate.calls) == (p.candidate.threads, p.candidate.calls);
+        let same = |e: &ExportedRun| {
+            e.rules == run.rules && (e.pair.candidate.threads, e.pair.candidate.calls) == (p.candidate.threads, p.candidate.calls)
+        };
         if !out.iter().any(same) {
             out.push(run);
         }
@@ -113,11 +123,22 @@ fn validation_runs(path: &Path, cell: &CellFile, table: &TraceTable) -> Result<V
     for (side, pairs) in [("rl", &cell.best_rl), ("baseline", &cell.best_baseline)] {
         let validated: Vec<&Pair> = pairs.iter().filter(|p| p.truth_reward.is_some_and(f64::is_finite)).collect();
         if validated.is_empty() {
-            return Err(Error::file(path, format!("field `best_{}`: no validated pair to export", if side == "rl" { "rl" } else { "baseline" })));
+            return Err(Error::file(
+                path,
+                format!("field `best_{}`: no validated pair to export", if side == "rl" { "rl" } else { "baseline" }),
+            ));
         }
         for p in validated {
             if p.candidate.row >= table.n_rows() {
-                return Err(Error::file(path, format!("a `{side}` pair's row {} is outside the {} rows of {}", p.candidate.row, table.n_rows(), table.path().display())));
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "a `{side}` pair's row {} is outside the {} rows of {}",
+                        p.candidate.row,
+                        table.n_rows(),
+                        table.path().display()
+                    ),
+                ));
             }
             runs.push(ExportedRun { side, rules: rules_of(table, p.candidate.row), pair: *p });
         }
@@ -190,12 +211,12 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
         return Err(Error::config("--host and --url must not be empty"));
     }
     let text = std::fs::read_to_string(&args.cell).map_err(|e| Error::file(&args.cell, format!("cannot read: {e}")))?;
-    let cell: CellFile =
-        serde_json::from_str(&text).map_err(|e| Error::file(&args.cell, format!("not a Table 5 cell file: {e}")))?;
+    let cell: CellFile = serde_json::from_str(&text).map_err(|e| Error::file(&args.cell, format!("not a Table 5 cell file: {e}")))?;
     let config = run_dir(&args.cell)?.join("config.resolved.toml");
     let data = dataset_path(&config, &cell.dataset)?;
     let table = load_table(&data, &TableSpec::default())?;
-    let runs = if args.validation { validation_runs(&args.cell, &cell, &table)? } else { select(&args.cell, &cell.best_rl, &table, args.top)? };
+    let runs =
+        if args.validation { validation_runs(&args.cell, &cell, &table)? } else { select(&args.cell, &cell.best_rl, &table, args.top)? };
 
     let header = ["run", "side", "yaml", "fortio_command", "result"]
         .iter()
@@ -209,7 +230,8 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
         let i = n + 1;
         let (yaml, result) = (format!("run_{i}.yaml"), format!("run_{i}.json"));
         let (p, k) = (&run.pair, &run.rules);
-        let command = format!("fortio load -c {} -qps 0 -n {} -json {result} {}", p.candidate.threads, p.candidate.calls, shell_word(&args.url));
+        let command =
+            format!("fortio load -c {} -qps 0 -n {} -json {result} {}", p.candidate.threads, p.candidate.calls, shell_word(&args.url));
         let rule = DestinationRule::new(&object_name(&cell.dataset, i), &args.host, k)
             .map_err(|e| Error::field(&data, p.candidate.row + 1, "max_ejection_percent", e))?;
         let body = rule.to_yaml().map_err(|e| Error::config(format!("writing {yaml}: {e}")))?;
@@ -252,7 +274,10 @@ pub fn run(args: &ExportOptions) -> Result<()> {
             r.pair.model_reward
         );
     }
-    println!("apply each run_<i>.yaml, run its fortio_command (manifest.csv), then: meshrl ingest fortio {} --out trace.csv", args.out.display());
+    println!(
+        "apply each run_<i>.yaml, run its fortio_command (manifest.csv), then: meshrl ingest fortio {} --out trace.csv",
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -276,10 +301,7 @@ mod tests {
         std::fs::create_dir_all(cell.parent().unwrap()).unwrap();
         let json = serde_json::json!({ "key": "k", "dataset": "S1", "configuration": "call", "seed": 1, "best_rl": pairs });
         std::fs::write(&cell, json.to_string()).unwrap();
-        let config = format!(
-            "kind = \"table5\"\n[[dataset]]\nname = \"S1\"\npath = \"{}\"\n",
-            repo().join("datasets/S1.csv").display()
-        );
+        let config = format!("kind = \"table5\"\n[[dataset]]\nname = \"S1\"\npath = \"{}\"\n", repo().join("datasets/S1.csv").display());
         std::fs::write(dir.join("config.resolved.toml"), config).unwrap();
         cell
     }
@@ -323,7 +345,12 @@ mod tests {
         let by_result = crate::ingest::read_manifest(&out.join("manifest.csv")).unwrap();
         assert_eq!(by_result["run_1.json"], runs[0].rules);
         let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
-        assert!(manifest.lines().nth(1).unwrap().starts_with("1,rl,run_1.yaml,fortio load -c 6 -qps 0 -n 200 -json run_1.json http://productpage:9080/productpage,run_1.json,"), "{manifest}");
+        assert!(
+            manifest.lines().nth(1).unwrap().starts_with(
+                "1,rl,run_1.yaml,fortio load -c 6 -qps 0 -n 200 -json run_1.json http://productpage:9080/productpage,run_1.json,"
+            ),
+            "{manifest}"
+        );
         let yaml = std::fs::read_to_string(out.join("run_1.yaml")).unwrap();
         assert!(yaml.contains("name: meshrl-s1-1") && yaml.contains("host: productpage"), "{yaml}");
     }

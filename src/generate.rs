@@ -211,11 +211,7 @@ pub fn generate_row(plan: &DatasetPlan, master_seed: u64, row: usize) -> Generat
 
 /// Generates the first `rows` rows of a dataset in parallel, in row order.
 pub fn generate_rows(plan: &DatasetPlan, master_seed: u64, rows: usize, progress: &ProgressBar) -> Vec<GeneratedRow> {
-    (0..rows)
-        .into_par_iter()
-        .progress_with(progress.clone())
-        .map(|i| generate_row(plan, master_seed, i))
-        .collect()
+    (0..rows).into_par_iter().progress_with(progress.clone()).map(|i| generate_row(plan, master_seed, i)).collect()
 }
 
 fn round_to(x: f64, decimals: i32) -> f64 {
@@ -262,10 +258,7 @@ pub fn to_dataframe(rows: &[GeneratedRow]) -> PolarsResult<DataFrame> {
 /// Writes a trace table as CSV, atomically.
 pub fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
     atomic::write_with(path, |out| {
-        CsvWriter::new(out)
-            .include_header(true)
-            .finish(df)
-            .map_err(|e| Error::file(path, format!("cannot write CSV: {e}")))
+        CsvWriter::new(out).include_header(true).finish(df).map_err(|e| Error::file(path, format!("cannot write CSV: {e}")))
     })
 }
 
@@ -307,10 +300,7 @@ impl FailureSummary {
     /// (< 0.05, > 0.95) holds more than half of the rows.
     pub fn is_balanced(&self) -> bool {
         let one_percent = self.rows.div_ceil(100);
-        self.histogram[0] >= one_percent
-            && self.histogram[9] >= one_percent
-            && self.share_success <= 0.5
-            && self.share_failure <= 0.5
+        self.histogram[0] >= one_percent && self.histogram[9] >= one_percent && self.share_success <= 0.5 && self.share_failure <= 0.5
     }
 
     pub fn line(&self) -> String {
@@ -497,9 +487,8 @@ pub fn noise_floor(plan: &DatasetPlan, master_seed: u64, configs: usize, repeats
         .into_par_iter()
         .map(|i| {
             let row = generate_row(plan, master_seed, i);
-            let runs: Vec<RunResult> = (0..repeats as u64)
-                .map(|r| run_load_test(&row.rules, &row.load, &plan.scenario, row.seed ^ (0x5EED_0000 + r)))
-                .collect();
+            let runs: Vec<RunResult> =
+                (0..repeats as u64).map(|r| run_load_test(&row.rules, &row.load, &plan.scenario, row.seed ^ (0x5EED_0000 + r))).collect();
             let var = |f: fn(&RunResult) -> f64| {
                 let m = runs.iter().map(f).sum::<f64>() / repeats as f64;
                 runs.iter().map(|r| (f(r) - m).powi(2)).sum::<f64>() / (repeats - 1) as f64

@@ -89,8 +89,7 @@ fn field<T: DeserializeOwned>(file: &Path, root: &serde_json::Value, path: &[&st
 /// ignored, so results of any Fortio version with these fields read.
 pub fn read_fortio(path: &Path) -> Result<FortioRun> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    let root: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a JSON file: {e}")))?;
+    let root: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a JSON file: {e}")))?;
     if !root.is_object() {
         return Err(Error::file(path, "not a Fortio result: the JSON is not an object"));
     }
@@ -106,9 +105,10 @@ pub fn read_fortio(path: &Path) -> Result<FortioRun> {
     if threads == 0 {
         return Err(bad("NumThreads", "must be >= 1, found 0".into()));
     }
-    let calls = u32::try_from(count).ok().filter(|&c| c >= 1).ok_or_else(|| {
-        bad("DurationHistogram.Count", format!("must be in 1..={}, found {count}", u32::MAX))
-    })?;
+    let calls = u32::try_from(count)
+        .ok()
+        .filter(|&c| c >= 1)
+        .ok_or_else(|| bad("DurationHistogram.Count", format!("must be in 1..={}, found {count}", u32::MAX)))?;
     if !(qps.is_finite() && qps >= 0.0) {
         return Err(bad("ActualQPS", format!("must be a number >= 0, found {qps}")));
     }
@@ -118,9 +118,8 @@ pub fn read_fortio(path: &Path) -> Result<FortioRun> {
     let mut total = 0u64;
     let mut failed = 0u64;
     for (code, n) in &codes {
-        let status: i64 = code
-            .parse()
-            .map_err(|_| bad("RetCodes", format!("key `{code}` is not an HTTP status code (only HTTP runs are traces)")))?;
+        let status: i64 =
+            code.parse().map_err(|_| bad("RetCodes", format!("key `{code}` is not an HTTP status code (only HTTP runs are traces)")))?;
         total += n;
         if !(200..300).contains(&status) {
             failed += n;
@@ -367,8 +366,7 @@ impl DestinationRule {
 pub fn read_destination_rule(path: &Path) -> Result<TrafficRules> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     // serde_yaml's messages carry the field's path (e.g. `spec.trafficPolicy.outlierDetection.interval`).
-    let rule: DestinationRule =
-        serde_yaml::from_str(&text).map_err(|e| Error::file(path, format!("not a valid DestinationRule: {e}")))?;
+    let rule: DestinationRule = serde_yaml::from_str(&text).map_err(|e| Error::file(path, format!("not a valid DestinationRule: {e}")))?;
     if rule.kind != "DestinationRule" {
         return Err(Error::file(path, format!("field `kind`: expected DestinationRule, found {}", rule.kind)));
     }
@@ -411,7 +409,10 @@ pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
         let value = |j: usize| -> Result<f64> {
             let name = RULE_COLUMNS[j];
             let text = columns[j][i].as_deref().ok_or_else(|| Error::field(path, row, name, "empty cell (missing value)"))?;
-            text.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| Error::field(path, row, name, format!("`{text}` is not a number")))
+            text.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| Error::field(path, row, name, format!("`{text}` is not a number")))
         };
         let whole = |j: usize| -> Result<u32> {
             let x = value(j)?;
@@ -462,10 +463,8 @@ pub struct TraceRow {
 /// with its rules: from `manifest` when given, else from `<stem>.yaml` beside it.
 pub fn ingest_fortio(dir: &Path, manifest: Option<&Path>) -> Result<Vec<TraceRow>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read the directory: {e}")))?;
-    let mut results: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
-        .collect();
+    let mut results: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json")).collect();
     results.sort();
     if results.is_empty() {
         return Err(Error::file(dir, "holds no Fortio result (*.json)"));
@@ -477,9 +476,9 @@ pub fn ingest_fortio(dir: &Path, manifest: Option<&Path>) -> Result<Vec<TraceRow
             let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
             let run = read_fortio(path)?;
             let rules = match &manifest_rules {
-                Some((m, by_name)) => *by_name.get(&name).ok_or_else(|| {
-                    Error::file(*m, format!("field `result`: no row for {} (a result with no rules)", path.display()))
-                })?,
+                Some((m, by_name)) => *by_name
+                    .get(&name)
+                    .ok_or_else(|| Error::file(*m, format!("field `result`: no row for {} (a result with no rules)", path.display())))?,
                 None => {
                     let yaml = path.with_extension("yaml");
                     if !yaml.is_file() {

@@ -20,11 +20,8 @@ pub fn inspect(path: &Path, spec: &TableSpec) -> Result<String> {
         let (min, max, mean) = min_max_mean(&values);
         let _ = writeln!(out, "{:<28} {:>12.4} {:>12.4} {:>12.4}", name.as_str(), min, max, mean);
     }
-    let target = if table.target_names().iter().any(|t| t == "failure_rate") {
-        "failure_rate".to_string()
-    } else {
-        table.target_names()[0].clone()
-    };
+    let target =
+        if table.target_names().iter().any(|t| t == "failure_rate") { "failure_rate".to_string() } else { table.target_names()[0].clone() };
     if let Some(values) = table.column_f64(&target) {
         let _ = writeln!(out, "\n{target} histogram:");
         out.push_str(&histogram(&values, 10));

@@ -73,4 +73,3 @@ pub fn values_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> candle_co
     };
     Ok(&mut data[start..end])
 }
-

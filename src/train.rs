@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Clock, Continuation, DiagnosticColumn, Learner};
-use crate::env::{Environment, EpisodeEnd, Scored};
+use crate::env::{Environment, EpisodeEnd, Scored, ScoredOf};
 use crate::error::{Error, Result};
 use crate::nan_as_null;
 
@@ -75,7 +75,8 @@ pub fn train<E: Environment>(
     for d in diagnostics {
         log.diagnostics.insert(d.name.to_string(), Series::default());
     }
-    let mut best: Option<(f64, Vec<Scored<E::Candidate>>, Vec<Scored<E::Candidate>>)> = None;
+    // The best epoch so far: its ratio, and the agents' and the baseline's interactions.
+    let mut best: Option<(f64, Training<E::Candidate>)> = None;
     let mut state = env.reset(rng);
     for epoch in 0..schedule.epochs {
         let mut agents = Vec::with_capacity(schedule.steps_per_epoch * layout.slots);
@@ -93,7 +94,7 @@ pub fn train<E: Environment>(
                     }
                 }
             }
-            let mut scored: Vec<Scored<E::Candidate>> = candidates.into_iter().map(Scored::new).collect();
+            let mut scored: Vec<ScoredOf<E>> = candidates.into_iter().map(Scored::new).collect();
             env.score_model(&mut scored)?;
             let rewards = env.learning_rewards(&scored);
             // The baseline: a uniformly random action of every agent, in the same state.
@@ -137,12 +138,12 @@ pub fn train<E: Environment>(
             series.0.push(value);
         }
         if best.as_ref().is_none_or(|b| ratio > b.0) {
-            best = Some((ratio, agents, baseline));
+            best = Some((ratio, Training { log: EpochLog::default(), best_agents: agents, best_baseline: baseline }));
         }
         bar.inc(1);
     }
-    let (_, best_agents, best_baseline) = best.ok_or_else(|| Error::config("no epoch ran"))?;
-    Ok(Training { log, best_agents, best_baseline })
+    let (_, best) = best.ok_or_else(|| Error::config("no epoch ran"))?;
+    Ok(Training { log, ..best })
 }
 
 #[cfg(test)]
@@ -151,7 +152,8 @@ mod tests {
 
     #[test]
     fn epoch_logs_with_missing_numbers_read_back_in_order() {
-        let mut log = EpochLog { ratio: vec![1.5, f64::NAN], rl_reward: vec![1.0, 2.0], baseline_reward: vec![1.0, 1.0], ..Default::default() };
+        let mut log =
+            EpochLog { ratio: vec![1.5, f64::NAN], rl_reward: vec![1.0, 2.0], baseline_reward: vec![1.0, 1.0], ..Default::default() };
         log.diagnostics.insert("loss".into(), Series(vec![f64::NAN, 0.5]));
         log.diagnostics.insert("epsilon".into(), Series(vec![1.0, 0.5]));
         let json = serde_json::to_string(&log).unwrap();
@@ -192,7 +194,15 @@ mod sequential_tests {
     impl TabularReinforce {
         fn new(states: usize, gamma: f64, seed: u64) -> TabularReinforce {
             let rng = ChaCha8Rng::seed_from_u64(seed);
-            TabularReinforce { logits: vec![[0.0; 2]; states], values: vec![0.0; states], gamma, rng, episode: Vec::new(), acted: None, updates: 0 }
+            TabularReinforce {
+                logits: vec![[0.0; 2]; states],
+                values: vec![0.0; states],
+                gamma,
+                rng,
+                episode: Vec::new(),
+                acted: None,
+                updates: 0,
+            }
         }
 
         fn probabilities(&self, s: usize) -> [f64; 2] {

@@ -120,7 +120,8 @@ mod tests {
     #[test]
     fn val_is_the_ratio_of_mean_503_per_second() {
         let dir = tempfile::tempdir().unwrap();
-        let manifest = "run,side,result,emu_reward\n1,rl,run_1.json,40\n2,rl,run_2.json,20\n3,baseline,run_3.json,10\n4,baseline,run_4.json,10\n";
+        let manifest =
+            "run,side,result,emu_reward\n1,rl,run_1.json,40\n2,rl,run_2.json,20\n3,baseline,run_3.json,10\n4,baseline,run_4.json,10\n";
         std::fs::write(dir.path().join("manifest.csv"), manifest).unwrap();
         // rl: 100 qps x 0.5 = 50 and 100 x 0.3 = 30; baseline: 100 x 0.2 = 20, run 4 missing.
         std::fs::write(dir.path().join("run_1.json"), fortio_json(100.0, 10, 5)).unwrap();

@@ -45,10 +45,8 @@ fn help_lists_every_subcommand_with_a_description() {
 fn regenerated_prefix_is_byte_identical_to_the_committed_datasets() {
     let tmp = tempfile::tempdir().unwrap();
     let config = repo().join("configs/datasets.toml");
-    let out = meshrl(
-        &["generate", "--config", config.to_str().unwrap(), "--rows", "150", "--out-dir", tmp.path().to_str().unwrap()],
-        &repo(),
-    );
+    let out =
+        meshrl(&["generate", "--config", config.to_str().unwrap(), "--rows", "150", "--out-dir", tmp.path().to_str().unwrap()], &repo());
     assert_ok(&out);
     for name in ["S1", "S2", "S3", "S4", "S5"] {
         let fresh = std::fs::read_to_string(tmp.path().join(format!("{name}.csv"))).unwrap();
@@ -207,11 +205,8 @@ fn table4_tiny_run_writes_tables_plots_models_and_is_reproducible() {
     let wrong = tmp.path().join("wrong.safetensors");
     // Wrong shape: weights of a 9-input network with a 6-input normaliser.
     std::fs::copy(&s4_model, &wrong).unwrap();
-    std::fs::write(
-        tmp.path().join("wrong.inputs.json"),
-        r#"{"names":["a","b","c","d","e","f"],"mean":[0,0,0,0,0,0],"std":[1,1,1,1,1,1]}"#,
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("wrong.inputs.json"), r#"{"names":["a","b","c","d","e","f"],"mean":[0,0,0,0,0,0],"std":[1,1,1,1,1,1]}"#)
+        .unwrap();
     std::fs::copy(dir.join("models/S4/mlp_seed3.outputs.json"), tmp.path().join("wrong.outputs.json")).unwrap();
     let out = meshrl(&["predict", wrong.to_str().unwrap(), trace.to_str().unwrap()], tmp.path());
     assert_exit_2_naming(&out, &["wrong.safetensors", "9 inputs"]);
@@ -234,10 +229,9 @@ fn table4_rejects_bad_configs_with_exit_2() {
     std::fs::write(&config, text_cfg).unwrap();
     assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["S9.csv"]);
 
-    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
-        "datasets/S9.csv\"",
-        "datasets/S4.csv\"\ntargets = [\"qps\", \"latency_p999_ms\"]",
-    );
+    let text_cfg = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("datasets/S9.csv\"", "datasets/S4.csv\"\ntargets = [\"qps\", \"latency_p999_ms\"]");
     std::fs::write(&config, text_cfg).unwrap();
     assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap()], tmp.path()), &["S4.csv", "latency_p999_ms"]);
 }
@@ -293,7 +287,15 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
         assert!(stdout.contains(claim), "{claim} missing:\n{stdout}");
     }
     let dir = tmp.path().join("out");
-    for f in ["table5.csv", "table5.md", "metrics.csv", "figure7.png", "config.resolved.toml", "curves/S1_thread_and_call_x5.png", "pairs/S1/call_seed5.csv"] {
+    for f in [
+        "table5.csv",
+        "table5.md",
+        "metrics.csv",
+        "figure7.png",
+        "config.resolved.toml",
+        "curves/S1_thread_and_call_x5.png",
+        "pairs/S1/call_seed5.csv",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     let csv = std::fs::read_to_string(dir.join("table5.csv")).unwrap();
@@ -334,7 +336,10 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
 
     // A real cell exports: its best validated loads as DestinationRules and a manifest.
     let export = tmp.path().join("export");
-    let out = meshrl(&["export", dir.join("cells/S1/call_seed5.json").to_str().unwrap(), "--top", "3", "--out", export.to_str().unwrap()], tmp.path());
+    let out = meshrl(
+        &["export", dir.join("cells/S1/call_seed5.json").to_str().unwrap(), "--top", "3", "--out", export.to_str().unwrap()],
+        tmp.path(),
+    );
     assert_ok(&out);
     for f in ["run_1.yaml", "run_2.yaml", "run_3.yaml", "manifest.csv"] {
         assert!(export.join(f).exists(), "{f} missing:\n{}", text(&out.stdout));
@@ -480,7 +485,15 @@ fn ingest_fortio_writes_a_trace_that_inspect_loads() {
     let by_manifest = tmp.path().join("by_manifest.csv");
     let manifest = fortio_fixtures().join("manifest.csv");
     let out = meshrl(
-        &["ingest", "fortio", fortio_fixtures().to_str().unwrap(), "--rules", manifest.to_str().unwrap(), "--out", by_manifest.to_str().unwrap()],
+        &[
+            "ingest",
+            "fortio",
+            fortio_fixtures().to_str().unwrap(),
+            "--rules",
+            manifest.to_str().unwrap(),
+            "--out",
+            by_manifest.to_str().unwrap(),
+        ],
         tmp.path(),
     );
     assert_ok(&out);
@@ -507,7 +520,8 @@ fn ingest_fortio_rejects_bad_inputs_with_exit_2() {
     std::fs::write(dir.join("r1.yaml"), yaml.replace("baseEjectionTime: 3m", "baseEjectionTime: 3min")).unwrap();
     assert_exit_2_naming(&ingest(&[]), &["r1.yaml", "baseEjectionTime", "3min"]);
     // A rule field the trace cannot record.
-    std::fs::write(dir.join("r1.yaml"), yaml.replace("maxEjectionPercent: 100", "maxEjectionPercent: 100\n      minHealthPercent: 50")).unwrap();
+    std::fs::write(dir.join("r1.yaml"), yaml.replace("maxEjectionPercent: 100", "maxEjectionPercent: 100\n      minHealthPercent: 50"))
+        .unwrap();
     assert_exit_2_naming(&ingest(&[]), &["r1.yaml", "minHealthPercent"]);
     // A Fortio field of the wrong type.
     std::fs::write(dir.join("r1.yaml"), &yaml).unwrap();
@@ -528,9 +542,7 @@ fn ingest_fortio_rejects_bad_inputs_with_exit_2() {
 /// A Table 5 run directory made by hand: one S1 cell whose dataset path is relative to the
 /// repository, as in a run made there.
 fn hand_made_run(dir: &Path) -> PathBuf {
-    let pair = |row: usize, threads: u32, calls: u32, emu: f64| {
-        serde_json::json!({ "service": 0, "row": row, "threads": threads, "calls": calls, "sim_reward": emu * 0.9, "emu_reward": emu })
-    };
+    let pair = |row: usize, threads: u32, calls: u32, emu: f64| serde_json::json!({ "service": 0, "row": row, "threads": threads, "calls": calls, "sim_reward": emu * 0.9, "emu_reward": emu });
     let cell = dir.join("run/cells/S1/thread-call_seed2.json");
     std::fs::create_dir_all(cell.parent().unwrap()).unwrap();
     let json = serde_json::json!({
@@ -539,7 +551,8 @@ fn hand_made_run(dir: &Path) -> PathBuf {
         "best_baseline": [],
     });
     std::fs::write(&cell, json.to_string()).unwrap();
-    std::fs::write(dir.join("run/config.resolved.toml"), "kind = \"table5\"\n\n[[dataset]]\nname = \"S1\"\npath = \"datasets/S1.csv\"\n").unwrap();
+    std::fs::write(dir.join("run/config.resolved.toml"), "kind = \"table5\"\n\n[[dataset]]\nname = \"S1\"\npath = \"datasets/S1.csv\"\n")
+        .unwrap();
     cell
 }
 
@@ -553,7 +566,10 @@ fn export_writes_rules_that_ingest_reads_back() {
     let manifest = std::fs::read_to_string(export.join("manifest.csv")).unwrap();
     let lines: Vec<&str> = manifest.lines().collect();
     assert_eq!(lines.len(), 1 + 3, "the duplicate pair is exported once:\n{manifest}");
-    assert!(lines[1].starts_with("1,rl,run_1.yaml,fortio load -c 6 -qps 0 -n 300 -json run_1.json http://httpbin:8000/get,run_1.json,"), "{manifest}");
+    assert!(
+        lines[1].starts_with("1,rl,run_1.yaml,fortio load -c 6 -qps 0 -n 300 -json run_1.json http://httpbin:8000/get,run_1.json,"),
+        "{manifest}"
+    );
     assert!(lines[2].starts_with("2,rl,run_2.yaml,fortio load -c 2 -qps 0 -n 200 "), "{manifest}");
     // Running the commands leaves run_<i>.json beside run_<i>.yaml; stand-ins here.
     for i in 1..=3 {
@@ -572,7 +588,10 @@ fn export_writes_rules_that_ingest_reads_back() {
     }
     let via_manifest = tmp.path().join("trace_m.csv");
     let m = export.join("manifest.csv");
-    assert_ok(&meshrl(&["ingest", "fortio", export.to_str().unwrap(), "--rules", m.to_str().unwrap(), "--out", via_manifest.to_str().unwrap()], tmp.path()));
+    assert_ok(&meshrl(
+        &["ingest", "fortio", export.to_str().unwrap(), "--rules", m.to_str().unwrap(), "--out", via_manifest.to_str().unwrap()],
+        tmp.path(),
+    ));
     assert_eq!(trace_text, std::fs::read_to_string(&via_manifest).unwrap());
 }
 

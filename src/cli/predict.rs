@@ -30,8 +30,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     model.outputs.transform_rows(&mut z_true);
     println!("{} rows of {} predicted by {}", table.n_rows(), args.trace.display(), args.model.display());
     for (j, name) in spec.targets.iter().enumerate() {
-        let mse: f64 = z_pred.iter().zip(&z_true).skip(j).step_by(k).map(|(a, b)| (a - b).powi(2)).sum::<f64>()
-            / table.n_rows() as f64;
+        let mse: f64 = z_pred.iter().zip(&z_true).skip(j).step_by(k).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / table.n_rows() as f64;
         println!("  {name}: MSE {mse:.4} (z-scored with the model's training statistics)");
     }
     for i in 0..args.show.min(table.n_rows()) {

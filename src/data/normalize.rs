@@ -33,15 +33,10 @@ impl Normalizer {
         }
         let rows: Vec<&[f64]> = rows.into_iter().collect();
         if rows.is_empty() {
-            return Err(Error::config(
-                "cannot fit a normaliser on zero rows (empty training split?)",
-            ));
+            return Err(Error::config("cannot fit a normaliser on zero rows (empty training split?)"));
         }
         if let Some(row) = rows.iter().find(|row| row.len() != width) {
-            return Err(Error::config(format!(
-                "cannot fit a normaliser: a row has {} values for {width} columns",
-                row.len()
-            )));
+            return Err(Error::config(format!("cannot fit a normaliser: a row has {} values for {width} columns", row.len())));
         }
         let n = rows.len() as f64;
         let mut mean = vec![0.0; width];
@@ -52,35 +47,23 @@ impl Normalizer {
             let var = rows.iter().map(|row| (row[j] - m).powi(2)).sum::<f64>() / n;
             let s = var.sqrt();
             if !m.is_finite() || !s.is_finite() {
-                return Err(Error::config(format!(
-                    "cannot fit a normaliser: column `{name}` has non-finite or overflowing values"
-                )));
+                return Err(Error::config(format!("cannot fit a normaliser: column `{name}` has non-finite or overflowing values")));
             }
             mean[j] = m;
             // Relative floor: a constant column of large values can still show rounding noise.
-            std[j] = if s <= 1e-12 * m.abs().max(1.0) {
-                1.0
-            } else {
-                s
-            };
+            std[j] = if s <= 1e-12 * m.abs().max(1.0) { 1.0 } else { s };
         }
         Ok(Normalizer { names, mean, std })
     }
 
     /// Fits on the features of the given rows of `table` (e.g. the training split).
     pub fn fit_features(table: &TraceTable, rows: &[usize]) -> Result<Self> {
-        Self::fit(
-            table.feature_names().to_vec(),
-            rows.iter().map(|&i| table.feature_row(i)),
-        )
+        Self::fit(table.feature_names().to_vec(), rows.iter().map(|&i| table.feature_row(i)))
     }
 
     /// Fits on the targets of the given rows of `table` (e.g. the training split).
     pub fn fit_targets(table: &TraceTable, rows: &[usize]) -> Result<Self> {
-        Self::fit(
-            table.target_names().to_vec(),
-            rows.iter().map(|&i| table.target_row(i)),
-        )
+        Self::fit(table.target_names().to_vec(), rows.iter().map(|&i| table.target_row(i)))
     }
 
     pub fn names(&self) -> &[String] {
@@ -102,11 +85,7 @@ impl Normalizer {
     /// # Panics
     /// If `row.len() != self.width()`: a programming error, not a data error.
     pub fn transform_row(&self, row: &mut [f64]) {
-        assert_eq!(
-            row.len(),
-            self.width(),
-            "row width does not match the normaliser"
-        );
+        assert_eq!(row.len(), self.width(), "row width does not match the normaliser");
         for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
             *x = (*x - m) / s;
         }
@@ -117,11 +96,7 @@ impl Normalizer {
     /// # Panics
     /// If `row.len() != self.width()`.
     pub fn inverse_row(&self, row: &mut [f64]) {
-        assert_eq!(
-            row.len(),
-            self.width(),
-            "row width does not match the normaliser"
-        );
+        assert_eq!(row.len(), self.width(), "row width does not match the normaliser");
         for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
             *x = *x * s + m;
         }
@@ -133,8 +108,7 @@ impl Normalizer {
     /// If the buffer length is not a multiple of `self.width()`.
     pub fn transform_rows(&self, data: &mut [f64]) {
         assert_eq!(data.len() % self.width(), 0, "buffer is not whole rows");
-        data.chunks_exact_mut(self.width())
-            .for_each(|row| self.transform_row(row));
+        data.chunks_exact_mut(self.width()).for_each(|row| self.transform_row(row));
     }
 
     /// Fails (naming `file`) unless this normaliser scales exactly the columns `names`, in
@@ -145,31 +119,23 @@ impl Normalizer {
         }
         Err(Error::file(
             file,
-            format!(
-                "normaliser columns [{}] do not match the data columns [{}]",
-                self.names.join(", "),
-                names.join(", ")
-            ),
+            format!("normaliser columns [{}] do not match the data columns [{}]", self.names.join(", "), names.join(", ")),
         ))
     }
 
     /// Writes the normaliser as JSON, atomically (temporary file in the same directory, then
     /// rename), so a crash never leaves a half-written normaliser next to a model.
     pub fn save_json(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::file(path, format!("cannot encode the normaliser: {e}")))?;
+        let json = serde_json::to_string_pretty(self).map_err(|e| Error::file(path, format!("cannot encode the normaliser: {e}")))?;
         write_file(path, json)
     }
 
     /// Reads a normaliser written by [`Self::save_json`] and checks it is usable.
     pub fn load_json(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::file(path, format!("cannot read the normaliser: {e}")))?;
-        let normalizer: Normalizer = serde_json::from_str(&text)
-            .map_err(|e| Error::file(path, format!("not a normaliser JSON file: {e}")))?;
-        normalizer
-            .validate()
-            .map_err(|why| Error::file(path, why))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read the normaliser: {e}")))?;
+        let normalizer: Normalizer =
+            serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a normaliser JSON file: {e}")))?;
+        normalizer.validate().map_err(|why| Error::file(path, why))?;
         Ok(normalizer)
     }
 
@@ -179,18 +145,11 @@ impl Normalizer {
             return Err("no columns".to_string());
         }
         if self.mean.len() != width || self.std.len() != width {
-            return Err(format!(
-                "{} names but {} means and {} standard deviations",
-                width,
-                self.mean.len(),
-                self.std.len()
-            ));
+            return Err(format!("{} names but {} means and {} standard deviations", width, self.mean.len(), self.std.len()));
         }
         for ((name, m), s) in self.names.iter().zip(&self.mean).zip(&self.std) {
             if !m.is_finite() || !s.is_finite() || *s <= 0.0 {
-                return Err(format!(
-                    "column `{name}`: mean {m} and std {s} must be finite, std > 0"
-                ));
+                return Err(format!("column `{name}`: mean {m} and std {s} must be finite, std > 0"));
             }
         }
         Ok(())
@@ -220,10 +179,7 @@ mod exact_floats {
             .into_iter()
             .map(|value| match value {
                 Float::Number(x) => Ok(x),
-                Float::Text(text) => text
-                    .trim()
-                    .parse()
-                    .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a number"))),
+                Float::Text(text) => text.trim().parse().map_err(|_| serde::de::Error::custom(format!("`{text}` is not a number"))),
             })
             .collect()
     }
@@ -262,11 +218,7 @@ mod tests {
                 assert_eq!(norm.std()[j], 1.0);
                 assert!(scaled.iter().all(|r| r[j] == 0.0));
             } else {
-                assert!(
-                    (var.sqrt() - 1.0).abs() < 1e-9,
-                    "column {j}: std {}",
-                    var.sqrt()
-                );
+                assert!((var.sqrt() - 1.0).abs() < 1e-9, "column {j}: std {}", var.sqrt());
             }
         }
     }
@@ -342,10 +294,7 @@ mod tests {
         let path = dir.path().join("bad.json");
         std::fs::write(&path, r#"{"names":["a","b"],"mean":[0.0],"std":[1.0,1.0]}"#).unwrap();
         let msg = Normalizer::load_json(&path).unwrap_err().to_string();
-        assert!(
-            msg.contains(&path.display().to_string()) && msg.contains("1 means"),
-            "{msg}"
-        );
+        assert!(msg.contains(&path.display().to_string()) && msg.contains("1 means"), "{msg}");
         std::fs::write(&path, r#"{"names":["a"],"mean":[0.0],"std":[0.0]}"#).unwrap();
         assert!(Normalizer::load_json(&path).is_err());
         std::fs::write(&path, r#"{"names":["a"],"mean":["zero"],"std":[1.0]}"#).unwrap();
@@ -358,10 +307,7 @@ mod tests {
     fn check_names_catches_other_columns() {
         let norm = Normalizer::fit(names(2), [[0.0, 1.0].as_slice()]).unwrap();
         assert!(norm.check_names(&names(2), Path::new("m.json")).is_ok());
-        let err = norm
-            .check_names(&names(3), Path::new("m.json"))
-            .unwrap_err()
-            .to_string();
+        let err = norm.check_names(&names(3), Path::new("m.json")).unwrap_err().to_string();
         assert!(err.contains("m.json"), "{err}");
     }
 }

@@ -44,6 +44,6 @@ pub fn prepare(table: &TraceTable, rows: usize, seed: u64, train_fraction: f64) 
 
 /// Row-major buffer to an (n x d) array.
 pub fn to_array(values: Vec<f64>, d: usize) -> Result<Array2<f64>> {
-    let n = if d == 0 { 0 } else { values.len() / d };
+    let n = values.len().checked_div(d).unwrap_or(0);
     Array2::from_shape_vec((n, d), values).map_err(|e| Error::config(format!("bad matrix shape: {e}")))
 }

@@ -41,10 +41,7 @@ impl Default for TableSpec {
         let names = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let mut features = names(&RULE_COLUMNS);
         features.extend(names(&LOAD_COLUMNS));
-        TableSpec {
-            features,
-            targets: names(&RESPONSE_COLUMNS),
-        }
+        TableSpec { features, targets: names(&RESPONSE_COLUMNS) }
     }
 }
 
@@ -62,10 +59,7 @@ impl TableSpec {
 
     /// Features then targets: every column a file must have.
     pub fn required_columns(&self) -> impl Iterator<Item = &str> {
-        self.features
-            .iter()
-            .chain(&self.targets)
-            .map(String::as_str)
+        self.features.iter().chain(&self.targets).map(String::as_str)
     }
 
     /// Checks the spec itself (not a file): at least one feature and one target, no empty or
@@ -83,9 +77,7 @@ impl TableSpec {
                 return Err(Error::config("the table spec has an empty column name"));
             }
             if !seen.insert(name) {
-                return Err(Error::config(format!(
-                    "the table spec names column `{name}` more than once"
-                )));
+                return Err(Error::config(format!("the table spec names column `{name}` more than once")));
             }
         }
         Ok(())
@@ -111,12 +103,9 @@ impl Domain {
     /// The domain of a protocol column (protocol.md section 1), `Finite` for any other name.
     pub(crate) fn of_protocol_column(name: &str) -> Domain {
         match name {
-            "max_pending_requests"
-            | "max_connections"
-            | "max_requests_per_connection"
-            | "consecutive_errors"
-            | "threads"
-            | "calls" => Domain::PositiveInt,
+            "max_pending_requests" | "max_connections" | "max_requests_per_connection" | "consecutive_errors" | "threads" | "calls" => {
+                Domain::PositiveInt
+            }
             "ejection_time_s" | "interval_s" => Domain::Positive,
             "max_ejection_percent" => Domain::Within(0.0, 100.0),
             "qps" => Domain::NonNegative,
@@ -129,19 +118,14 @@ impl Domain {
     pub(crate) fn violation(self, x: f64) -> Option<String> {
         match self {
             Domain::Finite => None,
-            Domain::PositiveInt if x.fract() != 0.0 => {
-                Some(format!("expected a whole number, found {x}"))
+            Domain::PositiveInt if x.fract() != 0.0 => Some(format!("expected a whole number, found {x}")),
+            Domain::PositiveInt if !(1.0..=f64::from(u32::MAX)).contains(&x) => {
+                Some(format!("expected a whole number in 1..={}, found {x}", u32::MAX))
             }
-            Domain::PositiveInt if !(1.0..=f64::from(u32::MAX)).contains(&x) => Some(format!(
-                "expected a whole number in 1..={}, found {x}",
-                u32::MAX
-            )),
             Domain::PositiveInt => None,
             Domain::Positive if x <= 0.0 => Some(format!("expected a number > 0, found {x}")),
             Domain::NonNegative if x < 0.0 => Some(format!("expected a number >= 0, found {x}")),
-            Domain::Within(lo, hi) if !(lo..=hi).contains(&x) => {
-                Some(format!("expected a number in {lo}..={hi}, found {x}"))
-            }
+            Domain::Within(lo, hi) if !(lo..=hi).contains(&x) => Some(format!("expected a number in {lo}..={hi}, found {x}")),
             Domain::Positive | Domain::NonNegative | Domain::Within(..) => None,
         }
     }
@@ -163,10 +147,7 @@ mod tests {
 
     #[test]
     fn spec_round_trips_through_json() {
-        let spec = TableSpec {
-            features: vec!["l1".into(), "c1".into()],
-            targets: vec!["d1".into()],
-        };
+        let spec = TableSpec { features: vec!["l1".into(), "c1".into()], targets: vec!["d1".into()] };
         let json = serde_json::to_string(&spec).unwrap();
         let back: TableSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec);
@@ -175,25 +156,16 @@ mod tests {
 
     #[test]
     fn rejects_spec_with_repeated_column() {
-        let spec = TableSpec {
-            features: vec!["a".into()],
-            targets: vec!["a".into()],
-        };
+        let spec = TableSpec { features: vec!["a".into()], targets: vec!["a".into()] };
         let err = spec.validate().unwrap_err().to_string();
         assert!(err.contains("`a`"), "{err}");
     }
 
     #[test]
     fn rejects_spec_without_features_or_targets() {
-        let spec = TableSpec {
-            features: vec![],
-            targets: vec!["d1".into()],
-        };
+        let spec = TableSpec { features: vec![], targets: vec!["d1".into()] };
         assert!(spec.validate().is_err());
-        let spec = TableSpec {
-            features: vec!["l1".into()],
-            targets: vec![],
-        };
+        let spec = TableSpec { features: vec!["l1".into()], targets: vec![] };
         assert!(spec.validate().is_err());
     }
 
@@ -207,13 +179,9 @@ mod tests {
         assert!(percent.violation(0.0).is_none());
         assert!(percent.violation(100.0).is_none());
         assert!(percent.violation(100.5).is_some());
-        assert!(Domain::of_protocol_column("interval_s")
-            .violation(0.0)
-            .is_some());
+        assert!(Domain::of_protocol_column("interval_s").violation(0.0).is_some());
         assert!(Domain::of_protocol_column("qps").violation(0.0).is_none());
         assert!(Domain::of_protocol_column("qps").violation(-1.0).is_some());
-        assert!(Domain::of_protocol_column("latency_p99_ms")
-            .violation(-1.0)
-            .is_none());
+        assert!(Domain::of_protocol_column("latency_p99_ms").violation(-1.0).is_none());
     }
 }

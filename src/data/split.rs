@@ -22,11 +22,7 @@ pub fn split(n_rows: usize, seed: u64, train_fraction: f64) -> (Vec<usize>, Vec<
 }
 
 fn train_count(n_rows: usize, train_fraction: f64) -> usize {
-    let fraction = if train_fraction.is_nan() {
-        0.0
-    } else {
-        train_fraction.clamp(0.0, 1.0)
-    };
+    let fraction = if train_fraction.is_nan() { 0.0 } else { train_fraction.clamp(0.0, 1.0) };
     // `as` saturates, and the product is at most n_rows.
     ((n_rows as f64 * fraction).round() as usize).min(n_rows)
 }

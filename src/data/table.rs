@@ -78,10 +78,7 @@ impl TraceTable {
     /// # Panics
     /// If a row index is out of range.
     pub fn gather_features(&self, rows: &[usize]) -> Vec<f64> {
-        rows.iter()
-            .flat_map(|&i| self.feature_row(i))
-            .copied()
-            .collect()
+        rows.iter().flat_map(|&i| self.feature_row(i)).copied().collect()
     }
 
     /// The targets of the given rows, row-major, in the given order.
@@ -89,10 +86,7 @@ impl TraceTable {
     /// # Panics
     /// If a row index is out of range.
     pub fn gather_targets(&self, rows: &[usize]) -> Vec<f64> {
-        rows.iter()
-            .flat_map(|&i| self.target_row(i))
-            .copied()
-            .collect()
+        rows.iter().flat_map(|&i| self.target_row(i)).copied().collect()
     }
 
     /// Every column of the file, typed: columns whose cells are all numbers are Int64, UInt64
@@ -131,12 +125,7 @@ pub fn load_table(path: &Path, spec: &TableSpec) -> Result<TraceTable> {
     check_column_names(path, &raw, spec)?;
 
     let checked = check_values(path, &raw, spec)?;
-    let column = |name: &str| {
-        checked
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-    };
+    let column = |name: &str| checked.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
     let n_rows = raw.height();
     let features = row_major(n_rows, spec.features.iter().filter_map(|n| column(n)));
     let targets = row_major(n_rows, spec.targets.iter().filter_map(|n| column(n)));
@@ -160,17 +149,11 @@ enum Format {
 
 impl Format {
     fn of(path: &Path) -> Result<Format> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         match ext.as_deref() {
             Some("csv") => Ok(Format::Csv),
             Some("parquet") => Ok(Format::Parquet),
-            _ => Err(Error::file(
-                path,
-                "unsupported file type: expected a .csv or .parquet file",
-            )),
+            _ => Err(Error::file(path, "unsupported file type: expected a .csv or .parquet file")),
         }
     }
 }
@@ -197,33 +180,19 @@ fn read_frame(path: &Path) -> Result<DataFrame> {
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
             .map_err(polars_error),
-        Format::Parquet => ParquetReader::new(Cursor::new(bytes))
-            .finish()
-            .map_err(polars_error),
+        Format::Parquet => ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars_error),
     }
 }
 
 /// Every required column must be present; a protocol file may carry only known columns.
 fn check_column_names(path: &Path, frame: &DataFrame, spec: &TableSpec) -> Result<()> {
-    let present: Vec<&str> = frame
-        .get_column_names()
-        .into_iter()
-        .map(|n| n.as_str())
-        .collect();
+    let present: Vec<&str> = frame.get_column_names().into_iter().map(|n| n.as_str()).collect();
     let listing = || present.join(", ");
     if let Some(missing) = spec.required_columns().find(|name| !present.contains(name)) {
-        return Err(Error::file(
-            path,
-            format!(
-                "missing required column `{missing}`; the file has: {}",
-                listing()
-            ),
-        ));
+        return Err(Error::file(path, format!("missing required column `{missing}`; the file has: {}", listing())));
     }
     if spec.is_protocol() {
-        let known = |name: &str| {
-            spec.required_columns().any(|r| r == name) || DETAIL_COLUMNS.contains(&name)
-        };
+        let known = |name: &str| spec.required_columns().any(|r| r == name) || DETAIL_COLUMNS.contains(&name);
         if let Some(unknown) = present.iter().find(|name| !known(name)) {
             return Err(Error::file(
                 path,
@@ -242,11 +211,7 @@ fn check_column_names(path: &Path, frame: &DataFrame, spec: &TableSpec) -> Resul
 /// Parses and checks every column that must be numeric (required columns, and detail columns
 /// of a protocol file), in file order. Returns the values of each checked column, or the
 /// error of the earliest bad row (leftmost column on a tie).
-fn check_values(
-    path: &Path,
-    frame: &DataFrame,
-    spec: &TableSpec,
-) -> Result<Vec<(String, Vec<f64>)>> {
+fn check_values(path: &Path, frame: &DataFrame, spec: &TableSpec) -> Result<Vec<(String, Vec<f64>)>> {
     let protocol = spec.is_protocol();
     let mut checked = Vec::new();
     let mut earliest: Option<(usize, Error)> = None;
@@ -290,12 +255,7 @@ fn column_values(path: &Path, column: &Column, domain: Domain) -> Result<Vec<f64
             return Err(Error::field(path, row, name, "value is NaN"));
         }
         if x.is_infinite() {
-            return Err(Error::field(
-                path,
-                row,
-                name,
-                format!("value is infinite ({x})"),
-            ));
+            return Err(Error::field(path, row, name, format!("value is infinite ({x})")));
         }
         match domain.violation(x) {
             Some(why) => Err(Error::field(path, row, name, why)),
@@ -312,9 +272,9 @@ fn column_values(path: &Path, column: &Column, domain: Domain) -> Result<Vec<f64
                 let row = i + 1;
                 let parsed = match non_blank(cell) {
                     None => None,
-                    Some(text) => Some(text.parse::<f64>().map_err(|_| {
-                        Error::field(path, row, name, format!("`{text}` is not a number"))
-                    })?),
+                    Some(text) => {
+                        Some(text.parse::<f64>().map_err(|_| Error::field(path, row, name, format!("`{text}` is not a number")))?)
+                    }
                 };
                 values.push(check(row, parsed)?);
             }
@@ -323,16 +283,9 @@ fn column_values(path: &Path, column: &Column, domain: Domain) -> Result<Vec<f64
         dtype if dtype.is_numeric() => {
             let cast = column.cast(&DataType::Float64).map_err(polars_error)?;
             let cells = cast.f64().map_err(polars_error)?;
-            cells
-                .iter()
-                .enumerate()
-                .map(|(i, cell)| check(i + 1, cell))
-                .collect()
+            cells.iter().enumerate().map(|(i, cell)| check(i + 1, cell)).collect()
         }
-        dtype => Err(Error::file(
-            path,
-            format!("column `{name}` holds values of type {dtype}, expected numbers"),
-        )),
+        dtype => Err(Error::file(path, format!("column `{name}` holds values of type {dtype}, expected numbers"))),
     }
 }
 
@@ -411,31 +364,11 @@ mod tests {
     /// Three valid data rows, one per slice, in [`header`] order.
     fn good_rows() -> Vec<Vec<String>> {
         let rows = [
-            [
-                "5", "3", "4", "180", "100", "1", "1", "2", "400", "250.5", "0.1", "3.2", "7",
-            ],
-            [
-                "6", "2", "7", "180", "100", "1", "1", "5", "450", "120", "0.25", "8.0", "8",
-            ],
-            [
-                "7",
-                "7",
-                "1",
-                "180",
-                "4.5",
-                "1",
-                "6",
-                "1",
-                "420",
-                "300.25",
-                "0",
-                "1.5",
-                "18446744073709551615",
-            ],
+            ["5", "3", "4", "180", "100", "1", "1", "2", "400", "250.5", "0.1", "3.2", "7"],
+            ["6", "2", "7", "180", "100", "1", "1", "5", "450", "120", "0.25", "8.0", "8"],
+            ["7", "7", "1", "180", "4.5", "1", "6", "1", "420", "300.25", "0", "1.5", "18446744073709551615"],
         ];
-        rows.iter()
-            .map(|r| r.iter().map(|c| c.to_string()).collect())
-            .collect()
+        rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
     }
 
     fn write_csv(dir: &Path, header: &[&str], rows: &[Vec<String>]) -> PathBuf {
@@ -458,29 +391,15 @@ mod tests {
     }
 
     /// Loads a file that must fail, and checks the message names the file, row and column.
-    fn assert_rejected(
-        path: &Path,
-        spec: &TableSpec,
-        row: Option<usize>,
-        column: Option<&str>,
-    ) -> String {
+    fn assert_rejected(path: &Path, spec: &TableSpec, row: Option<usize>, column: Option<&str>) -> String {
         let err = load_table(path, spec).expect_err("the file should be rejected");
         let msg = err.to_string();
-        assert!(
-            msg.contains(&path.display().to_string()),
-            "no file in: {msg}"
-        );
+        assert!(msg.contains(&path.display().to_string()), "no file in: {msg}");
         if let Some(row) = row {
-            assert!(
-                msg.contains(&format!("row {row},")),
-                "no row {row} in: {msg}"
-            );
+            assert!(msg.contains(&format!("row {row},")), "no row {row} in: {msg}");
         }
         if let Some(column) = column {
-            assert!(
-                msg.contains(&format!("`{column}`")),
-                "no column {column} in: {msg}"
-            );
+            assert!(msg.contains(&format!("`{column}`")), "no column {column} in: {msg}");
         }
         msg
     }
@@ -500,32 +419,17 @@ mod tests {
         assert_eq!(table.n_features(), 9);
         assert_eq!(table.n_targets(), 2);
         assert_eq!(table.path(), path);
-        assert_eq!(
-            table.feature_row(0),
-            [5.0, 3.0, 4.0, 180.0, 100.0, 1.0, 1.0, 2.0, 400.0]
-        );
-        assert_eq!(
-            table.feature_row(2),
-            [7.0, 7.0, 1.0, 180.0, 4.5, 1.0, 6.0, 1.0, 420.0]
-        );
+        assert_eq!(table.feature_row(0), [5.0, 3.0, 4.0, 180.0, 100.0, 1.0, 1.0, 2.0, 400.0]);
+        assert_eq!(table.feature_row(2), [7.0, 7.0, 1.0, 180.0, 4.5, 1.0, 6.0, 1.0, 420.0]);
         assert_eq!(table.target_row(1), [120.0, 0.25]);
         assert_eq!(table.features().len(), 27);
         assert_eq!(table.gather_targets(&[2, 0]), [300.25, 0.0, 250.5, 0.1]);
         // Detail columns are kept, typed, and readable as f64.
         assert_eq!(table.frame().width(), 13);
-        assert_eq!(
-            table.column_f64("latency_mean_ms").unwrap(),
-            [3.2, 8.0, 1.5]
-        );
+        assert_eq!(table.column_f64("latency_mean_ms").unwrap(), [3.2, 8.0, 1.5]);
         assert_eq!(table.column_f64("threads").unwrap(), [2.0, 5.0, 1.0]);
-        assert_eq!(
-            table.frame().column("seed").unwrap().dtype(),
-            &DataType::UInt64
-        );
-        assert_eq!(
-            table.frame().column("calls").unwrap().dtype(),
-            &DataType::Int64
-        );
+        assert_eq!(table.frame().column("seed").unwrap().dtype(), &DataType::UInt64);
+        assert_eq!(table.frame().column("calls").unwrap().dtype(), &DataType::Int64);
         assert!(table.column_f64("no_such_column").is_none());
     }
 
@@ -534,10 +438,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trace.csv");
         std::fs::write(&path, "x,y\r\n1,2\r\n3,4\r\n").unwrap();
-        let spec = TableSpec {
-            features: vec!["x".into()],
-            targets: vec!["y".into()],
-        };
+        let spec = TableSpec { features: vec!["x".into()], targets: vec!["y".into()] };
         let table = load_table(&path, &spec).unwrap();
         assert_eq!(table.targets(), [2.0, 4.0]);
     }
@@ -684,15 +585,9 @@ mod tests {
     #[test]
     fn custom_spec_keeps_extra_columns_unchecked() {
         let dir = tempfile::tempdir().unwrap();
-        let rows = vec![
-            vec!["1".into(), "0.5".into(), "web".into(), "".into()],
-            vec!["2".into(), "-7".into(), "db".into(), "3".into()],
-        ];
+        let rows = vec![vec!["1".into(), "0.5".into(), "web".into(), "".into()], vec!["2".into(), "-7".into(), "db".into(), "3".into()]];
         let path = write_csv(dir.path(), &["x", "y", "name", "note"], &rows);
-        let spec = TableSpec {
-            features: vec!["x".into()],
-            targets: vec!["y".into()],
-        };
+        let spec = TableSpec { features: vec!["x".into()], targets: vec!["y".into()] };
         let table = load_table(&path, &spec).unwrap();
         assert_eq!(table.features(), [1.0, 2.0]);
         assert_eq!(table.targets(), [0.5, -7.0]);
@@ -704,15 +599,9 @@ mod tests {
     #[test]
     fn custom_spec_still_rejects_non_finite_values() {
         let dir = tempfile::tempdir().unwrap();
-        let rows = vec![
-            vec!["1".into(), "0.5".into()],
-            vec!["-inf".into(), "1".into()],
-        ];
+        let rows = vec![vec!["1".into(), "0.5".into()], vec!["-inf".into(), "1".into()]];
         let path = write_csv(dir.path(), &["x", "y"], &rows);
-        let spec = TableSpec {
-            features: vec!["x".into()],
-            targets: vec!["y".into()],
-        };
+        let spec = TableSpec { features: vec!["x".into()], targets: vec!["y".into()] };
         assert_rejected(&path, &spec, Some(2), Some("x"));
     }
 
@@ -739,16 +628,11 @@ mod tests {
             ],
         )
         .unwrap();
-        ParquetWriter::new(File::create(&path).unwrap())
-            .finish(&mut frame)
-            .unwrap();
+        ParquetWriter::new(File::create(&path).unwrap()).finish(&mut frame).unwrap();
 
         let table = load_table(&path, &TableSpec::default()).unwrap();
         assert_eq!(table.n_rows(), 2);
-        assert_eq!(
-            table.feature_row(1),
-            [6.0, 2.0, 7.0, 180.0, 12.5, 1.0, 4.0, 5.0, 450.0]
-        );
+        assert_eq!(table.feature_row(1), [6.0, 2.0, 7.0, 180.0, 12.5, 1.0, 4.0, 5.0, 450.0]);
         assert_eq!(table.target_row(0), [250.5, 0.1]);
         assert_eq!(table.column_f64("ok_count").unwrap(), [360.0, 337.0]);
         assert_eq!(table.frame(), &frame);
@@ -762,31 +646,19 @@ mod tests {
         let columns = spec
             .required_columns()
             .map(|name| {
-                let values = if name == "calls" {
-                    [400.0, 400.5]
-                } else {
-                    [1.0, 1.0]
-                };
+                let values = if name == "calls" { [400.0, 400.5] } else { [1.0, 1.0] };
                 Column::new(name.into(), values)
             })
             .collect();
         let mut frame = DataFrame::new(2, columns).unwrap();
-        ParquetWriter::new(File::create(&path).unwrap())
-            .finish(&mut frame)
-            .unwrap();
+        ParquetWriter::new(File::create(&path).unwrap()).finish(&mut frame).unwrap();
         assert_rejected(&path, &spec, Some(2), Some("calls"));
     }
 
     #[test]
     fn loads_shipped_datasets_with_protocol_spec() {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets"));
-        for (name, rows) in [
-            ("S1", 9302),
-            ("S2", 12005),
-            ("S3", 20592),
-            ("S4", 12310),
-            ("S5", 6970),
-        ] {
+        for (name, rows) in [("S1", 9302), ("S2", 12005), ("S3", 20592), ("S4", 12310), ("S5", 6970)] {
             let path = dir.join(format!("{name}.csv"));
             if !path.exists() {
                 eprintln!("skipping: {} is absent", path.display());
@@ -800,20 +672,12 @@ mod tests {
 
     #[test]
     fn loads_tnsm2023_testbed_trace_with_custom_spec() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/external/tnsm2023/data.csv"
-        ));
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/external/tnsm2023/data.csv"));
         if !path.exists() {
             eprintln!("skipping: {} is absent", path.display());
             return;
         }
-        let spec = TableSpec {
-            features: ["max_l1", "l1", "cl1", "p1", "b1", "c1"]
-                .map(String::from)
-                .to_vec(),
-            targets: vec!["d1".into()],
-        };
+        let spec = TableSpec { features: ["max_l1", "l1", "cl1", "p1", "b1", "c1"].map(String::from).to_vec(), targets: vec!["d1".into()] };
         let table = load_table(path, &spec).unwrap();
         assert_eq!(table.n_rows(), 4500);
         assert_eq!(table.n_features(), 6);
@@ -823,11 +687,6 @@ mod tests {
         assert_eq!(table.frame().width(), 13);
         assert!(table.column_f64("drop1").is_some());
         // The protocol spec refuses the same file, naming a missing protocol column.
-        assert_rejected(
-            path,
-            &TableSpec::default(),
-            None,
-            Some("max_pending_requests"),
-        );
+        assert_rejected(path, &TableSpec::default(), None, Some("max_pending_requests"));
     }
 }

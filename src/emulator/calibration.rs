@@ -20,12 +20,54 @@ pub struct PublishedRun {
 }
 
 pub const PUBLISHED_RUNS: [PublishedRun; 7] = [
-    PublishedRun { source: "Istio docs, Fortio 0.6.2 (2018)", threads: 2, calls: 20, failure_rate: 0.05, qps: Some(188.0), latency_mean_ms: Some(10.2) },
-    PublishedRun { source: "Istio docs, Fortio 0.6.2 (2018)", threads: 3, calls: 30, failure_rate: 0.367, qps: Some(422.0), latency_mean_ms: Some(5.3) },
-    PublishedRun { source: "Istio docs, Fortio 1.3.1 (2020)", threads: 2, calls: 20, failure_rate: 0.15, qps: Some(334.0), latency_mean_ms: Some(5.7) },
-    PublishedRun { source: "Istio docs, Fortio 1.3.1 (2020)", threads: 3, calls: 30, failure_rate: 0.633, qps: Some(577.0), latency_mean_ms: Some(4.0) },
-    PublishedRun { source: "2022 write-up, Fortio 1.17.1", threads: 2, calls: 20, failure_rate: 0.25, qps: Some(254.0), latency_mean_ms: Some(7.2) },
-    PublishedRun { source: "2022 write-up, Fortio 1.17.1", threads: 3, calls: 30, failure_rate: 0.433, qps: Some(612.0), latency_mean_ms: Some(3.6) },
+    PublishedRun {
+        source: "Istio docs, Fortio 0.6.2 (2018)",
+        threads: 2,
+        calls: 20,
+        failure_rate: 0.05,
+        qps: Some(188.0),
+        latency_mean_ms: Some(10.2),
+    },
+    PublishedRun {
+        source: "Istio docs, Fortio 0.6.2 (2018)",
+        threads: 3,
+        calls: 30,
+        failure_rate: 0.367,
+        qps: Some(422.0),
+        latency_mean_ms: Some(5.3),
+    },
+    PublishedRun {
+        source: "Istio docs, Fortio 1.3.1 (2020)",
+        threads: 2,
+        calls: 20,
+        failure_rate: 0.15,
+        qps: Some(334.0),
+        latency_mean_ms: Some(5.7),
+    },
+    PublishedRun {
+        source: "Istio docs, Fortio 1.3.1 (2020)",
+        threads: 3,
+        calls: 30,
+        failure_rate: 0.633,
+        qps: Some(577.0),
+        latency_mean_ms: Some(4.0),
+    },
+    PublishedRun {
+        source: "2022 write-up, Fortio 1.17.1",
+        threads: 2,
+        calls: 20,
+        failure_rate: 0.25,
+        qps: Some(254.0),
+        latency_mean_ms: Some(7.2),
+    },
+    PublishedRun {
+        source: "2022 write-up, Fortio 1.17.1",
+        threads: 3,
+        calls: 30,
+        failure_rate: 0.433,
+        qps: Some(612.0),
+        latency_mean_ms: Some(3.6),
+    },
     PublishedRun { source: "2020 write-up, Istio 1.8.1", threads: 2, calls: 20, failure_rate: 0.25, qps: None, latency_mean_ms: None },
 ];
 
@@ -80,10 +122,8 @@ pub struct Distribution {
 
 /// Runs one configuration `runs` times (seeds `seed`, `seed + 1`, ...), in parallel.
 pub fn distribution(rules: &TrafficRules, load: &Load, scenario: &Scenario, runs: usize, seed: u64) -> Distribution {
-    let results: Vec<RunResult> = (0..runs as u64)
-        .into_par_iter()
-        .map(|i| run_load_test(rules, load, scenario, seed.wrapping_add(i)))
-        .collect();
+    let results: Vec<RunResult> =
+        (0..runs as u64).into_par_iter().map(|i| run_load_test(rules, load, scenario, seed.wrapping_add(i))).collect();
     let band = |f: fn(&RunResult) -> f64| Band::of(results.iter().map(f).collect());
     Distribution {
         runs,

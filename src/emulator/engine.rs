@@ -81,7 +81,10 @@ enum ConnState {
     Connecting,
     Idle,
     /// Carrying `worker`'s request; `fault` once the replica decided to answer 503.
-    Busy { worker: u32, fault: bool },
+    Busy {
+        worker: u32,
+        fault: bool,
+    },
     /// Freed by a response, waiting for the next event-loop turn.
     Freed,
     Closed,

@@ -95,11 +95,8 @@ impl Default for Scenario {
 impl Scenario {
     /// Checks every field once, with the bad value in the message.
     pub fn validate(&self) -> Result<(), String> {
-        let positive_ints = [
-            ("replicas", self.replicas),
-            ("replica_concurrency", self.replica_concurrency),
-            ("envoy_workers", self.envoy_workers),
-        ];
+        let positive_ints =
+            [("replicas", self.replicas), ("replica_concurrency", self.replica_concurrency), ("envoy_workers", self.envoy_workers)];
         for (name, v) in positive_ints {
             if v == 0 {
                 return Err(format!("scenario.{name} must be >= 1, but is 0"));
@@ -128,10 +125,7 @@ impl Scenario {
             return Err(format!("scenario.fault_share must be in [0, 1], but is {}", self.fault_share));
         }
         if !(0.0..=100.0).contains(&self.panic_threshold_percent) {
-            return Err(format!(
-                "scenario.panic_threshold_percent must be in [0, 100], but is {}",
-                self.panic_threshold_percent
-            ));
+            return Err(format!("scenario.panic_threshold_percent must be in [0, 100], but is {}", self.panic_threshold_percent));
         }
         Ok(())
     }

@@ -19,12 +19,7 @@ fn noiseless() -> Scenario {
 }
 
 fn rules(pending: u32, conns: u32, per_conn: u32) -> TrafficRules {
-    TrafficRules {
-        max_pending_requests: pending,
-        max_connections: conns,
-        max_requests_per_connection: per_conn,
-        ..calibration_rules()
-    }
+    TrafficRules { max_pending_requests: pending, max_connections: conns, max_requests_per_connection: per_conn, ..calibration_rules() }
 }
 
 fn load(threads: u32, calls: u32) -> Load {
@@ -223,7 +218,15 @@ fn with_faults_the_first_upstream_error_ejects_and_the_rest_fails_fast() {
 fn published_runs_fall_inside_the_emulated_band() {
     let checks = check_published(&Scenario::default(), 1000, 42);
     for c in &checks {
-        assert!(c.misses().is_empty(), "{}: -c {} -n {} outside on {:?}: {:?}", c.published.source, c.published.threads, c.published.calls, c.misses(), c.emulated);
+        assert!(
+            c.misses().is_empty(),
+            "{}: -c {} -n {} outside on {:?}: {:?}",
+            c.published.source,
+            c.published.threads,
+            c.published.calls,
+            c.misses(),
+            c.emulated
+        );
     }
     // Medians in the region the published runs describe.
     for c in &checks {

@@ -206,7 +206,14 @@ pub struct LoadSearchData {
 }
 
 impl LoadSearchData {
-    pub fn new(name: String, table: TraceTable, train_rows: Vec<usize>, model: ServiceModel, grid: ActionGrid, scenario: Scenario) -> LoadSearchData {
+    pub fn new(
+        name: String,
+        table: TraceTable,
+        train_rows: Vec<usize>,
+        model: ServiceModel,
+        grid: ActionGrid,
+        scenario: Scenario,
+    ) -> LoadSearchData {
         let rewards: Vec<f64> = train_rows.iter().map(|&i| reward(table.target_row(i)[0], table.target_row(i)[1])).collect();
         let reward_scale = (rewards.iter().sum::<f64>() / rewards.len().max(1) as f64).max(1e-9);
         LoadSearchData { name, table, train_rows, model, grid, scenario, reward_scale }

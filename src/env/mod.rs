@@ -22,9 +22,9 @@
 //!
 //! The training loop over any environment and any learner is [`crate::train`].
 
-pub mod load_search;
 #[cfg(test)]
 pub(crate) mod chain;
+pub mod load_search;
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,9 @@ impl<C> Scored<C> {
         Scored { candidate, model_reward: 0.0, truth_reward: None }
     }
 }
+
+/// The scored candidates of an environment.
+pub type ScoredOf<E> = Scored<<E as Environment>::Candidate>;
 
 /// A problem: states, knobs, model and ground truth. See the module documentation.
 pub trait Environment: Sync {

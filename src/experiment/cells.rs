@@ -116,7 +116,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(squares, vec![0, 1, 4, 9, 16, 25, 36]);
-        let failing = run_cells(&jobs, workers, "step", label, |j, _| if *j % 3 == 2 { Err(Error::config(format!("job {j} failed"))) } else { Ok(*j) });
+        let failing =
+            run_cells(
+                &jobs,
+                workers,
+                "step",
+                label,
+                |j, _| if *j % 3 == 2 { Err(Error::config(format!("job {j} failed"))) } else { Ok(*j) },
+            );
         assert!(failing.unwrap_err().to_string().contains("job 2 failed"));
     }
 
@@ -124,7 +131,9 @@ mod tests {
     fn each_cell_runs_in_a_pool_of_its_share_of_threads() {
         let jobs = [(); 2];
         let workers = Workers { cells: 1, threads_per_cell: 3 };
-        let threads = run_cells(&jobs, workers, "step", |_| Label { prefix: String::new(), units: 1 }, |_, _| Ok(rayon::current_num_threads())).unwrap();
+        let threads =
+            run_cells(&jobs, workers, "step", |_| Label { prefix: String::new(), units: 1 }, |_, _| Ok(rayon::current_num_threads()))
+                .unwrap();
         assert_eq!(threads, vec![3, 3]);
     }
 }

@@ -3,18 +3,13 @@
 /// Rolling mean over `window` epochs ending at each epoch (None before a full window).
 pub fn rolling_mean(series: &[f64], window: usize) -> Vec<Option<f64>> {
     let w = window.max(1);
-    (0..series.len())
-        .map(|e| (e + 1 >= w).then(|| series[e + 1 - w..=e].iter().sum::<f64>() / w as f64))
-        .collect()
+    (0..series.len()).map(|e| (e + 1 >= w).then(|| series[e + 1 - w..=e].iter().sum::<f64>() / w as f64)).collect()
 }
 
 /// Sim.: the maximum over epochs of the rolling mean (the window shrinks to the run's
 /// length when the run is shorter than a window).
 pub fn sim_score(ratios: &[f64], window: usize) -> f64 {
-    rolling_mean(ratios, window.min(ratios.len()))
-        .into_iter()
-        .flatten()
-        .fold(f64::NEG_INFINITY, f64::max)
+    rolling_mean(ratios, window.min(ratios.len())).into_iter().flatten().fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// The epoch (0-based) with the highest per-epoch ratio; the first on ties.

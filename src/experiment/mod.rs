@@ -23,9 +23,7 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<toml::Table>
     let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| Error::Config { file: Some(path.to_path_buf()), message: e.to_string() })?;
     for item in overrides {
-        let (key, raw) = item
-            .split_once('=')
-            .ok_or_else(|| Error::config(format!("--set {item}: expected key=value")))?;
+        let (key, raw) = item.split_once('=').ok_or_else(|| Error::config(format!("--set {item}: expected key=value")))?;
         let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
             Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
             Err(_) => toml::Value::String(raw.to_string()),

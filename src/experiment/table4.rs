@@ -44,10 +44,7 @@ pub struct DatasetRef {
 impl DatasetRef {
     pub fn spec(&self) -> TableSpec {
         let default = TableSpec::default();
-        TableSpec {
-            features: self.features.clone().unwrap_or(default.features),
-            targets: self.targets.clone().unwrap_or(default.targets),
-        }
+        TableSpec { features: self.features.clone().unwrap_or(default.features), targets: self.targets.clone().unwrap_or(default.targets) }
     }
 }
 
@@ -249,7 +246,15 @@ pub fn mse_r2(pred: &Array2<f64>, truth: &Array2<f64>) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// Fits one model, scores it on the test split, saves the MLP, returns the cell.
-fn compute_cell(cfg: &Table4Config, ds: &DatasetRef, table: &TraceTable, prep: &Prepared, model: &str, seed: u64, key: String) -> Result<CellResult> {
+fn compute_cell(
+    cfg: &Table4Config,
+    ds: &DatasetRef,
+    table: &TraceTable,
+    prep: &Prepared,
+    model: &str,
+    seed: u64,
+    key: String,
+) -> Result<CellResult> {
     let t0 = Instant::now();
     let fitted: Box<dyn Simulator> = if model == "mlp" {
         store::train_and_save(&cfg.mlp, prep, seed, &cfg.model_path(&ds.name, seed))?.model
@@ -261,11 +266,8 @@ fn compute_cell(cfg: &Table4Config, ds: &DatasetRef, table: &TraceTable, prep: &
     let (mse, r2) = mse_r2(&pred, &prep.y_test);
     // Parity points in raw units: the first test rows (the test split is already shuffled).
     let k = cfg.parity_points.min(pred.nrows());
-    let mut parity: Vec<ParityPoints> = table
-        .target_names()
-        .iter()
-        .map(|_| ParityPoints { measured: Vec::with_capacity(k), predicted: Vec::with_capacity(k) })
-        .collect();
+    let mut parity: Vec<ParityPoints> =
+        table.target_names().iter().map(|_| ParityPoints { measured: Vec::with_capacity(k), predicted: Vec::with_capacity(k) }).collect();
     for i in 0..k {
         let mut p: Vec<f64> = pred.row(i).to_vec();
         let mut t: Vec<f64> = prep.y_test.row(i).to_vec();
@@ -342,7 +344,14 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         let cell = compute_cell(cfg, ds, table, &prep, job.model, job.seed, job.key.clone())?;
         dir.write_cell(&ds.name, &cell_name(job.model, job.seed), &cell)?;
         progress.bar.inc(1);
-        progress.println(&format!("{:<8} {:<9} seed {}: test MSE {:.4} (fit {:.1} s)", ds.name, job.model, job.seed, cell.mse_mean(), cell.fit_seconds));
+        progress.println(&format!(
+            "{:<8} {:<9} seed {}: test MSE {:.4} (fit {:.1} s)",
+            ds.name,
+            job.model,
+            job.seed,
+            cell.mse_mean(),
+            cell.fit_seconds
+        ));
         Ok(cell)
     })?;
     for ((i, _), cell) in todo.iter().zip(computed) {

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Environment, Scored};
+use crate::env::{Environment, Scored, ScoredOf};
 use crate::error::Result;
 use crate::nan_as_null;
 
@@ -68,7 +68,7 @@ fn argmax(values: impl Iterator<Item = f64>) -> usize {
 }
 
 /// Every alternative of every state, in state-major order, and how many each state has.
-fn alternatives<E: Environment>(env: &E, states: &[Scored<E::Candidate>]) -> (Vec<Scored<E::Candidate>>, usize) {
+fn alternatives<E: Environment>(env: &E, states: &[ScoredOf<E>]) -> (Vec<ScoredOf<E>>, usize) {
     let width = states.first().map_or(0, |s| env.alternatives(&s.candidate).len());
     let pairs = states.iter().flat_map(|s| env.alternatives(&s.candidate).into_iter().map(Scored::new)).collect();
     (pairs, width)
@@ -78,8 +78,8 @@ fn alternatives<E: Environment>(env: &E, states: &[Scored<E::Candidate>]) -> (Ve
 /// random); `rl_val` / `base_val`: the validated subsamples, with their emulator rewards.
 pub fn measure<E: Environment>(
     env: &E,
-    best: (&[Scored<E::Candidate>], &[Scored<E::Candidate>]),
-    validated: (&[Scored<E::Candidate>], &[Scored<E::Candidate>]),
+    best: (&[ScoredOf<E>], &[ScoredOf<E>]),
+    validated: (&[ScoredOf<E>], &[ScoredOf<E>]),
     val_states: usize,
     runs: usize,
     seed: u64,
@@ -101,7 +101,7 @@ pub fn measure<E: Environment>(
     // score on a fresh one.
     let states = &rl_val[..val_states.min(rl_val.len())];
     let (pairs_emu, width_emu) = alternatives(env, states);
-    let emu = |p: &Scored<E::Candidate>| p.truth_reward.unwrap_or(0.0);
+    let emu = |p: &ScoredOf<E>| p.truth_reward.unwrap_or(0.0);
     let mut totals = vec![0.0; pairs_emu.len()];
     for run in 0..runs.max(1) {
         let mut pairs = pairs_emu.clone();
@@ -112,12 +112,12 @@ pub fn measure<E: Environment>(
     }
     let emu_rewards: Vec<Vec<f64>> = totals.chunks(width_emu.max(1)).map(|c| c.to_vec()).collect();
     let pick = |s: usize, a: usize| Scored::new(pairs_emu[s * width_emu + a].candidate.clone());
-    let mut oracle_pairs: Vec<Scored<E::Candidate>> = oracle_choices(&emu_rewards).iter().enumerate().map(|(s, &a)| pick(s, a)).collect();
+    let mut oracle_pairs: Vec<ScoredOf<E>> = oracle_choices(&emu_rewards).iter().enumerate().map(|(s, &a)| pick(s, a)).collect();
     let fixed_emu_choice = best_fixed_choice(&emu_rewards);
-    let mut fixed_pairs: Vec<Scored<E::Candidate>> = (0..states.len()).map(|s| pick(s, fixed_emu_choice)).collect();
+    let mut fixed_pairs: Vec<ScoredOf<E>> = (0..states.len()).map(|s| pick(s, fixed_emu_choice)).collect();
     env.score_truth(&mut oracle_pairs, seed.wrapping_add(1 << 40))?;
     env.score_truth(&mut fixed_pairs, seed.wrapping_add(2 << 40))?;
-    let mean = |ps: &[Scored<E::Candidate>]| ps.iter().map(emu).sum::<f64>() / ps.len().max(1) as f64;
+    let mean = |ps: &[ScoredOf<E>]| ps.iter().map(emu).sum::<f64>() / ps.len().max(1) as f64;
     let base_mean = mean(base_val);
     let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { f64::NAN };
     Ok(Yardsticks {

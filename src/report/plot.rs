@@ -56,7 +56,15 @@ pub fn parity_grid(path: &Path, title: &str, panels: &[ParityPanel], columns: us
                 .build_cartesian_2d(lo - pad..hi + pad, lo - pad..hi + pad)
                 .map_err(|e| plot_error(path, e))?;
             let span = hi - lo;
-            let label = move |v: &f64| if span >= 100.0 { format!("{v:.0}") } else if span >= 1.0 { format!("{v:.1}") } else { format!("{v:.2}") };
+            let label = move |v: &f64| {
+                if span >= 100.0 {
+                    format!("{v:.0}")
+                } else if span >= 1.0 {
+                    format!("{v:.1}")
+                } else {
+                    format!("{v:.2}")
+                }
+            };
             chart
                 .configure_mesh()
                 .x_labels(5)
@@ -68,13 +76,9 @@ pub fn parity_grid(path: &Path, title: &str, panels: &[ParityPanel], columns: us
                 .light_line_style(WHITE)
                 .draw()
                 .map_err(|e| plot_error(path, e))?;
+            chart.draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.stroke_width(1))).map_err(|e| plot_error(path, e))?;
             chart
-                .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.stroke_width(1)))
-                .map_err(|e| plot_error(path, e))?;
-            chart
-                .draw_series(
-                    panel.measured.iter().zip(&panel.predicted).map(|(&m, &p)| Circle::new((m, p), 2, BLUE.mix(0.25).filled())),
-                )
+                .draw_series(panel.measured.iter().zip(&panel.predicted).map(|(&m, &p)| Circle::new((m, p), 2, BLUE.mix(0.25).filled())))
                 .map_err(|e| plot_error(path, e))?;
         }
         root.present().map_err(|e| plot_error(path, e))?;
@@ -143,14 +147,13 @@ pub fn curves_grid(path: &Path, title: &str, y_desc: &str, panels: &[CurvePanel]
                 .map_err(|e| plot_error(path, e))?;
             for (i, c) in panel.curves.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
-                let band: Vec<(f64, f64)> = c
-                    .hi
-                    .iter()
-                    .enumerate()
-                    .map(|(e, v)| ((e + 1) as f64, *v))
-                    .chain(c.lo.iter().enumerate().rev().map(|(e, v)| ((e + 1) as f64, *v)))
-                    .filter(|p| p.1.is_finite())
-                    .collect();
+                let band: Vec<(f64, f64)> =
+                    c.hi.iter()
+                        .enumerate()
+                        .map(|(e, v)| ((e + 1) as f64, *v))
+                        .chain(c.lo.iter().enumerate().rev().map(|(e, v)| ((e + 1) as f64, *v)))
+                        .filter(|p| p.1.is_finite())
+                        .collect();
                 if band.len() > 2 {
                     chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(|e| plot_error(path, e))?;
                 }

@@ -14,9 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Simulator, SimulatorParams};
+use crate::dense::{self, Mat};
 use crate::error::{Error, Result};
 pub(crate) use crate::nn::candle_error;
-use crate::dense::{self, Mat};
 use crate::nn::{init_uniform_fan_in, sorted_vars, Values};
 
 /// Hyperparameters of the MLP simulator.
@@ -112,9 +112,8 @@ impl MlpConfig {
                 train_loss += loss.to_scalar::<f32>().map_err(candle_error)? as f64 * chunk.len() as f64;
             }
             train_loss /= fit_rows.len() as f64;
-            let val_loss = candle_nn::loss::mse(&net.forward(&x_val)?, &y_val)
-                .and_then(|l| l.to_scalar::<f32>())
-                .map_err(candle_error)? as f64;
+            let val_loss =
+                candle_nn::loss::mse(&net.forward(&x_val)?, &y_val).and_then(|l| l.to_scalar::<f32>()).map_err(candle_error)? as f64;
             history.push(EpochLoss { epoch, train_loss, val_loss });
             if val_loss < best.0 {
                 best = (val_loss, net.snapshot()?);
@@ -250,7 +249,11 @@ impl Mlp {
         if widths[0] != d_in || *widths.last().unwrap_or(&0) != d_out {
             return Err(Error::file(
                 path,
-                format!("the saved network maps {} inputs to {} outputs, but {d_in} -> {d_out} are expected", widths[0], widths[widths.len() - 1]),
+                format!(
+                    "the saved network maps {} inputs to {} outputs, but {d_in} -> {d_out} are expected",
+                    widths[0],
+                    widths[widths.len() - 1]
+                ),
             ));
         }
         let net = Mlp::new(d_in, &widths[1..widths.len() - 1], d_out, 0)?;
@@ -303,7 +306,6 @@ impl Simulator for MlpSimulator {
         Array2::from_shape_vec((n, self.net.d_out), out).map_err(|e| Error::config(e.to_string()))
     }
 }
-
 
 #[cfg(test)]
 mod tests {

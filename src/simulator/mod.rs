@@ -43,7 +43,7 @@ impl ServiceModel {
     /// [0, 1] (protocol.md section 4).
     pub fn predict_raw(&self, rows: &[f64]) -> Result<Vec<f64>> {
         let d_in = self.inputs.width();
-        if d_in == 0 || rows.len() % d_in != 0 {
+        if d_in == 0 || !rows.len().is_multiple_of(d_in) {
             return Err(Error::config(format!("input rows of width {d_in} expected, got {} values", rows.len())));
         }
         let mut z = rows.to_vec();

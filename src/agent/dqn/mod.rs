@@ -136,12 +136,8 @@ impl Role {
         target.copy_from(&online)?;
         let params = candle_nn::ParamsAdamW { lr: learning_rate, weight_decay: 0.0, ..Default::default() };
         let adam = FusedAdamW::new(online.varmap.all_vars(), params).map_err(candle_error)?;
-        let hidden_grads = online
-            .heads
-            .iter()
-            .map(|(fc0, _)| fc0.weight().zeros_like())
-            .collect::<candle_core::Result<_>>()
-            .map_err(candle_error)?;
+        let hidden_grads =
+            online.heads.iter().map(|(fc0, _)| fc0.weight().zeros_like()).collect::<candle_core::Result<_>>().map_err(candle_error)?;
         Ok(Role {
             cfg: cfg.clone(),
             online,
@@ -188,7 +184,7 @@ impl Role {
     /// After step `step`: one update when due (after `learning_starts`, every `train_every`).
     /// Returns the summed loss of the update, if one was made.
     pub fn maybe_train(&mut self, step: usize) -> Result<Option<f64>> {
-        if step < self.cfg.learning_starts || step % self.cfg.train_every != 0 {
+        if step < self.cfg.learning_starts || !step.is_multiple_of(self.cfg.train_every) {
             return Ok(None);
         }
         if self.buffers.iter().any(|b| b.len() < self.cfg.batch_size) {
@@ -200,11 +196,12 @@ impl Role {
     /// One gradient step on a batch per agent: loss = sum over agents of the mean squared
     /// error between Q(s, a) and r + gamma * max Q_target(s').
     pub fn train_step(&mut self) -> Result<f64> {
-        let batches: Vec<(usize, Batch)> = (0..self.agents()).map(|n| (n, self.buffers[n].sample(self.cfg.batch_size, &mut self.rng))).collect();
+        let batches: Vec<(usize, Batch)> =
+            (0..self.agents()).map(|n| (n, self.buffers[n].sample(self.cfg.batch_size, &mut self.rng))).collect();
         let (grads, loss) = self.gradients(&batches).map_err(candle_error)?;
         self.adam.step_with(&grads).map_err(candle_error)?;
         self.updates += 1;
-        if self.updates % self.cfg.target_update_every == 0 {
+        if self.updates.is_multiple_of(self.cfg.target_update_every) {
             self.target.copy_from(&self.online)?;
         }
         Ok(loss)
@@ -236,7 +233,8 @@ impl Role {
     /// the same on any number of threads (tested). The PNets' hidden-weight gradients are
     /// the role's reused buffers: the next call overwrites them.
     fn gradients(&self, batches: &[(usize, Batch)]) -> candle_core::Result<(HashMap<TensorId, Tensor>, f64)> {
-        let shares: Vec<AgentShare> = batches.par_iter().map(|(n, batch)| self.agent_share(*n, batch)).collect::<candle_core::Result<_>>()?;
+        let shares: Vec<AgentShare> =
+            batches.par_iter().map(|(n, batch)| self.agent_share(*n, batch)).collect::<candle_core::Result<_>>()?;
         let net = &self.online;
         let (w0, b0) = (net.trunk.weight(), bias(&net.trunk));
         let mut grads = HashMap::new();
@@ -283,9 +281,9 @@ impl Role {
         let y = self.targets(n, batch)?;
         let mut dq = vec![0f32; rows * actions];
         let mut loss_terms = Vec::with_capacity(rows);
-        for i in 0..rows {
-            let a = i * actions + batch.actions[i] as usize;
-            let diff = q[a] - y[i];
+        for (i, (&yi, &action)) in y.iter().zip(&batch.actions).enumerate() {
+            let a = i * actions + action as usize;
+            let diff = q[a] - yi;
             loss_terms.push(f64::from(diff * diff) / rows as f64);
             dq[a] = 2.0 * diff / rows as f32;
         }
@@ -365,14 +363,19 @@ fn bias(layer: &Linear) -> &Tensor {
     layer.bias().expect("linear layers have a bias")
 }
 
+/// An agent's observation and action.
+type Acted = (Vec<f32>, usize);
+/// An agent's transition without its next state.
+type Pending = (Vec<f32>, usize, f32);
+
 /// The DQN learner: one [`Role`] per group of the layout, and each agent's transition
 /// waiting for its next observation (its next state).
 pub struct Dqn {
     roles: Vec<Role>,
     /// Per group and slot: the last observation and action, until `record` adds the reward.
-    acted: Vec<Vec<Option<(Vec<f32>, usize)>>>,
+    acted: Vec<Vec<Option<Acted>>>,
     /// Per group and slot: a recorded (state, action, reward) waiting for its next state.
-    pending: Vec<Vec<Option<(Vec<f32>, usize, f32)>>>,
+    pending: Vec<Vec<Option<Pending>>>,
     /// Summed loss and number of updates since the last diagnostics.
     loss_sum: f64,
     updates: usize,
@@ -500,7 +503,10 @@ mod tests {
         for n in 0..3 {
             for _ in 0..20 {
                 let s: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
-                role.remember(n, Transition { state: s.clone(), action: rng.random_range(0..3), reward: rng.random(), next_state: s, done: false });
+                role.remember(
+                    n,
+                    Transition { state: s.clone(), action: rng.random_range(0..3), reward: rng.random(), next_state: s, done: false },
+                );
             }
         }
         // Loss of agent 1 alone: SNet and PNet 1 move, PNets 0 and 2 do not.
@@ -528,7 +534,13 @@ mod tests {
             for _ in 0..40 {
                 let s: Vec<f32> = (0..6).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let s2: Vec<f32> = (0..6).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let t = Transition { state: s, action: rng.random_range(0..role.actions[n]), reward: rng.random(), next_state: s2, done: false };
+                let t = Transition {
+                    state: s,
+                    action: rng.random_range(0..role.actions[n]),
+                    reward: rng.random(),
+                    next_state: s2,
+                    done: false,
+                };
                 role.remember(n, t);
             }
         }
@@ -582,7 +594,7 @@ mod tests {
         let cfg = DqnConfig { hidden: 8, ..Default::default() };
         let a = Role::new(&cfg, 3, &[5], 1e-3, 4).unwrap();
         let b = Role::new(&cfg, 3, &[5], 1e-3, 4).unwrap();
-        let s = vec![vec![0.1f32, -0.4, 0.9]];
+        let s = [vec![0.1f32, -0.4, 0.9]];
         let qa = a.online.forward(0, &Tensor::from_vec(s[0].clone(), (1, 3), &Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
         let qb = b.online.forward(0, &Tensor::from_vec(s[0].clone(), (1, 3), &Device::Cpu).unwrap()).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(qa, qb);

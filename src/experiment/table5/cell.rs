@@ -62,7 +62,16 @@ impl CellResult {
         for (side, pairs) in [("rl", &self.best_rl), ("baseline", &self.best_baseline)] {
             for p in pairs.iter() {
                 let c = &p.candidate;
-                let _ = writeln!(s, "{side},{},{},{},{},{:.4},{:.4}", c.service, c.row + 1, c.threads, c.calls, p.model_reward, p.truth_reward.unwrap_or(f64::NAN));
+                let _ = writeln!(
+                    s,
+                    "{side},{},{},{},{},{:.4},{:.4}",
+                    c.service,
+                    c.row + 1,
+                    c.threads,
+                    c.calls,
+                    p.model_reward,
+                    p.truth_reward.unwrap_or(f64::NAN)
+                );
             }
         }
         s
@@ -108,7 +117,14 @@ pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, 
     let val = total(&rl_val) / total(&base_val);
     let yardstick_seed: u64 = val_rng.random();
     let yardsticks = match cfg.yardsticks {
-        true => Some(yardstick::measure(&env, (rl_best, base_best), (&rl_val, &base_val), cfg.oracle_validation_states, cfg.oracle_runs, yardstick_seed)?),
+        true => Some(yardstick::measure(
+            &env,
+            (rl_best, base_best),
+            (&rl_val, &base_val),
+            cfg.oracle_validation_states,
+            cfg.oracle_runs,
+            yardstick_seed,
+        )?),
         false => None,
     };
     let log = training.log;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cells::{run_cells, Label, Workers};
 use super::rundir::{json, RunDir};
+use crate::agent::dqn::DqnConfig;
 use crate::data::{load_table, prepare, TableSpec};
 use crate::emulator::Scenario;
 use crate::env::load_search::{ActionGrid, Configuration, LoadSearchData};
@@ -27,7 +28,6 @@ use crate::error::{Error, Result};
 use crate::generate::DatasetsConfig;
 use crate::simulator::mlp::MlpConfig;
 use crate::simulator::store;
-use crate::agent::dqn::DqnConfig;
 pub use cell::{run_cell, CellResult};
 use report::Report;
 
@@ -227,7 +227,10 @@ impl Table5Config {
                 Error::config(format!("dataset {}: no protocol grid for this name; give `{what}` in its [[dataset]] entry", d.name))
             })
         };
-        Ok(ActionGrid { calls: pick(&d.calls, |g| g.calls.clone(), "calls")?, threads: pick(&d.threads, |g| g.threads.clone(), "threads")? })
+        Ok(ActionGrid {
+            calls: pick(&d.calls, |g| g.calls.clone(), "calls")?,
+            threads: pick(&d.threads, |g| g.threads.clone(), "threads")?,
+        })
     }
 
     pub(crate) fn seeds(&self) -> Vec<u64> {
@@ -271,7 +274,10 @@ pub fn load_context(cfg: &Table5Config, d: &Table5Dataset, scenarios: &BTreeMap<
         println!("{}: no simulator at {}; training one (seed {})", d.name, model_path.display(), cfg.simulator_seed)
     })?;
     if model.inputs.names() != table.feature_names() {
-        return Err(Error::file(&model_path, format!("the simulator's inputs {:?} are not the dataset's {:?}", model.inputs.names(), table.feature_names())));
+        return Err(Error::file(
+            &model_path,
+            format!("the simulator's inputs {:?} are not the dataset's {:?}", model.inputs.names(), table.feature_names()),
+        ));
     }
     let scenario = scenarios.get(&d.name).cloned().ok_or_else(|| {
         Error::file(&cfg.datasets_config, format!("no dataset named {} (its emulator scenario is needed for validation)", d.name))

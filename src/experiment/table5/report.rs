@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::experiment::metrics::rolling_mean;
 use crate::report::{self, mean_std, plot};
 
+/// A `table5.csv` metric: its name, how a cell gives it, the paper's value.
+type Metric = (&'static str, fn(&CellResult) -> f64, Option<f64>);
+
 pub(super) struct Report<'a> {
     pub cfg: &'a Table5Config,
     pub confs: &'a [Configuration],
@@ -35,7 +38,7 @@ impl Report<'_> {
             for conf in self.confs {
                 let name = conf.name();
                 let paper = paper_table5(&name, &d.name);
-                let metrics: [(&str, fn(&CellResult) -> f64, Option<f64>); 11] = [
+                let metrics: [Metric; 11] = [
                     ("sim", |c| c.sim, paper.map(|p| p.0)),
                     ("val", |c| c.val, paper.map(|p| p.1)),
                     ("best_epoch", |c| (c.best_epoch + 1) as f64, None),
@@ -51,7 +54,14 @@ impl Report<'_> {
                 for (metric, f, p) in metrics {
                     let v = self.values(&d.name, &name, f);
                     let (m, sd) = mean_std(&v);
-                    let _ = writeln!(s, "{},{name},{metric},{m:.4},{sd:.4},{},{},{}", d.name, v.len(), self.seeds_text(), p.map(|x| x.to_string()).unwrap_or_default());
+                    let _ = writeln!(
+                        s,
+                        "{},{name},{metric},{m:.4},{sd:.4},{},{},{}",
+                        d.name,
+                        v.len(),
+                        self.seeds_text(),
+                        p.map(|x| x.to_string()).unwrap_or_default()
+                    );
                 }
             }
         }
@@ -69,7 +79,7 @@ impl Report<'_> {
         s.push('\n');
         for c in self.cells {
             let roll = rolling_mean(&c.epochs.ratio, self.cfg.rolling_window);
-            for e in 0..c.epochs.ratio.len() {
+            for (e, roll) in roll.iter().enumerate() {
                 let _ = write!(
                     s,
                     "{},{},{},{},{:.5},{},{:.4},{:.4}",
@@ -78,7 +88,7 @@ impl Report<'_> {
                     c.seed,
                     e + 1,
                     c.epochs.ratio[e],
-                    roll[e].map(|r| format!("{r:.5}")).unwrap_or_default(),
+                    roll.map(|r| format!("{r:.5}")).unwrap_or_default(),
                     c.epochs.rl_reward[e],
                     c.epochs.baseline_reward[e]
                 );
@@ -166,8 +176,7 @@ impl Report<'_> {
              {} validated states, on the emulator (Val.; chosen on the mean of {} runs of every \
              candidate, scored on a fresh run). Reach: the agents' share of the oracle's reward. \
              Fixed load: the simulator's choice in the first seed.\n",
-            self.cfg.oracle_validation_states,
-            self.cfg.oracle_runs
+            self.cfg.oracle_validation_states, self.cfg.oracle_runs
         );
         s.push_str(&self.yardstick_table());
         let _ = writeln!(s, "\n## Claims (protocol.md section 7)\n\n```\n{claims}\n```");
@@ -176,11 +185,22 @@ impl Report<'_> {
 
     /// One row per (configuration, dataset): agents against the fixed action and the oracle.
     fn yardstick_table(&self) -> String {
-        let header: Vec<String> =
-            ["Configuration", "Dataset", "Agent Sim.", "Fixed Sim.", "Oracle Sim.", "Reach Sim.", "Val.", "Fixed Val.", "Oracle Val.", "Reach Val.", "Fixed load"]
-                .iter()
-                .map(|h| h.to_string())
-                .collect();
+        let header: Vec<String> = [
+            "Configuration",
+            "Dataset",
+            "Agent Sim.",
+            "Fixed Sim.",
+            "Oracle Sim.",
+            "Reach Sim.",
+            "Val.",
+            "Fixed Val.",
+            "Oracle Val.",
+            "Reach Val.",
+            "Fixed load",
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
         let columns: [fn(&CellResult) -> f64; 8] = [
             |c| c.yardstick(|y| y.agent_sim),
             |c| c.yardstick(|y| y.fixed_sim),
@@ -197,7 +217,13 @@ impl Report<'_> {
                 let name = conf.name();
                 let mut row = vec![name.clone(), d.name.clone()];
                 row.extend(columns.iter().map(|f| report::fmt_mean_std(&self.values(&d.name, &name, *f), 2)));
-                row.push(self.group(&d.name, &name).first().and_then(|c| c.yardsticks.as_ref()).map(|y| y.fixed_sim_action.clone()).unwrap_or_default());
+                row.push(
+                    self.group(&d.name, &name)
+                        .first()
+                        .and_then(|c| c.yardsticks.as_ref())
+                        .map(|y| y.fixed_sim_action.clone())
+                        .unwrap_or_default(),
+                );
                 rows.push(row);
             }
         }
@@ -294,7 +320,11 @@ impl Report<'_> {
         ));
         // Claim 6 (ours, not the paper's): the agents beat the best fixed action.
         for (label, agent, fixed) in [
-            ("Sim. (best epoch)", (|c: &CellResult| c.yardstick(|y| y.agent_sim)) as fn(&CellResult) -> f64, (|c: &CellResult| c.yardstick(|y| y.fixed_sim)) as fn(&CellResult) -> f64),
+            (
+                "Sim. (best epoch)",
+                (|c: &CellResult| c.yardstick(|y| y.agent_sim)) as fn(&CellResult) -> f64,
+                (|c: &CellResult| c.yardstick(|y| y.fixed_sim)) as fn(&CellResult) -> f64,
+            ),
             ("Val.", |c: &CellResult| c.val, |c: &CellResult| c.yardstick(|y| y.fixed_val)),
         ] {
             let (mut wins, mut total, mut losses, mut beats) = (0, 0, Vec::new(), Vec::new());
@@ -331,7 +361,10 @@ impl Report<'_> {
         }
         let reach: Vec<f64> = self.cells.iter().map(|c| c.yardstick(|y| y.reach_sim)).filter(|v| v.is_finite()).collect();
         let (m, sd) = mean_std(&reach);
-        out.push(format!("oracle: the agents reach {m:.2} ± {sd:.2} of the oracle's simulated reward on their best epoch's states ({} cells)", reach.len()));
+        out.push(format!(
+            "oracle: the agents reach {m:.2} ± {sd:.2} of the oracle's simulated reward on their best epoch's states ({} cells)",
+            reach.len()
+        ));
         out.join("\n")
     }
 
@@ -342,7 +375,10 @@ impl Report<'_> {
             .iter()
             .map(|c| {
                 if rolling {
-                    rolling_mean(&c.epochs.ratio, self.cfg.rolling_window.min(c.epochs.ratio.len())).into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+                    rolling_mean(&c.epochs.ratio, self.cfg.rolling_window.min(c.epochs.ratio.len()))
+                        .into_iter()
+                        .map(|v| v.unwrap_or(f64::NAN))
+                        .collect()
                 } else {
                     c.epochs.ratio.clone()
                 }

@@ -43,14 +43,7 @@ pub struct ForestConfig {
 
 impl Default for ForestConfig {
     fn default() -> Self {
-        Self {
-            trees: 120,
-            max_depth: None,
-            min_samples_leaf: 1,
-            min_samples_split: 2,
-            features_per_split: None,
-            max_train_rows: None,
-        }
+        Self { trees: 120, max_depth: None, min_samples_leaf: 1, min_samples_split: 2, features_per_split: None, max_train_rows: None }
     }
 }
 
@@ -58,37 +51,22 @@ impl ForestConfig {
     /// Checks every hyperparameter; the message names the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.trees < 1 {
-            return Err(Error::config(format!(
-                "forest.trees must be >= 1, but is {}",
-                self.trees
-            )));
+            return Err(Error::config(format!("forest.trees must be >= 1, but is {}", self.trees)));
         }
         if self.max_depth == Some(0) {
-            return Err(Error::config(
-                "forest.max_depth must be >= 1 (or left out for no cap), but is 0",
-            ));
+            return Err(Error::config("forest.max_depth must be >= 1 (or left out for no cap), but is 0"));
         }
         if self.min_samples_leaf < 1 {
-            return Err(Error::config(format!(
-                "forest.min_samples_leaf must be >= 1, but is {}",
-                self.min_samples_leaf
-            )));
+            return Err(Error::config(format!("forest.min_samples_leaf must be >= 1, but is {}", self.min_samples_leaf)));
         }
         if self.min_samples_split < 2 {
-            return Err(Error::config(format!(
-                "forest.min_samples_split must be >= 2, but is {}",
-                self.min_samples_split
-            )));
+            return Err(Error::config(format!("forest.min_samples_split must be >= 2, but is {}", self.min_samples_split)));
         }
         if self.features_per_split == Some(0) {
-            return Err(Error::config(
-                "forest.features_per_split must be >= 1 (or left out for every input), but is 0",
-            ));
+            return Err(Error::config("forest.features_per_split must be >= 1 (or left out for every input), but is 0"));
         }
         if let Some(cap) = self.max_train_rows.filter(|&c| c < 2) {
-            return Err(Error::config(format!(
-                "forest.max_train_rows must be >= 2 (or left out for every row), but is {cap}"
-            )));
+            return Err(Error::config(format!("forest.max_train_rows must be >= 2 (or left out for every row), but is {cap}")));
         }
         Ok(())
     }
@@ -103,9 +81,7 @@ impl ForestConfig {
         }
         let m = self.features_per_split.unwrap_or(d_in);
         if m > d_in {
-            return Err(Error::config(format!(
-                "forest.features_per_split must be <= the {d_in} inputs, but is {m}"
-            )));
+            return Err(Error::config(format!("forest.features_per_split must be <= the {d_in} inputs, but is {m}")));
         }
         let rows = subsample(x.nrows(), self.max_train_rows.unwrap_or(usize::MAX), seed);
         let xs = x.select(Axis(0), &rows);
@@ -127,18 +103,13 @@ impl ForestConfig {
                 .map_err(|e| Error::config(format!("forest fit on output {j}: {e}")))?;
             forests.push(forest);
         }
-        Ok(ForestModel {
-            forests,
-            d_in,
-            train_rows: rows.len(),
-        })
+        Ok(ForestModel { forests, d_in, train_rows: rows.len() })
     }
 }
 
 /// smartcore's dense matrix (row-major) of an ndarray matrix.
 fn dense(x: &Array2<f64>) -> Result<DenseMatrix<f64>> {
-    DenseMatrix::new(x.nrows(), x.ncols(), x.iter().copied().collect(), false)
-        .map_err(|e| Error::config(format!("forest: {e}")))
+    DenseMatrix::new(x.nrows(), x.ncols(), x.iter().copied().collect(), false).map_err(|e| Error::config(format!("forest: {e}")))
 }
 
 /// A fitted smartcore forest on row-major f64 inputs and a `Vec<f64>` target.
@@ -181,9 +152,7 @@ impl Simulator for ForestModel {
         }
         let matrix = dense(x)?;
         for (j, (forest, mut column)) in self.forests.iter().zip(out.columns_mut()).enumerate() {
-            let pred = forest
-                .predict(&matrix)
-                .map_err(|e| Error::config(format!("forest predict on output {j}: {e}")))?;
+            let pred = forest.predict(&matrix).map_err(|e| Error::config(format!("forest predict on output {j}: {e}")))?;
             column.assign(&Array1::from(pred));
         }
         Ok(out)

@@ -37,12 +37,7 @@ pub struct LogisticConfig {
 
 impl Default for LogisticConfig {
     fn default() -> Self {
-        Self {
-            bins: 10,
-            alpha: 1.0,
-            max_iterations: 100,
-            gradient_tolerance: 1e-4,
-        }
+        Self { bins: 10, alpha: 1.0, max_iterations: 100, gradient_tolerance: 1e-4 }
     }
 }
 
@@ -50,18 +45,12 @@ impl LogisticConfig {
     /// Checks every hyperparameter; the message names the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.bins < 2 {
-            return Err(Error::config(format!(
-                "logistic.bins must be >= 2, but is {}",
-                self.bins
-            )));
+            return Err(Error::config(format!("logistic.bins must be >= 2, but is {}", self.bins)));
         }
         non_negative("logistic.alpha", self.alpha)?;
         positive("logistic.gradient_tolerance", self.gradient_tolerance)?;
         if self.max_iterations < 1 {
-            return Err(Error::config(format!(
-                "logistic.max_iterations must be >= 1, but is {}",
-                self.max_iterations
-            )));
+            return Err(Error::config(format!("logistic.max_iterations must be >= 1, but is {}", self.max_iterations)));
         }
         Ok(())
     }
@@ -83,18 +72,13 @@ impl LogisticConfig {
             }
             let labels: Array1<usize> = target.iter().map(|&v| bins.label(v)).collect();
             let dataset = DatasetBase::new(x.view(), labels);
-            let model = params
-                .fit(&dataset)
-                .map_err(|e| Error::config(format!("logistic fit on output {j}: {e}")))?;
+            let model = params.fit(&dataset).map_err(|e| Error::config(format!("logistic fit on output {j}: {e}")))?;
             // Every bin holds rows, so linfa's classes are exactly 0..n_bins in order; map
             // through them anyway so that a bin's mean always meets its own probability.
             let values = Array1::from_iter(model.classes().iter().map(|&c| bins.means[c]));
             outputs.push(BinnedOutput::Classifier { model, values });
         }
-        Ok(LogisticModel {
-            outputs,
-            d_in: x.ncols(),
-        })
+        Ok(LogisticModel { outputs, d_in: x.ncols() })
     }
 }
 
@@ -115,15 +99,9 @@ impl Bins {
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
         let min = sorted[0];
-        let mut edges: Vec<f64> = (1..bins)
-            .map(|i| sorted[i * n / bins])
-            .filter(|&e| e > min)
-            .collect();
+        let mut edges: Vec<f64> = (1..bins).map(|i| sorted[i * n / bins]).filter(|&e| e > min).collect();
         edges.dedup();
-        let mut this = Self {
-            edges,
-            means: Vec::new(),
-        };
+        let mut this = Self { edges, means: Vec::new() };
         let mut sums = vec![0.0; this.edges.len() + 1];
         let mut counts = vec![0usize; this.edges.len() + 1];
         for &v in &sorted {
@@ -131,11 +109,7 @@ impl Bins {
             sums[b] += v;
             counts[b] += 1;
         }
-        this.means = sums
-            .iter()
-            .zip(&counts)
-            .map(|(s, &c)| s / c as f64)
-            .collect();
+        this.means = sums.iter().zip(&counts).map(|(s, &c)| s / c as f64).collect();
         this
     }
 
@@ -150,10 +124,7 @@ enum BinnedOutput {
     /// All training targets fell into one bin.
     Constant(f64),
     /// Bin probabilities from the classifier, weighted by the bins' mean targets.
-    Classifier {
-        model: MultiFittedLogisticRegression<f64, usize>,
-        values: Array1<f64>,
-    },
+    Classifier { model: MultiFittedLogisticRegression<f64, usize>, values: Array1<f64> },
 }
 
 /// Fitted logistic regressor: one binned classifier per output column.
@@ -184,9 +155,7 @@ impl Simulator for LogisticModel {
         for (output, mut column) in self.outputs.iter().zip(out.columns_mut()) {
             match output {
                 BinnedOutput::Constant(v) => column.fill(*v),
-                BinnedOutput::Classifier { model, values } => {
-                    column.assign(&model.predict_probabilities(x).dot(values))
-                }
+                BinnedOutput::Classifier { model, values } => column.assign(&model.predict_probabilities(x).dot(values)),
             }
         }
         Ok(out)

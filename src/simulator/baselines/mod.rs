@@ -25,24 +25,16 @@ fn check_training(model: &str, x: &Array2<f64>, y: &Array2<f64>) -> Result<()> {
         return Err(Error::config(format!("{model} fit: no training rows")));
     }
     if x.nrows() != y.nrows() {
-        return Err(Error::config(format!(
-            "{model} fit: {} input rows but {} output rows",
-            x.nrows(),
-            y.nrows()
-        )));
+        return Err(Error::config(format!("{model} fit: {} input rows but {} output rows", x.nrows(), y.nrows())));
     }
     if y.ncols() == 0 {
         return Err(Error::config(format!("{model} fit: no output columns")));
     }
     if let Some(((row, col), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::config(format!(
-            "{model} fit: input row {row}, column {col} is {v}"
-        )));
+        return Err(Error::config(format!("{model} fit: input row {row}, column {col} is {v}")));
     }
     if let Some(((row, col), v)) = y.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::config(format!(
-            "{model} fit: output row {row}, column {col} is {v}"
-        )));
+        return Err(Error::config(format!("{model} fit: output row {row}, column {col} is {v}")));
     }
     Ok(())
 }
@@ -50,10 +42,7 @@ fn check_training(model: &str, x: &Array2<f64>, y: &Array2<f64>) -> Result<()> {
 /// Rejects prediction inputs whose width differs from the training inputs'.
 fn check_width(model: &str, d_in: usize, x: &Array2<f64>) -> Result<()> {
     if x.ncols() != d_in {
-        return Err(Error::config(format!(
-            "{model} predict: inputs of width {d_in} expected, got {}",
-            x.ncols()
-        )));
+        return Err(Error::config(format!("{model} predict: inputs of width {d_in} expected, got {}", x.ncols())));
     }
     Ok(())
 }
@@ -63,9 +52,7 @@ fn positive(name: &str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(Error::config(format!(
-            "{name} must be > 0 and finite, but is {value}"
-        )))
+        Err(Error::config(format!("{name} must be > 0 and finite, but is {value}")))
     }
 }
 
@@ -74,9 +61,7 @@ fn non_negative(name: &str, value: f64) -> Result<()> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(Error::config(format!(
-            "{name} must be >= 0 and finite, but is {value}"
-        )))
+        Err(Error::config(format!("{name} must be >= 0 and finite, but is {value}")))
     }
 }
 
@@ -118,11 +103,7 @@ mod tests {
     }
 
     fn mse(pred: ArrayView1<f64>, truth: ArrayView1<f64>) -> f64 {
-        pred.iter()
-            .zip(truth)
-            .map(|(p, t)| (p - t).powi(2))
-            .sum::<f64>()
-            / pred.len() as f64
+        pred.iter().zip(truth).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / pred.len() as f64
     }
 
     fn variance(v: ArrayView1<f64>) -> f64 {
@@ -152,20 +133,9 @@ mod tests {
     fn ridge_intercept_is_right_for_uncentred_inputs() {
         let (mut xt, _, _, _) = split();
         xt.mapv_inplace(|v| v + 3.0);
-        let y = xt
-            .map_axis(Axis(1), |r| 2.0 * r[0] - r[1] + 5.0)
-            .insert_axis(Axis(1));
-        let model = RidgeConfig {
-            penalty: 0.0,
-            ..Default::default()
-        }
-        .fit_ridge(&xt, &y)
-        .unwrap();
-        assert!(
-            (model.intercept[0] - 5.0).abs() < 1e-2,
-            "intercept {}",
-            model.intercept[0]
-        );
+        let y = xt.map_axis(Axis(1), |r| 2.0 * r[0] - r[1] + 5.0).insert_axis(Axis(1));
+        let model = RidgeConfig { penalty: 0.0, ..Default::default() }.fit_ridge(&xt, &y).unwrap();
+        assert!((model.intercept[0] - 5.0).abs() < 1e-2, "intercept {}", model.intercept[0]);
         let err = mse(model.predict(&xt).unwrap().column(0), y.column(0));
         assert!(err < 1e-4, "mse {err}");
     }
@@ -195,10 +165,7 @@ mod tests {
         for j in 0..2 {
             let lo = yt.column(j).fold(f64::INFINITY, |a, &b| a.min(b));
             let hi = yt.column(j).fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            assert!(pred
-                .column(j)
-                .iter()
-                .all(|&p| p >= lo - 1e-12 && p <= hi + 1e-12));
+            assert!(pred.column(j).iter().all(|&p| p >= lo - 1e-12 && p <= hi + 1e-12));
         }
     }
 
@@ -213,11 +180,7 @@ mod tests {
             y[[i, 1]] = 0.25;
         }
         let bins = Bins::new(y.column(0), 10);
-        assert_eq!(
-            bins.means.len(),
-            3,
-            "0 and two quantile bins of the nonzero 20%"
-        );
+        assert_eq!(bins.means.len(), 3, "0 and two quantile bins of the nonzero 20%");
         assert_eq!(bins.means[0], 0.0);
         let model = LogisticConfig::default().fit(&xt, &y, 0).unwrap();
         let pred = model.predict(&xt).unwrap();
@@ -229,16 +192,10 @@ mod tests {
     fn fits_are_deterministic_for_a_seed() {
         let (xt, yt, xv, _) = split();
         let configs: Vec<Box<dyn SimulatorParams>> = vec![
-            Box::new(SvrConfig {
-                max_train_rows: 300,
-                ..Default::default()
-            }),
+            Box::new(SvrConfig { max_train_rows: 300, ..Default::default() }),
             Box::new(RidgeConfig::default()),
             Box::new(LogisticConfig::default()),
-            Box::new(ForestConfig {
-                trees: 15,
-                ..Default::default()
-            }),
+            Box::new(ForestConfig { trees: 15, ..Default::default() }),
         ];
         for config in &configs {
             let a = config.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap();
@@ -246,18 +203,11 @@ mod tests {
             assert_eq!(a, b, "{} is not deterministic", config.name());
         }
         // The seed does pick the SVR subsample.
-        let svr = SvrConfig {
-            max_train_rows: 300,
-            ..Default::default()
-        };
+        let svr = SvrConfig { max_train_rows: 300, ..Default::default() };
         let c = svr.fit(&xt, &yt, 43).unwrap().predict(&xv).unwrap();
         assert_ne!(svr.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap(), c);
         // And the forest's bootstraps and split candidates.
-        let forest = ForestConfig {
-            trees: 15,
-            features_per_split: Some(2),
-            ..Default::default()
-        };
+        let forest = ForestConfig { trees: 15, features_per_split: Some(2), ..Default::default() };
         let a = forest.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap();
         assert_eq!(a, forest.fit(&xt, &yt, 42).unwrap().predict(&xv).unwrap());
         assert_ne!(a, forest.fit(&xt, &yt, 43).unwrap().predict(&xv).unwrap());
@@ -266,12 +216,7 @@ mod tests {
     #[test]
     fn svr_subsample_respects_max_train_rows() {
         let (xt, yt, xv, _) = split();
-        let model = SvrConfig {
-            max_train_rows: 50,
-            ..Default::default()
-        }
-        .fit_svr(&xt, &yt, 3)
-        .unwrap();
+        let model = SvrConfig { max_train_rows: 50, ..Default::default() }.fit_svr(&xt, &yt, 3).unwrap();
         assert_eq!(model.train_rows(), 50);
         assert_eq!(model.predict(&xv).unwrap().dim(), (xv.nrows(), 2));
         let rows = subsample(500, 50, 3);
@@ -290,10 +235,7 @@ mod tests {
             Box::new(SvrConfig::default()),
             Box::new(RidgeConfig::default()),
             Box::new(LogisticConfig::default()),
-            Box::new(ForestConfig {
-                trees: 5,
-                ..Default::default()
-            }),
+            Box::new(ForestConfig { trees: 5, ..Default::default() }),
         ];
         for config in &configs {
             for yk in [&y1, &y3] {
@@ -308,115 +250,37 @@ mod tests {
 
     #[test]
     fn rejects_negative_c() {
-        let err = SvrConfig {
-            c: -1.0,
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err()
-        .to_string();
+        let err = SvrConfig { c: -1.0, ..Default::default() }.validate().unwrap_err().to_string();
         assert!(err.contains("svr.c") && err.contains("-1"), "{err}");
         let (xt, yt, _, _) = split();
-        assert!(SvrConfig {
-            c: -1.0,
-            ..Default::default()
-        }
-        .fit(&xt, &yt, 0)
-        .is_err());
+        assert!(SvrConfig { c: -1.0, ..Default::default() }.fit(&xt, &yt, 0).is_err());
     }
 
     #[test]
     fn rejects_one_bin() {
-        let err = LogisticConfig {
-            bins: 1,
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err()
-        .to_string();
+        let err = LogisticConfig { bins: 1, ..Default::default() }.validate().unwrap_err().to_string();
         assert!(err.contains("logistic.bins") && err.contains('1'), "{err}");
         let (xt, yt, _, _) = split();
-        assert!(LogisticConfig {
-            bins: 1,
-            ..Default::default()
-        }
-        .fit(&xt, &yt, 0)
-        .is_err());
+        assert!(LogisticConfig { bins: 1, ..Default::default() }.fit(&xt, &yt, 0).is_err());
     }
 
     #[test]
     fn rejects_other_bad_hyperparameters_and_data() {
         let bad = [
-            SvrConfig {
-                epsilon: -0.1,
-                ..Default::default()
-            }
-            .validate(),
-            SvrConfig {
-                kernel_width: 0.0,
-                ..Default::default()
-            }
-            .validate(),
-            SvrConfig {
-                max_train_rows: 1,
-                ..Default::default()
-            }
-            .validate(),
-            SvrConfig {
-                c: f64::NAN,
-                ..Default::default()
-            }
-            .validate(),
-            RidgeConfig {
-                penalty: -1.0,
-                ..Default::default()
-            }
-            .validate(),
-            RidgeConfig {
-                max_iterations: 0,
-                ..Default::default()
-            }
-            .validate(),
-            LogisticConfig {
-                max_iterations: 0,
-                ..Default::default()
-            }
-            .validate(),
-            LogisticConfig {
-                alpha: -1.0,
-                ..Default::default()
-            }
-            .validate(),
-            ForestConfig {
-                trees: 0,
-                ..Default::default()
-            }
-            .validate(),
-            ForestConfig {
-                max_depth: Some(0),
-                ..Default::default()
-            }
-            .validate(),
-            ForestConfig {
-                min_samples_leaf: 0,
-                ..Default::default()
-            }
-            .validate(),
-            ForestConfig {
-                min_samples_split: 1,
-                ..Default::default()
-            }
-            .validate(),
-            ForestConfig {
-                features_per_split: Some(0),
-                ..Default::default()
-            }
-            .validate(),
-            ForestConfig {
-                max_train_rows: Some(1),
-                ..Default::default()
-            }
-            .validate(),
+            SvrConfig { epsilon: -0.1, ..Default::default() }.validate(),
+            SvrConfig { kernel_width: 0.0, ..Default::default() }.validate(),
+            SvrConfig { max_train_rows: 1, ..Default::default() }.validate(),
+            SvrConfig { c: f64::NAN, ..Default::default() }.validate(),
+            RidgeConfig { penalty: -1.0, ..Default::default() }.validate(),
+            RidgeConfig { max_iterations: 0, ..Default::default() }.validate(),
+            LogisticConfig { max_iterations: 0, ..Default::default() }.validate(),
+            LogisticConfig { alpha: -1.0, ..Default::default() }.validate(),
+            ForestConfig { trees: 0, ..Default::default() }.validate(),
+            ForestConfig { max_depth: Some(0), ..Default::default() }.validate(),
+            ForestConfig { min_samples_leaf: 0, ..Default::default() }.validate(),
+            ForestConfig { min_samples_split: 1, ..Default::default() }.validate(),
+            ForestConfig { features_per_split: Some(0), ..Default::default() }.validate(),
+            ForestConfig { max_train_rows: Some(1), ..Default::default() }.validate(),
         ];
         assert!(bad.iter().all(|r| r.is_err()));
         let (xt, yt, _, _) = split();
@@ -430,25 +294,12 @@ mod tests {
     #[test]
     fn configs_read_from_toml_like_json_with_defaults() {
         let svr: SvrConfig = serde_json::from_str(r#"{"c": 2.0}"#).unwrap();
-        assert_eq!(
-            svr,
-            SvrConfig {
-                c: 2.0,
-                ..Default::default()
-            }
-        );
+        assert_eq!(svr, SvrConfig { c: 2.0, ..Default::default() });
         assert!(serde_json::from_str::<RidgeConfig>(r#"{"alpha": 1.0}"#).is_err());
         let logistic: LogisticConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(logistic, LogisticConfig::default());
         let forest: ForestConfig = serde_json::from_str(r#"{"trees": 5, "max_depth": 8}"#).unwrap();
-        assert_eq!(
-            forest,
-            ForestConfig {
-                trees: 5,
-                max_depth: Some(8),
-                ..Default::default()
-            }
-        );
+        assert_eq!(forest, ForestConfig { trees: 5, max_depth: Some(8), ..Default::default() });
         assert_eq!(ForestConfig::default().trees, 120);
         assert!(serde_json::from_str::<ForestConfig>(r#"{"n_trees": 5}"#).is_err());
     }
@@ -470,73 +321,44 @@ mod tests {
         let (x, y) = nonlinear(1200, 11);
         let (xt, xv) = x.view().split_at(Axis(0), 1000);
         let (yt, yv) = y.view().split_at(Axis(0), 1000);
-        let config = ForestConfig {
-            trees: 30,
-            ..Default::default()
-        };
-        let model = config
-            .fit_forest(&xt.to_owned(), &yt.to_owned(), 5)
-            .unwrap();
+        let config = ForestConfig { trees: 30, ..Default::default() };
+        let model = config.fit_forest(&xt.to_owned(), &yt.to_owned(), 5).unwrap();
         assert_eq!(model.train_rows(), 1000);
         let pred = model.predict(&xv.to_owned()).unwrap();
         assert_eq!(pred.dim(), (200, 2));
         for j in 0..2 {
             let err = mse(pred.column(j), yv.column(j));
             let var = variance(yv.column(j));
-            assert!(
-                err < 0.5 * var,
-                "forest output {j}: mse {err}, variance {var}"
-            );
+            assert!(err < 0.5 * var, "forest output {j}: mse {err}, variance {var}");
         }
         // Averages of bootstrap means stay within the training targets' range.
         assert!(pred.column(1).iter().all(|&p| (0.0..=1.0).contains(&p)));
         // Ridge cannot fit these: the forest beats it by far on both outputs.
-        let ridge = RidgeConfig::default()
-            .fit(&xt.to_owned(), &yt.to_owned(), 0)
-            .unwrap();
+        let ridge = RidgeConfig::default().fit(&xt.to_owned(), &yt.to_owned(), 0).unwrap();
         let ridge_pred = ridge.predict(&xv.to_owned()).unwrap();
         for j in 0..2 {
-            assert!(
-                mse(pred.column(j), yv.column(j)) < 0.5 * mse(ridge_pred.column(j), yv.column(j))
-            );
+            assert!(mse(pred.column(j), yv.column(j)) < 0.5 * mse(ridge_pred.column(j), yv.column(j)));
         }
     }
 
     #[test]
     fn forest_subsample_and_split_candidates_follow_the_config() {
         let (xt, yt, xv, _) = split();
-        let model = ForestConfig {
-            trees: 5,
-            max_train_rows: Some(60),
-            max_depth: Some(3),
-            features_per_split: Some(1),
-            ..Default::default()
-        }
-        .fit_forest(&xt, &yt, 3)
-        .unwrap();
+        let model =
+            ForestConfig { trees: 5, max_train_rows: Some(60), max_depth: Some(3), features_per_split: Some(1), ..Default::default() }
+                .fit_forest(&xt, &yt, 3)
+                .unwrap();
         assert_eq!(model.train_rows(), 60);
         let pred = model.predict(&xv).unwrap();
         assert_eq!(pred.dim(), (xv.nrows(), 2));
         assert!(pred.iter().all(|p| p.is_finite()));
-        let err = ForestConfig {
-            features_per_split: Some(4),
-            ..Default::default()
-        }
-        .fit(&xt, &yt, 0)
-        .err()
-        .expect("4 split candidates of 3 inputs")
-        .to_string();
-        assert!(
-            err.contains("forest.features_per_split") && err.contains('3'),
-            "{err}"
-        );
-        assert_eq!(
-            model
-                .predict(&xv.slice(ndarray::s![..0, ..]).to_owned())
-                .unwrap()
-                .dim(),
-            (0, 2)
-        );
+        let err = ForestConfig { features_per_split: Some(4), ..Default::default() }
+            .fit(&xt, &yt, 0)
+            .err()
+            .expect("4 split candidates of 3 inputs")
+            .to_string();
+        assert!(err.contains("forest.features_per_split") && err.contains('3'), "{err}");
+        assert_eq!(model.predict(&xv.slice(ndarray::s![..0, ..]).to_owned()).unwrap().dim(), (0, 2));
     }
 
     /// z-scores every column in place.
@@ -559,17 +381,8 @@ mod tests {
         let (mut x, mut y) = match std::env::var("MESHRL_BASELINE_CSV") {
             Ok(path) => {
                 let text = std::fs::read_to_string(&path).unwrap();
-                let rows: Vec<Vec<f64>> = text
-                    .lines()
-                    .skip(1)
-                    .take(n)
-                    .map(|l| {
-                        l.split(',')
-                            .take(d + 2)
-                            .map(|v| v.parse().unwrap())
-                            .collect()
-                    })
-                    .collect();
+                let rows: Vec<Vec<f64>> =
+                    text.lines().skip(1).take(n).map(|l| l.split(',').take(d + 2).map(|v| v.parse().unwrap()).collect()).collect();
                 let x = Array2::from_shape_fn((rows.len(), d), |(i, j)| rows[i][j]);
                 let y = Array2::from_shape_fn((rows.len(), 2), |(i, j)| rows[i][d + j]);
                 (x, y)
@@ -599,28 +412,17 @@ mod tests {
             let model = config.fit_svr(&xt, &yj, 0).unwrap();
             let secs = start.elapsed().as_secs_f64();
             let support = model.models[0].nsupport();
-            println!(
-                "svr output {j}: {} rows, fit {secs:.2} s, {support} support vectors",
-                model.train_rows()
-            );
+            println!("svr output {j}: {} rows, fit {secs:.2} s, {support} support vectors", model.train_rows());
         }
-        let configs: Vec<Box<dyn SimulatorParams>> = vec![
-            Box::new(config),
-            Box::new(RidgeConfig::default()),
-            Box::new(LogisticConfig::default()),
-        ];
+        let configs: Vec<Box<dyn SimulatorParams>> =
+            vec![Box::new(config), Box::new(RidgeConfig::default()), Box::new(LogisticConfig::default())];
         for config in &configs {
             let start = Instant::now();
             let model = config.fit(&xt, &yt, 0).unwrap();
             let secs = start.elapsed().as_secs_f64();
             let pred = model.predict(&xv).unwrap();
-            let errs: Vec<String> = (0..2)
-                .map(|j| format!("{:.3}", mse(pred.column(j), yv.column(j))))
-                .collect();
-            println!(
-                "{}: fit {secs:.2} s, held-out mse (z units) {errs:?}",
-                config.name()
-            );
+            let errs: Vec<String> = (0..2).map(|j| format!("{:.3}", mse(pred.column(j), yv.column(j)))).collect();
+            println!("{}: fit {secs:.2} s, held-out mse (z units) {errs:?}", config.name());
         }
     }
 }

@@ -29,12 +29,7 @@ pub struct RidgeConfig {
 
 impl Default for RidgeConfig {
     fn default() -> Self {
-        Self {
-            penalty: 1e-3,
-            with_intercept: true,
-            max_iterations: 1000,
-            tolerance: 1e-4,
-        }
+        Self { penalty: 1e-3, with_intercept: true, max_iterations: 1000, tolerance: 1e-4 }
     }
 }
 
@@ -44,10 +39,7 @@ impl RidgeConfig {
         non_negative("ridge.penalty", self.penalty)?;
         positive("ridge.tolerance", self.tolerance)?;
         if self.max_iterations < 1 {
-            return Err(Error::config(format!(
-                "ridge.max_iterations must be >= 1, but is {}",
-                self.max_iterations
-            )));
+            return Err(Error::config(format!("ridge.max_iterations must be >= 1, but is {}", self.max_iterations)));
         }
         Ok(())
     }
@@ -58,11 +50,7 @@ impl RidgeConfig {
         check_training("ridge", x, y)?;
         // linfa-elasticnet's intercept only centres y, not X; centre X here so that the
         // intercept is right for inputs that are not exactly zero-mean (e.g. subsets).
-        let x_mean = if self.with_intercept {
-            x.mean_axis(Axis(0)).expect("x has rows")
-        } else {
-            Array1::zeros(x.ncols())
-        };
+        let x_mean = if self.with_intercept { x.mean_axis(Axis(0)).expect("x has rows") } else { Array1::zeros(x.ncols()) };
         let xc = x - &x_mean.view().insert_axis(Axis(0));
         let params = ElasticNet::<f64>::ridge()
             .penalty(self.penalty)
@@ -73,9 +61,7 @@ impl RidgeConfig {
         let mut intercept = Array1::zeros(y.ncols());
         for (j, target) in y.columns().into_iter().enumerate() {
             let dataset = DatasetBase::new(xc.view(), target);
-            let model = params
-                .fit(&dataset)
-                .map_err(|e| Error::config(format!("ridge fit on output {j}: {e}")))?;
+            let model = params.fit(&dataset).map_err(|e| Error::config(format!("ridge fit on output {j}: {e}")))?;
             let w = model.hyperplane();
             weights.column_mut(j).assign(w);
             intercept[j] = model.intercept() - x_mean.dot(w);
@@ -110,6 +96,6 @@ impl Simulator for RidgeModel {
 
     fn predict(&self, x: &Array2<f64>) -> Result<Array2<f64>> {
         check_width("ridge", self.weights.nrows(), x)?;
-        Ok(x.dot(&self.weights) + &self.intercept.view().insert_axis(Axis(0)))
+        Ok(x.dot(&self.weights) + self.intercept.view().insert_axis(Axis(0)))
     }
 }

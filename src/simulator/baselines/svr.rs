@@ -32,13 +32,7 @@ pub struct SvrConfig {
 
 impl Default for SvrConfig {
     fn default() -> Self {
-        Self {
-            c: 1.0,
-            epsilon: 0.1,
-            kernel_width: 18.0,
-            max_train_rows: 2000,
-            tolerance: 1e-3,
-        }
+        Self { c: 1.0, epsilon: 0.1, kernel_width: 18.0, max_train_rows: 2000, tolerance: 1e-3 }
     }
 }
 
@@ -50,10 +44,7 @@ impl SvrConfig {
         positive("svr.kernel_width", self.kernel_width)?;
         positive("svr.tolerance", self.tolerance)?;
         if self.max_train_rows < 2 {
-            return Err(Error::config(format!(
-                "svr.max_train_rows must be >= 2, but is {}",
-                self.max_train_rows
-            )));
+            return Err(Error::config(format!("svr.max_train_rows must be >= 2, but is {}", self.max_train_rows)));
         }
         Ok(())
     }
@@ -93,16 +84,10 @@ impl SvrConfig {
             // linfa-svm needs a contiguous target slice: a column view of `ys` is strided.
             let target: Array1<f64> = ys.column(j).to_owned();
             let dataset = DatasetBase::new(xs.view(), target.view());
-            let model = params
-                .fit(&dataset)
-                .map_err(|e| Error::config(format!("svr fit on output {j}: {e}")))?;
+            let model = params.fit(&dataset).map_err(|e| Error::config(format!("svr fit on output {j}: {e}")))?;
             models.push(model);
         }
-        Ok(SvrModel {
-            models,
-            d_in: x.ncols(),
-            train_rows: rows.len(),
-        })
+        Ok(SvrModel { models, d_in: x.ncols(), train_rows: rows.len() })
     }
 }
 
