@@ -17,7 +17,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{Clock, Continuation, DiagnosticColumn, Learner};
+use crate::agent::{Clock, Continuation, Learner};
 use crate::env::{Environment, EpisodeEnd, Scored, ScoredOf};
 use crate::error::{Error, Result};
 use crate::nan_as_null;
@@ -60,11 +60,9 @@ pub struct Training<C> {
 }
 
 /// Trains `learner` on `env` for `schedule`, advancing `bar` by one per epoch.
-/// `diagnostics` names the learner's per-epoch diagnostics (its [`crate::agent::LearnerSpec`]).
 pub fn train<E: Environment>(
     env: &E,
     learner: &mut dyn Learner,
-    diagnostics: &[DiagnosticColumn],
     schedule: Schedule,
     rng: &mut ChaCha8Rng,
     bar: &ProgressBar,
@@ -72,9 +70,6 @@ pub fn train<E: Environment>(
     let layout = env.layout();
     let total_steps = schedule.epochs * schedule.steps_per_epoch;
     let mut log = EpochLog::default();
-    for d in diagnostics {
-        log.diagnostics.insert(d.name.to_string(), Series::default());
-    }
     // The best epoch so far: its ratio, and the agents' and the baseline's interactions.
     let mut best: Option<(f64, Training<E::Candidate>)> = None;
     let mut state = env.reset(rng);
@@ -134,8 +129,12 @@ pub fn train<E: Environment>(
         log.rl_reward.push(rl / agents.len() as f64);
         log.baseline_reward.push(base / baseline.len() as f64);
         let last = Clock { step: (epoch + 1) * schedule.steps_per_epoch - 1, total_steps };
-        for (series, value) in log.diagnostics.values_mut().zip(learner.diagnostics(last)) {
-            series.0.push(value);
+        for (name, value) in learner.diagnostics(last) {
+            // A diagnostic first reported now has had no value before.
+            log.diagnostics.entry(name.to_string()).or_insert_with(|| Series(vec![f64::NAN; epoch])).0.push(value);
+        }
+        for series in log.diagnostics.values_mut().filter(|s| s.0.len() == epoch) {
+            series.0.push(f64::NAN);
         }
         if best.as_ref().is_none_or(|b| ratio > b.0) {
             best = Some((ratio, Training { log: EpochLog::default(), best_agents: agents, best_baseline: baseline }));
@@ -174,7 +173,7 @@ mod sequential_tests {
 
     use super::*;
     use crate::agent::dqn::DqnConfig;
-    use crate::agent::LearnerSpec;
+    use crate::agent::{Diagnostics, LearnerSpec};
     use crate::env::chain::Chain;
 
     /// A tabular policy gradient with a learnt baseline (REINFORCE), one table per
@@ -257,8 +256,8 @@ mod sequential_tests {
             Ok(())
         }
 
-        fn diagnostics(&mut self, _clock: Clock) -> Vec<f64> {
-            vec![std::mem::take(&mut self.updates) as f64]
+        fn diagnostics(&mut self, _clock: Clock) -> Diagnostics {
+            Diagnostics::from([("episodes", std::mem::take(&mut self.updates) as f64)])
         }
     }
 
@@ -270,9 +269,8 @@ mod sequential_tests {
     fn an_on_policy_learner_learns_to_walk_the_chain() {
         let chain = Chain::new(6, 20);
         let mut learner = TabularReinforce::new(chain.len, 0.9, 3);
-        let columns = [DiagnosticColumn { name: "episodes", decimals: 0 }];
         let schedule = Schedule { epochs: 20, steps_per_epoch: 200 };
-        let training = train(&chain, &mut learner, &columns, schedule, &mut ChaCha8Rng::seed_from_u64(1), &ProgressBar::hidden()).unwrap();
+        let training = train(&chain, &mut learner, schedule, &mut ChaCha8Rng::seed_from_u64(1), &ProgressBar::hidden()).unwrap();
         assert_eq!(greedy_moves(&chain, &learner), vec![1; chain.len - 1], "go right everywhere");
         // Walking straight right ends an episode every 5 steps (40 an epoch); a random walk
         // needs about 25 steps an episode.
@@ -298,7 +296,7 @@ mod sequential_tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut learner = cfg.build(chain.layout(), &mut rng).unwrap();
         let schedule = Schedule { epochs: 10, steps_per_epoch: 300 };
-        let training = train(&chain, learner.as_mut(), cfg.diagnostic_columns(), schedule, &mut rng, &ProgressBar::hidden()).unwrap();
+        let training = train(&chain, learner.as_mut(), schedule, &mut rng, &ProgressBar::hidden()).unwrap();
         assert_eq!(greedy_moves(&chain, learner.as_ref()), vec![1; chain.len - 1], "go right everywhere");
         assert_eq!(training.log.diagnostics.keys().collect::<Vec<_>>(), ["loss", "epsilon"]);
     }

@@ -14,6 +14,7 @@
 pub mod dqn;
 pub mod shared;
 
+use indexmap::IndexMap;
 use rand_chacha::ChaCha8Rng;
 
 use crate::env::Layout;
@@ -29,14 +30,20 @@ pub struct Clock {
 /// How the episode went on after the recorded actions.
 #[derive(Debug, Clone, Copy)]
 pub enum Continuation<'a> {
-    /// The agents' next observations come with their next actions.
+    /// The agents' next observations come with their next actions (a learner that needs
+    /// them to finish an update, such as PPO's last value estimate, waits for its next `act`).
     Continues,
     /// Terminal state: no future reward follows.
     Terminated,
-    /// The episode was cut; these are the observations of the state it was cut at (one per
-    /// agent of the group), for bootstrapping.
+    /// The episode was cut; these are the group's observations of the state it was cut at
+    /// (one per slot), for bootstrapping. For a group of a later phase they show the
+    /// slot's candidate before anyone acted, since the earlier phases never act there.
     Truncated(&'a [Vec<f32>]),
 }
+
+/// A learner's numbers since its last report, by name, in the learner's order (the order of
+/// its [`LearnerSpec::diagnostic_columns`]).
+pub type Diagnostics = IndexMap<&'static str, f64>;
 
 /// One per-epoch diagnostic a learner reports, with the decimals it is printed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +66,8 @@ pub trait Learner: Send {
     /// Learns from what was recorded, if an update is due after `clock.step`.
     fn train(&mut self, clock: Clock) -> Result<()>;
 
-    /// Diagnostics since the previous call, in the order of [`LearnerSpec::diagnostic_columns`].
-    fn diagnostics(&mut self, clock: Clock) -> Vec<f64>;
+    /// Diagnostics since the previous call (the training loop asks once per epoch).
+    fn diagnostics(&mut self, clock: Clock) -> Diagnostics;
 }
 
 /// A learner's settings: builds the learner for a layout and names its diagnostics.
@@ -68,6 +75,7 @@ pub trait LearnerSpec {
     /// A learner for `layout`; every random choice comes from seeds drawn from `rng`.
     fn build(&self, layout: &Layout, rng: &mut ChaCha8Rng) -> Result<Box<dyn Learner>>;
 
-    /// The per-epoch diagnostics the learner reports, in order (`metrics.csv` columns).
+    /// The per-epoch diagnostics the learner reports, in order, with their print precision
+    /// (`metrics.csv` columns).
     fn diagnostic_columns(&self) -> &'static [DiagnosticColumn];
 }

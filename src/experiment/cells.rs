@@ -3,9 +3,13 @@
 //!
 //! Workers take the cells in order; the cores are shared out among them, so that a cell's
 //! own parallel work (its agents, Adam's chunks, the emulator's load tests) never steals
-//! another cell's threads and the cores are never oversubscribed.
+//! another cell's threads (with more cells at once than cores, each gets one thread). After
+//! a cell fails, no further cell starts.
+//!
+//! [`run_resumable`] is what an experiment calls: its cells in table order, the finished ones
+//! already read back from the run directory, the others computed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -66,6 +70,7 @@ pub fn run_cells<J: Sync, R: Send>(
         .map_err(|e| Error::config(format!("progress template: {e}")))?
         .progress_chars("=> ");
     let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
     let pool_error: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -76,10 +81,11 @@ pub fn run_cells<J: Sync, R: Send>(
                     Err(e) => {
                         let error = Error::config(format!("cannot start a pool of {} threads: {e}", workers.threads_per_cell));
                         *pool_error.lock().expect("no panics while holding the lock") = Some(error);
+                        failed.store(true, Ordering::Relaxed);
                         return;
                     }
                 };
-                loop {
+                while !failed.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
                     let Label { prefix, units } = label(job);
@@ -87,6 +93,7 @@ pub fn run_cells<J: Sync, R: Send>(
                     bar.set_prefix(prefix);
                     let progress = CellProgress { multi: &multi, bar };
                     let result = pool.install(|| run(job, &progress));
+                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
                     progress.bar.finish_and_clear();
                     multi.remove(&progress.bar);
                     results.lock().expect("no panics while holding the lock")[i] = Some(result);
@@ -97,8 +104,45 @@ pub fn run_cells<J: Sync, R: Send>(
     if let Some(e) = pool_error.into_inner().expect("no panics while holding the lock") {
         return Err(e);
     }
+    // Cells are taken in order, so any cell not run comes after the one that failed.
     let results = results.into_inner().expect("no panics while holding the lock");
     results.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::config("a cell was not run")))).collect()
+}
+
+/// A cell of an experiment, in table order: read back from the run directory, or to compute.
+pub enum Planned<J, C> {
+    Done(C),
+    Todo(J),
+}
+
+/// Computes the cells still to do ([`run_cells`]) and returns every cell in table order.
+pub fn run_resumable<J: Sync, C: Send>(
+    planned: Vec<Planned<J, C>>,
+    workers: Workers,
+    unit: &str,
+    label: impl Fn(&J) -> Label + Sync,
+    run: impl Fn(&J, &CellProgress) -> Result<C> + Sync,
+) -> Result<Vec<C>> {
+    let done = planned.iter().filter(|p| matches!(p, Planned::Done(_))).count();
+    if done > 0 {
+        println!("resuming: {done} of {} cells already done", planned.len());
+    }
+    let mut cells: Vec<Option<C>> = Vec::with_capacity(planned.len());
+    let mut todo: Vec<(usize, J)> = Vec::new();
+    for p in planned {
+        match p {
+            Planned::Done(cell) => cells.push(Some(cell)),
+            Planned::Todo(job) => {
+                todo.push((cells.len(), job));
+                cells.push(None);
+            }
+        }
+    }
+    let computed = run_cells(&todo, workers, unit, |(_, job)| label(job), |(_, job), progress| run(job, progress))?;
+    for ((i, _), cell) in todo.iter().zip(computed) {
+        cells[*i] = Some(cell);
+    }
+    Ok(cells.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
@@ -125,6 +169,36 @@ mod tests {
                 |j, _| if *j % 3 == 2 { Err(Error::config(format!("job {j} failed"))) } else { Ok(*j) },
             );
         assert!(failing.unwrap_err().to_string().contains("job 2 failed"));
+    }
+
+    #[test]
+    fn a_failed_cell_stops_the_cells_after_it() {
+        let jobs: Vec<u32> = (0..50).collect();
+        let started = AtomicUsize::new(0);
+        let result = run_cells(
+            &jobs,
+            Workers { cells: 1, threads_per_cell: 1 },
+            "step",
+            |_| Label { prefix: String::new(), units: 1 },
+            |j, _| {
+                started.fetch_add(1, Ordering::Relaxed);
+                if *j == 3 {
+                    Err(Error::config("job 3 failed"))
+                } else {
+                    Ok(*j)
+                }
+            },
+        );
+        assert!(result.unwrap_err().to_string().contains("job 3 failed"));
+        assert_eq!(started.load(Ordering::Relaxed), 4, "no job after the failed one starts");
+    }
+
+    #[test]
+    fn finished_cells_keep_their_place_among_the_computed_ones() {
+        let planned = vec![Planned::Done(10), Planned::Todo(1), Planned::Done(12), Planned::Todo(3)];
+        let label = |_: &u32| Label { prefix: String::new(), units: 1 };
+        let cells = run_resumable(planned, Workers { cells: 2, threads_per_cell: 1 }, "step", label, |j, _| Ok(10 + j)).unwrap();
+        assert_eq!(cells, vec![10, 11, 12, 13]);
     }
 
     #[test]

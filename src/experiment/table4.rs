@@ -13,7 +13,7 @@ use std::time::Instant;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::cells::{run_cells, Label, Workers};
+use super::cells::{run_resumable, Label, Planned, Workers};
 use super::rundir::{Cell, RunDir};
 use crate::data::{load_table, prepare, Prepared, TableSpec, TraceTable};
 use crate::error::{Error, Result};
@@ -293,8 +293,10 @@ fn compute_cell(
     })
 }
 
-/// One cell to compute: its dataset (index), model and seed, and its key.
+/// One cell to compute: its place in table order, its dataset (index), model and seed, and
+/// its key.
 struct Job<'a> {
+    index: usize,
     dataset: usize,
     model: &'a str,
     seed: u64,
@@ -316,29 +318,27 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
     }
     // Every (dataset, seed, model) in table order; finished ones are read back (an MLP cell
     // only with its saved simulator).
-    let mut cells: Vec<Option<CellResult>> = Vec::new();
-    let mut todo = Vec::new();
+    let mut planned = Vec::new();
     for (di, (ds, (_, _, fingerprint))) in cfg.datasets.iter().zip(&tables).enumerate() {
         for rep in 0..cfg.repeats {
             let seed = cfg.seed + rep as u64;
             for model in &cfg.models {
                 let key = cfg.cell_key(ds, fingerprint, model, seed);
                 let model_saved = model != "mlp" || cfg.model_path(&ds.name, seed).exists();
-                let cell = dir.read_cell::<CellResult>(&ds.name, &cell_name(model, seed), &key).filter(|_| model_saved);
-                if cell.is_none() {
-                    todo.push((cells.len(), Job { dataset: di, model, seed, key }));
-                }
-                cells.push(cell);
+                planned.push(match dir.read_cell::<CellResult>(&ds.name, &cell_name(model, seed), &key).filter(|_| model_saved) {
+                    Some(cell) => Planned::Done(cell),
+                    None => Planned::Todo(Job { index: planned.len(), dataset: di, model, seed, key }),
+                });
             }
         }
     }
-    let total = cells.len();
+    let total = planned.len();
     // One cell at a time, in table order, on every core (the fits use them).
-    let label = |(i, job): &(usize, Job)| Label {
-        prefix: format!("cell {}/{total} {} {} seed {}", i + 1, cfg.datasets[job.dataset].name, job.model, job.seed),
+    let label = |job: &Job| Label {
+        prefix: format!("cell {}/{total} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.model, job.seed),
         units: 1,
     };
-    let computed = run_cells(&todo, Workers::new(Some(1)), "cell", label, |(_, job), progress| {
+    let cells = run_resumable(planned, Workers::new(Some(1)), "cell", label, |job, progress| {
         let (ds, (table, rows, _)) = (&cfg.datasets[job.dataset], &tables[job.dataset]);
         let prep = prepare(table, *rows, job.seed, cfg.train_fraction)?;
         let cell = compute_cell(cfg, ds, table, &prep, job.model, job.seed, job.key.clone())?;
@@ -354,10 +354,6 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         ));
         Ok(cell)
     })?;
-    for ((i, _), cell) in todo.iter().zip(computed) {
-        cells[*i] = Some(cell);
-    }
-    let cells: Vec<CellResult> = cells.into_iter().flatten().collect();
     let summary = Summary::new(cfg, &cells);
     dir.write("table4.csv", summary.csv())?;
     let claim = summary.claim_mlp_lowest();

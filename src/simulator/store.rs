@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::mlp::MlpConfig;
-use super::ServiceModel;
+use super::{normalizer_path, ServiceModel};
 use crate::data::Prepared;
 use crate::error::Result;
 
@@ -16,12 +16,14 @@ pub fn mlp_path(dir: &Path, dataset: &str, seed: u64) -> PathBuf {
 }
 
 /// Trains an MLP on a prepared split (`seed`: its weights and batches) and saves it at `path`.
+/// The normalisers go first and the weights last, each file atomically: weights on disk
+/// mean a complete simulator, so a run killed in between retrains instead of failing.
 pub fn train_and_save(cfg: &MlpConfig, prep: &Prepared, seed: u64, path: &Path) -> Result<ServiceModel> {
     let sim = cfg.train(&prep.x_train, &prep.y_train, seed)?;
+    prep.inputs.save_json(&normalizer_path(path, "inputs"))?;
+    prep.outputs.save_json(&normalizer_path(path, "outputs"))?;
     sim.net.save(path)?;
-    let service = ServiceModel { model: Box::new(sim), inputs: prep.inputs.clone(), outputs: prep.outputs.clone() };
-    service.save_normalizers(path)?;
-    Ok(service)
+    Ok(ServiceModel { model: Box::new(sim), inputs: prep.inputs.clone(), outputs: prep.outputs.clone() })
 }
 
 /// The simulator saved at `path`; when there is none, one trained with `cfg` and saved there

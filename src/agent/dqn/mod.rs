@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::shared::SharedTrunkNet;
-use super::{Clock, Continuation, DiagnosticColumn, Learner, LearnerSpec};
+use super::{Clock, Continuation, DiagnosticColumn, Diagnostics, Learner, LearnerSpec};
 use crate::dense::{self, Mat};
 use crate::env::Layout;
 use crate::error::{Error, Result};
@@ -430,11 +430,11 @@ impl Learner for Dqn {
 
     /// The mean loss of the updates since the last call (NaN without one) and the first
     /// group's epsilon at `clock`.
-    fn diagnostics(&mut self, clock: Clock) -> Vec<f64> {
+    fn diagnostics(&mut self, clock: Clock) -> Diagnostics {
         let loss = if self.updates > 0 { self.loss_sum / self.updates as f64 } else { f64::NAN };
         (self.loss_sum, self.updates) = (0.0, 0);
         let epsilon = self.roles.first().map_or(f64::NAN, |r| r.epsilon(clock.step, clock.total_steps));
-        vec![loss, epsilon]
+        Diagnostics::from([("loss", loss), ("epsilon", epsilon)])
     }
 }
 

@@ -11,7 +11,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{DatasetContext, Table5Config};
-use crate::agent::LearnerSpec;
 use crate::env::load_search::{Configuration, LoadSearch, Pair};
 use crate::env::Environment;
 use crate::error::Result;
@@ -102,9 +101,9 @@ pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream_of(&format!("{name}|{}", conf.name())));
     let env = LoadSearch::new(&ctx.data, *conf, cfg.beta);
-    let mut learner = cfg.dqn.build(env.layout(), &mut rng)?;
+    let mut learner = cfg.learner().build(env.layout(), &mut rng)?;
     let schedule = Schedule { epochs: cfg.epochs, steps_per_epoch: cfg.steps_per_epoch };
-    let training = train(&env, learner.as_mut(), cfg.dqn.diagnostic_columns(), schedule, &mut rng, bar)?;
+    let training = train(&env, learner.as_mut(), schedule, &mut rng, bar)?;
     let (rl_best, base_best) = (&training.best_agents, &training.best_baseline);
     let mut val_rng = ChaCha8Rng::seed_from_u64(seed);
     val_rng.set_stream(stream_of(&format!("validation|{name}|{}", conf.name())));

@@ -18,9 +18,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::cells::{run_cells, Label, Workers};
+use super::cells::{run_resumable, Label, Planned, Workers};
 use super::rundir::{json, RunDir};
 use crate::agent::dqn::DqnConfig;
+use crate::agent::LearnerSpec;
 use crate::data::{load_table, prepare, TableSpec};
 use crate::emulator::Scenario;
 use crate::env::load_search::{ActionGrid, Configuration, LoadSearchData};
@@ -220,6 +221,11 @@ impl Table5Config {
         self.simulator.validate()
     }
 
+    /// The learner the agents use (its settings: `[dqn]`).
+    pub fn learner(&self) -> &dyn LearnerSpec {
+        &self.dqn
+    }
+
     pub fn grid(&self, d: &Table5Dataset) -> Result<ActionGrid> {
         let default = ActionGrid::for_dataset(&d.name);
         let pick = |own: &Option<Vec<u32>>, f: fn(&ActionGrid) -> Vec<u32>, what: &str| {
@@ -313,33 +319,25 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
     let confs: Vec<Configuration> = cfg.configurations.iter().map(|c| Configuration::parse(c)).collect::<Result<_>>()?;
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios)).collect::<Result<_>>()?;
     // Every (dataset, configuration, seed) in table order; finished ones are read back.
-    let mut todo = Vec::new();
-    let mut finished: BTreeMap<usize, CellResult> = BTreeMap::new();
-    let mut index = 0;
+    let mut planned = Vec::new();
     for (di, d) in cfg.datasets.iter().enumerate() {
         for conf in &confs {
             for seed in cfg.seeds() {
                 let key = format!("{}|{}", cfg.cell_key(d, &conf.name(), seed), contexts[di].fingerprints);
-                match dir.read_cell(&d.name, &cell::cell_name(conf, seed), &key) {
-                    Some(cell) => {
-                        finished.insert(index, cell);
-                    }
-                    None => todo.push(Job { index, dataset: di, conf: *conf, seed, key }),
-                }
-                index += 1;
+                planned.push(match dir.read_cell(&d.name, &cell::cell_name(conf, seed), &key) {
+                    Some(cell) => Planned::Done(cell),
+                    None => Planned::Todo(Job { index: planned.len(), dataset: di, conf: *conf, seed, key }),
+                });
             }
         }
     }
-    let total_cells = index;
-    if !finished.is_empty() {
-        println!("resuming: {} of {total_cells} cells already done", finished.len());
-    }
+    let total_cells = planned.len();
     let run_started = Instant::now();
     let label = |job: &Job| Label {
         prefix: format!("cell {}/{total_cells} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.conf.name(), job.seed),
         units: cfg.epochs as u64,
     };
-    let computed = run_cells(&todo, Workers::new(cfg.parallel_cells), "epoch", label, |job, progress| {
+    let cells = run_resumable(planned, Workers::new(cfg.parallel_cells), "epoch", label, |job, progress| {
         let (d, ctx, seed) = (&cfg.datasets[job.dataset], &contexts[job.dataset], job.seed);
         let mut cell = run_cell(cfg, ctx, &job.conf, seed, &progress.bar)?;
         cell.key = job.key.clone();
@@ -356,10 +354,6 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
         ));
         Ok(cell)
     })?;
-    for (job, cell) in todo.iter().zip(computed) {
-        finished.insert(job.index, cell);
-    }
-    let cells: Vec<CellResult> = finished.into_values().collect();
     let report = Report { cfg, confs: &confs, cells: &cells };
     dir.write("table5.csv", report.csv())?;
     dir.write("metrics.csv", report.metrics_csv())?;

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 
 use super::{paper_table5, CellResult, Table5Config};
-use crate::agent::LearnerSpec;
 use crate::env::load_search::Configuration;
 use crate::error::{Error, Result};
 use crate::experiment::metrics::rolling_mean;
@@ -71,7 +70,7 @@ impl Report<'_> {
     /// One line per cell and epoch: the ratio, its rolling mean, both mean rewards and the
     /// learner's own diagnostics.
     pub(super) fn metrics_csv(&self) -> String {
-        let diagnostics = self.cfg.dqn.diagnostic_columns();
+        let diagnostics = self.cfg.learner().diagnostic_columns();
         let mut s = String::from("dataset,configuration,seed,epoch,ratio,rolling_mean,rl_reward,baseline_reward");
         for d in diagnostics {
             let _ = write!(s, ",{}", d.name);
