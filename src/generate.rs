@@ -335,6 +335,9 @@ pub struct GenerateOptions {
 /// floor and failure-rate spread; writes `README.md` beside them when every dataset was
 /// generated whole.
 pub fn run(args: &GenerateOptions) -> anyhow::Result<()> {
+    if args.rows == Some(0) {
+        return Err(Error::config("--rows must be >= 1").into());
+    }
     let (config, plans) = DatasetsConfig::load(&args.config)?;
     for name in &args.only {
         if !plans.iter().any(|p| &p.spec.name == name) {

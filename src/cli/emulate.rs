@@ -69,6 +69,9 @@ pub fn emulate(args: &EmulateArgs) -> Result<()> {
     meshrl::generate::validate_rules(&rules, &Load { threads: args.threads, calls: args.calls })
         .map_err(meshrl::Error::config)
         .context("checking the command-line settings")?;
+    if args.runs == 0 {
+        return Err(meshrl::Error::config("--runs must be >= 1").into());
+    }
     let load = Load { threads: args.threads, calls: args.calls };
     let dist = calibration::distribution(&rules, &load, &scenario, args.runs, args.seed);
     println!(

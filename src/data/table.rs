@@ -177,11 +177,44 @@ fn read_frame(path: &Path) -> Result<DataFrame> {
         Format::Csv => CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
-            .into_reader_with_file_handle(Cursor::new(bytes))
+            .into_reader_with_file_handle(Cursor::new(check_csv_lines(path, bytes)?))
             .finish()
             .map_err(polars_error),
         Format::Parquet => ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars_error),
     }
+}
+
+/// Checks what Polars would report without a row: each line is UTF-8, the header names each
+/// column once, every data row has the header's number of fields (a file with quotes is left
+/// to the CSV parser: a quoted field may hold commas and line breaks) and none is blank.
+/// Blank lines at the end are dropped.
+fn check_csv_lines(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let quoted = bytes.contains(&b'"');
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+    bytes.truncate(end);
+    bytes.push(b'\n');
+    let mut width = 0;
+    for (i, line) in bytes[..end].split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let where_ = || if i == 0 { "the header".to_string() } else { format!("row {i}") };
+        let text = std::str::from_utf8(line)
+            .map_err(|e| Error::file(path, format!("{}: not UTF-8 text (byte {})", where_(), e.valid_up_to() + 1)))?;
+        if i == 0 {
+            let names: Vec<&str> = text.split(',').map(|n| n.trim().trim_matches('"')).collect();
+            if let Some((k, name)) = names.iter().enumerate().find(|(k, n)| names[..*k].contains(n)) {
+                let first = names.iter().position(|n| n == name).unwrap_or(0) + 1;
+                return Err(Error::file(path, format!("the header names column `{name}` twice (fields {first} and {})", k + 1)));
+            }
+            width = names.len();
+        } else if quoted {
+            break;
+        } else if text.trim().is_empty() {
+            return Err(Error::file(path, format!("row {i} is blank")));
+        } else if text.split(',').count() != width {
+            return Err(Error::file(path, format!("row {i} has {} fields, the header has {width}", text.split(',').count())));
+        }
+    }
+    Ok(bytes)
 }
 
 /// Every required column must be present; a protocol file may carry only known columns.
@@ -256,6 +289,10 @@ fn column_values(path: &Path, column: &Column, domain: Domain) -> Result<Vec<f64
         }
         if x.is_infinite() {
             return Err(Error::field(path, row, name, format!("value is infinite ({x})")));
+        }
+        // The models compute in f32: a value beyond its range would become infinite there.
+        if x.abs() > f64::from(f32::MAX) {
+            return Err(Error::field(path, row, name, format!("value {x:e} is beyond the f32 range (about 3.4e38) the models compute in")));
         }
         match domain.violation(x) {
             Some(why) => Err(Error::field(path, row, name, why)),
@@ -408,6 +445,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = csv_with_cell(dir.path(), column, row, value);
         assert_rejected(&path, &TableSpec::default(), Some(row), Some(column))
+    }
+
+    #[test]
+    fn values_beyond_f32_are_rejected_with_row_and_column() {
+        for (column, value) in [("qps", "1e308"), ("ejection_time_s", "3.5e38"), ("latency_mean_ms", "-1e300")] {
+            let msg = rejected_cell(column, 2, value);
+            assert!(msg.contains("f32"), "{msg}");
+        }
+    }
+
+    /// Problems the CSV parser would report without a row, or not at all.
+    #[test]
+    fn csv_lines_are_checked_with_their_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write_csv(dir.path(), &header(), &good_rows());
+        let text = std::fs::read_to_string(&good).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let cases = [
+            // (file text, expected piece of the message)
+            (text.replacen("calls", "threads", 1), "names column `threads` twice"),
+            (
+                format!("{}\n{}\n{}\n", lines[0], lines[1], &lines[2][..lines[2].rfind(',').unwrap()]),
+                "row 2 has 12 fields, the header has 13",
+            ),
+            (format!("{}\n{}\n\n{}\n", lines[0], lines[1], lines[2]), "row 2 is blank"),
+        ];
+        for (content, expected) in cases {
+            std::fs::write(&good, content).unwrap();
+            let msg = load_table(&good, &TableSpec::default()).unwrap_err().to_string();
+            assert!(msg.contains(expected) && msg.contains("trace.csv"), "{expected:?} not in: {msg}");
+        }
+        let mut bytes = text.clone().into_bytes();
+        let at = text.find('\n').unwrap() + text[text.find('\n').unwrap() + 1..].find('\n').unwrap() + 3;
+        bytes[at] = 0xff;
+        std::fs::write(&good, bytes).unwrap();
+        let msg = load_table(&good, &TableSpec::default()).unwrap_err().to_string();
+        assert!(msg.contains("row 2: not UTF-8"), "{msg}");
+        // Blank lines at the end, and Windows line ends, are fine.
+        std::fs::write(&good, format!("{text}\n\n")).unwrap();
+        assert_eq!(load_table(&good, &TableSpec::default()).unwrap().n_rows(), 3);
+        std::fs::write(&good, text.replace('\n', "\r\n")).unwrap();
+        assert_eq!(load_table(&good, &TableSpec::default()).unwrap().n_rows(), 3);
     }
 
     #[test]

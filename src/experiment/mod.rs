@@ -43,9 +43,18 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<toml::Table>
 }
 
 /// Deserialises an experiment table into its config type and validates it; every error
-/// names the file.
-pub fn parse_config<T: serde::de::DeserializeOwned>(table: toml::Table, file: &Path, validate: impl Fn(&T) -> Result<()>) -> Result<T> {
-    let in_file = |message: String| Error::Config { file: Some(file.to_path_buf()), message };
+/// names the file and the `--set` overrides applied to it, either of which may be at fault.
+pub fn parse_config<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    file: &Path,
+    overrides: &[String],
+    validate: impl Fn(&T) -> Result<()>,
+) -> Result<T> {
+    let source = match overrides {
+        [] => file.to_path_buf(),
+        _ => format!("{} with --set {}", file.display(), overrides.join(" --set ")).into(),
+    };
+    let in_file = |message: String| Error::Config { file: Some(source.clone()), message };
     let cfg: T = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| in_file(e.to_string()))?;
     validate(&cfg).map_err(|e| match e {
         Error::Config { message, .. } => in_file(message),
@@ -59,8 +68,8 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<()> {
     let table = load_experiment(path, overrides)?;
     let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     match kind {
-        "table4" => table4::run(&parse_config(table, path, table4::Table4Config::validate)?),
-        "table5" => table5::run(&parse_config(table, path, table5::Table5Config::validate)?),
+        "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?),
+        "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
             message: format!("unknown experiment kind {other:?}; expected \"table4\" or \"table5\""),

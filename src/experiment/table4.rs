@@ -151,8 +151,22 @@ impl Table4Config {
         if self.datasets.is_empty() {
             return Err(Error::config("no [[dataset]] entries"));
         }
-        for m in &self.models {
+        if let Some((i, d)) = self.datasets.iter().enumerate().find(|(i, d)| self.datasets[..*i].iter().any(|e| e.name == d.name)) {
+            return Err(Error::config(format!(
+                "two [[dataset]] entries are named {:?} (entries {} and {})",
+                d.name,
+                self.datasets.iter().position(|e| e.name == d.name).unwrap_or(0) + 1,
+                i + 1
+            )));
+        }
+        if self.models.is_empty() {
+            return Err(Error::config("models is empty: name at least one of mlp, svr, ridge, logistic, forest"));
+        }
+        for (i, m) in self.models.iter().enumerate() {
             self.params(m)?;
+            if self.models[..i].contains(m) {
+                return Err(Error::config(format!("model {m:?} is listed twice")));
+            }
         }
         self.mlp.validate()?;
         self.svr.validate()?;
@@ -305,7 +319,6 @@ struct Job<'a> {
 
 /// Runs the experiment: every cell (resuming finished ones), then the tables and plots.
 pub fn run(cfg: &Table4Config) -> Result<()> {
-    let dir = RunDir::create(&cfg.out_dir, cfg)?;
     // Load and check every dataset before the long work starts.
     let mut tables = Vec::new();
     for ds in &cfg.datasets {
@@ -316,6 +329,8 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         }
         tables.push((table, rows, crate::data::fingerprint(&ds.path)?));
     }
+    // Only a run whose inputs all load touches the output directory.
+    let dir = RunDir::create(&cfg.out_dir, cfg)?;
     // Every (dataset, seed, model) in table order; finished ones are read back (an MLP cell
     // only with its saved simulator).
     let mut planned = Vec::new();

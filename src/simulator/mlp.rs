@@ -238,6 +238,16 @@ impl Mlp {
             if dims.len() != 2 || b.dims() != [dims[0]] || widths.last().is_some_and(|&prev| prev != dims[1]) {
                 return Err(Error::file(path, format!("layer fc{i} has inconsistent shapes {:?} and {:?}", dims, b.dims())));
             }
+            for (name, t) in [("weight", w), ("bias", b)] {
+                let values = t.flatten_all().and_then(|t| t.to_dtype(DType::F32)).and_then(|t| t.to_vec1::<f32>());
+                let values = values.map_err(|e| Error::file(path, format!("layer fc{i}.{name}: {e}")))?;
+                if let Some(k) = values.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::file(
+                        path,
+                        format!("layer fc{i}.{name}: value {k} is {} (a corrupted or diverged model)", values[k]),
+                    ));
+                }
+            }
             if widths.is_empty() {
                 widths.push(dims[1]);
             }

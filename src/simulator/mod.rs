@@ -68,6 +68,9 @@ impl ServiceModel {
     /// Loads an MLP simulator saved by Table 4: the weights and, beside them, the
     /// normalisers (`<stem>.inputs.json`, `<stem>.outputs.json`) that fix its shape.
     pub fn load_mlp(model_path: &Path) -> Result<ServiceModel> {
+        if !model_path.is_file() {
+            return Err(Error::file(model_path, "cannot read: no such model file"));
+        }
         let inputs = Normalizer::load_json(&normalizer_path(model_path, "inputs"))?;
         let outputs = Normalizer::load_json(&normalizer_path(model_path, "outputs"))?;
         let net = mlp::Mlp::load(model_path, inputs.width(), outputs.width())?;

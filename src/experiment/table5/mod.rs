@@ -208,13 +208,33 @@ impl Table5Config {
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return Err(Error::config(format!("beta must be >= 0, but is {}", self.beta)));
         }
+        if !(self.train_fraction > 0.0 && self.train_fraction < 1.0) {
+            return Err(Error::config(format!("train_fraction must be in (0, 1), but is {}", self.train_fraction)));
+        }
+        if self.validation_pairs == Some(0) {
+            return Err(Error::config("validation_pairs must be >= 1 (leave it out to validate every pair)"));
+        }
+        if self.yardsticks && (self.oracle_runs == 0 || self.oracle_validation_states == 0) {
+            return Err(Error::config("oracle_runs and oracle_validation_states must be >= 1 (or yardsticks = false)"));
+        }
         if self.datasets.is_empty() {
             return Err(Error::config("no [[dataset]] entries"));
         }
-        for c in &self.configurations {
-            Configuration::parse(c)?;
+        if self.configurations.is_empty() {
+            return Err(Error::config("configurations is empty: name at least one (e.g. \"call\")"));
         }
-        for d in &self.datasets {
+        let mut seen = Vec::new();
+        for c in &self.configurations {
+            let name = Configuration::parse(c)?.name();
+            if seen.contains(&name) {
+                return Err(Error::config(format!("configuration {c:?} is listed twice")));
+            }
+            seen.push(name);
+        }
+        for (i, d) in self.datasets.iter().enumerate() {
+            if self.datasets[..i].iter().any(|e| e.name == d.name) {
+                return Err(Error::config(format!("two [[dataset]] entries are named {:?}", d.name)));
+            }
             self.grid(d)?.validate()?;
         }
         self.dqn.validate()?;
@@ -314,10 +334,11 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
     // threads per product doubled the CPU time for no gain), so candle's kernels get one
     // thread and whole cells run in parallel instead. Set before any thread starts.
     std::env::set_var("RAYON_NUM_THREADS", "1");
-    let dir = RunDir::create(&cfg.out_dir, cfg)?;
     let scenarios = scenarios(cfg)?;
     let confs: Vec<Configuration> = cfg.configurations.iter().map(|c| Configuration::parse(c)).collect::<Result<_>>()?;
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios)).collect::<Result<_>>()?;
+    // Only a run whose inputs all load touches the output directory.
+    let dir = RunDir::create(&cfg.out_dir, cfg)?;
     // Every (dataset, configuration, seed) in table order; finished ones are read back.
     let mut planned = Vec::new();
     for (di, d) in cfg.datasets.iter().enumerate() {
