@@ -115,11 +115,27 @@ pub enum Planned<J, C> {
     Todo(J),
 }
 
+/// How runs sharing a run directory split the cells: a cell is computed by the run that
+/// claims it; the others read it back once it is written.
+pub trait Coordinate<J, C>: Sync {
+    /// Held while the cell is computed; dropping it releases the claim.
+    type Guard;
+    /// The cell's claim, or `None` when another live run holds it.
+    fn claim(&self, job: &J) -> Result<Option<Self::Guard>>;
+    /// The cell, if another run has finished it.
+    fn read_back(&self, job: &J) -> Option<C>;
+}
+
+/// How often a run waiting for cells that other runs compute looks for them.
+const POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Computes the cells still to do ([`run_cells`]) and returns every cell in table order.
-pub fn run_resumable<J: Sync, C: Send>(
+/// Cells that another run has claimed are waited for (and taken over if that run dies).
+pub fn run_resumable<J: Sync, C: Send, G>(
     planned: Vec<Planned<J, C>>,
     workers: Workers,
     unit: &str,
+    coordination: &impl Coordinate<J, C, Guard = G>,
     label: impl Fn(&J) -> Label + Sync,
     run: impl Fn(&J, &CellProgress) -> Result<C> + Sync,
 ) -> Result<Vec<C>> {
@@ -138,11 +154,56 @@ pub fn run_resumable<J: Sync, C: Send>(
             }
         }
     }
-    let computed = run_cells(&todo, workers, unit, |(_, job)| label(job), |(_, job), progress| run(job, progress))?;
-    for ((i, _), cell) in todo.iter().zip(computed) {
-        cells[*i] = Some(cell);
+    let mut announced = false;
+    while !todo.is_empty() {
+        let computed = run_cells(
+            &todo,
+            workers,
+            unit,
+            |(_, job)| label(job),
+            |(_, job), progress| {
+                let Some(claim) = coordination.claim(job)? else { return Ok(None) };
+                // Another run may have finished the cell since this one planned it.
+                let cell = match coordination.read_back(job) {
+                    Some(cell) => cell,
+                    None => run(job, progress)?,
+                };
+                drop(claim);
+                Ok(Some(cell))
+            },
+        )?;
+        let mut elsewhere = Vec::new();
+        for ((i, job), cell) in todo.into_iter().zip(computed) {
+            match cell.or_else(|| coordination.read_back(&job)) {
+                Some(cell) => cells[i] = Some(cell),
+                None => elsewhere.push((i, job)),
+            }
+        }
+        todo = elsewhere;
+        if !todo.is_empty() {
+            if !announced {
+                println!("waiting for {} cells that another run is computing", todo.len());
+                announced = true;
+            }
+            std::thread::sleep(POLL);
+        }
     }
     Ok(cells.into_iter().flatten().collect())
+}
+
+/// Coordination for a run that is alone on its directory (tests).
+#[cfg(test)]
+pub struct Alone;
+
+#[cfg(test)]
+impl<J, C> Coordinate<J, C> for Alone {
+    type Guard = ();
+    fn claim(&self, _job: &J) -> Result<Option<()>> {
+        Ok(Some(()))
+    }
+    fn read_back(&self, _job: &J) -> Option<C> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +258,7 @@ mod tests {
     fn finished_cells_keep_their_place_among_the_computed_ones() {
         let planned = vec![Planned::Done(10), Planned::Todo(1), Planned::Done(12), Planned::Todo(3)];
         let label = |_: &u32| Label { prefix: String::new(), units: 1 };
-        let cells = run_resumable(planned, Workers { cells: 2, threads_per_cell: 1 }, "step", label, |j, _| Ok(10 + j)).unwrap();
+        let cells = run_resumable(planned, Workers { cells: 2, threads_per_cell: 1 }, "step", &Alone, label, |j, _| Ok(10 + j)).unwrap();
         assert_eq!(cells, vec![10, 11, 12, 13]);
     }
 

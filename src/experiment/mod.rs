@@ -6,6 +6,7 @@
 //! [`table4`] (simulators), [`table5`] (agents on the load search).
 
 pub mod cells;
+pub mod claims;
 pub mod metrics;
 pub mod rundir;
 pub mod table4;

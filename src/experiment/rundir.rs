@@ -1,9 +1,11 @@
 //! A run directory: everything one experiment file writes, self-describing and resumable.
 //!
-//! - `config.resolved.toml`: the config with every default filled in;
+//! - `config.resolved.toml`: the config with every default filled in. It says which config
+//!   owns the directory: a run of another config refuses it;
 //! - `cells/<dataset>/<name>.json`: one finished cell each, written atomically when it is
 //!   done, with the key of the settings (and input fingerprints) it was computed under; a
 //!   rerun reads back the cells whose key matches and redoes the others;
+//! - `cells/<dataset>/<name>.claim`: a cell being computed, by which run ([`super::claims`]);
 //! - the tables, plots and per-epoch files the experiment writes from its cells.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::cells::Coordinate;
+use super::claims::{Claim, Claims};
 use crate::atomic;
 use crate::error::{Error, Result};
 
@@ -25,12 +29,25 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates the directory and writes the resolved config into it.
-    pub fn create(root: &Path, resolved: &impl Serialize) -> Result<RunDir> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+    /// Creates the directory and writes the resolved config into it; a directory that holds
+    /// another config's run is refused. `scheduling` names fields that change how a run is
+    /// scheduled but not its results (they may differ).
+    pub fn create(root: &Path, resolved: &impl Serialize, scheduling: &[&str]) -> Result<RunDir> {
         let text = toml::to_string_pretty(resolved).map_err(|e| Error::config(e.to_string()))?;
-        atomic::write_file(&root.join("config.resolved.toml"), text)?;
+        let path = root.join("config.resolved.toml");
+        match std::fs::read_to_string(&path) {
+            Ok(owner) => check_same_config(&path, &owner, &text, scheduling)?,
+            Err(_) => {
+                std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+                atomic::write_file(&path, &text)?;
+            }
+        }
         Ok(RunDir { root: root.to_path_buf() })
+    }
+
+    /// Where a cell's claim lives while a run computes it.
+    pub fn claim_path(&self, dataset: &str, name: &str) -> PathBuf {
+        self.root.join("cells").join(dataset).join(format!("{name}.claim"))
     }
 
     /// A path inside the run directory.
@@ -62,6 +79,62 @@ impl RunDir {
     }
 }
 
+/// Refuses a run whose resolved config differs from the one that owns the directory (but in
+/// `scheduling` fields), naming the first differing field.
+fn check_same_config(path: &Path, owner: &str, new: &str, scheduling: &[&str]) -> Result<()> {
+    let parse = |text: &str| -> Result<toml::Table> {
+        let mut t: toml::Table = toml::from_str(text).map_err(|e| Error::file(path, format!("not a resolved config: {e}")))?;
+        for key in scheduling {
+            t.remove(*key);
+        }
+        Ok(t)
+    };
+    let (old, new) = (parse(owner)?, parse(new)?);
+    if old == new {
+        return Ok(());
+    }
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let show = |v: Option<&toml::Value>| v.map_or("absent".to_string(), |v| v.to_string());
+    let field = keys.into_iter().find(|k| old.get(*k) != new.get(*k)).map(|k| k.as_str()).unwrap_or("?");
+    let (was, is) = (show(old.get(field)), show(new.get(field)));
+    let (was, is) = if was.len() + is.len() > 160 { ("...".to_string(), "something else".to_string()) } else { (was, is) };
+    Err(Error::file(
+        path,
+        format!(
+            "this directory holds the run of another config (`{field}` is {was} there, {is} here); \
+             give the run another out_dir, or delete the directory to start over"
+        ),
+    ))
+}
+
+/// What identifies a cell in the run directory.
+pub trait CellJob {
+    fn dataset(&self) -> &str;
+    /// The cell's file name without extension.
+    fn name(&self) -> String;
+    /// The settings (and input fingerprints) it is computed under.
+    fn key(&self) -> &str;
+}
+
+/// Coordinates runs on one directory: claims through claim files, cells read back when
+/// another run finished them.
+pub struct DirCoordination<'a> {
+    pub dir: &'a RunDir,
+    pub claims: Claims,
+}
+
+impl<J: CellJob + Sync, C: Cell> Coordinate<J, C> for DirCoordination<'_> {
+    type Guard = Claim;
+
+    fn claim(&self, job: &J) -> Result<Option<Claim>> {
+        self.claims.try_claim(&self.dir.claim_path(job.dataset(), &job.name()))
+    }
+
+    fn read_back(&self, job: &J) -> Option<C> {
+        self.dir.read_cell(job.dataset(), &job.name(), job.key())
+    }
+}
+
 /// JSON text of any settings, for cell keys.
 pub fn json(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
@@ -85,12 +158,24 @@ mod tests {
     #[test]
     fn cells_read_back_only_under_their_key() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = RunDir::create(&tmp.path().join("run"), &Tiny { key: "k".into(), value: 1 }).unwrap();
+        let dir = RunDir::create(&tmp.path().join("run"), &Tiny { key: "k".into(), value: 1 }, &[]).unwrap();
         assert!(std::fs::read_to_string(dir.join("config.resolved.toml")).unwrap().contains("value = 1"));
         assert!(dir.read_cell::<Tiny>("S1", "a", "k").is_none(), "nothing saved yet");
         dir.write_cell("S1", "a", &Tiny { key: "k".into(), value: 7 }).unwrap();
         assert_eq!(dir.read_cell::<Tiny>("S1", "a", "k").unwrap().value, 7);
         assert!(dir.read_cell::<Tiny>("S1", "a", "other settings").is_none());
         assert!(dir.cell_path("S1", "a").ends_with("cells/S1/a.json"));
+    }
+
+    #[test]
+    fn a_directory_belongs_to_one_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("run");
+        RunDir::create(&root, &Tiny { key: "k".into(), value: 1 }, &[]).unwrap();
+        RunDir::create(&root, &Tiny { key: "k".into(), value: 1 }, &[]).expect("the same config resumes");
+        let err = RunDir::create(&root, &Tiny { key: "k".into(), value: 2 }, &[]).err().expect("another config is refused").to_string();
+        assert!(err.contains("config.resolved.toml") && err.contains("`value` is 1 there, 2 here"), "{err}");
+        RunDir::create(&root, &Tiny { key: "k".into(), value: 2 }, &["value"]).expect("scheduling fields may differ");
+        assert!(std::fs::read_to_string(root.join("config.resolved.toml")).unwrap().contains("value = 1"), "the owner's config stays");
     }
 }

@@ -14,7 +14,8 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::cells::{run_resumable, Label, Planned, Workers};
-use super::rundir::{Cell, RunDir};
+use super::claims::Claims;
+use super::rundir::{Cell, CellJob, DirCoordination, RunDir};
 use crate::data::{load_table, prepare, Prepared, TableSpec, TraceTable};
 use crate::error::{Error, Result};
 use crate::report::{self, mean_std, plot};
@@ -312,9 +313,22 @@ fn compute_cell(
 struct Job<'a> {
     index: usize,
     dataset: usize,
+    dataset_name: &'a str,
     model: &'a str,
     seed: u64,
     key: String,
+}
+
+impl CellJob for Job<'_> {
+    fn dataset(&self) -> &str {
+        self.dataset_name
+    }
+    fn name(&self) -> String {
+        cell_name(self.model, self.seed)
+    }
+    fn key(&self) -> &str {
+        &self.key
+    }
 }
 
 /// Runs the experiment: every cell (resuming finished ones), then the tables and plots.
@@ -330,7 +344,7 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         tables.push((table, rows, crate::data::fingerprint(&ds.path)?));
     }
     // Only a run whose inputs all load touches the output directory.
-    let dir = RunDir::create(&cfg.out_dir, cfg)?;
+    let dir = RunDir::create(&cfg.out_dir, cfg, &[])?;
     // Every (dataset, seed, model) in table order; finished ones are read back (an MLP cell
     // only with its saved simulator).
     let mut planned = Vec::new();
@@ -342,7 +356,7 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
                 let model_saved = model != "mlp" || cfg.model_path(&ds.name, seed).exists();
                 planned.push(match dir.read_cell::<CellResult>(&ds.name, &cell_name(model, seed), &key).filter(|_| model_saved) {
                     Some(cell) => Planned::Done(cell),
-                    None => Planned::Todo(Job { index: planned.len(), dataset: di, model, seed, key }),
+                    None => Planned::Todo(Job { index: planned.len(), dataset: di, dataset_name: &ds.name, model, seed, key }),
                 });
             }
         }
@@ -353,7 +367,8 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         prefix: format!("cell {}/{total} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.model, job.seed),
         units: 1,
     };
-    let cells = run_resumable(planned, Workers::new(Some(1)), "cell", label, |job, progress| {
+    let coordination = DirCoordination { dir: &dir, claims: Claims::start() };
+    let cells = run_resumable(planned, Workers::new(Some(1)), "cell", &coordination, label, |job, progress| {
         let (ds, (table, rows, _)) = (&cfg.datasets[job.dataset], &tables[job.dataset]);
         let prep = prepare(table, *rows, job.seed, cfg.train_fraction)?;
         let cell = compute_cell(cfg, ds, table, &prep, job.model, job.seed, job.key.clone())?;
@@ -671,7 +686,7 @@ trees = 10
         let md = std::fs::read_to_string(out.join("table4.md")).unwrap();
         assert!(md.contains("| Random Forest |") && md.contains("10 trees per output"), "{md}");
         let key = cfg.cell_key(&cfg.datasets[0], &crate::data::fingerprint(&cfg.datasets[0].path).unwrap(), "forest", 2);
-        let cell: CellResult = RunDir::create(&out, &cfg).unwrap().read_cell("S1", &cell_name("forest", 2), &key).expect("cell saved");
+        let cell: CellResult = RunDir::create(&out, &cfg, &[]).unwrap().read_cell("S1", &cell_name("forest", 2), &key).expect("cell saved");
         assert_eq!(cell.train_rows, 240);
         // Recomputed from scratch, the same seed gives the same cell.
         std::fs::remove_dir_all(out.join("cells")).unwrap();

@@ -19,7 +19,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::cells::{run_resumable, Label, Planned, Workers};
-use super::rundir::{json, RunDir};
+use super::claims::Claims;
+use super::rundir::{json, CellJob, DirCoordination, RunDir};
 use crate::agent::dqn::DqnConfig;
 use crate::agent::LearnerSpec;
 use crate::data::{load_table, prepare, TableSpec};
@@ -323,9 +324,22 @@ pub fn scenarios(cfg: &Table5Config) -> Result<BTreeMap<String, Scenario>> {
 struct Job {
     index: usize,
     dataset: usize,
+    dataset_name: String,
     conf: Configuration,
     seed: u64,
     key: String,
+}
+
+impl CellJob for Job {
+    fn dataset(&self) -> &str {
+        &self.dataset_name
+    }
+    fn name(&self) -> String {
+        cell::cell_name(&self.conf, self.seed)
+    }
+    fn key(&self) -> &str {
+        &self.key
+    }
 }
 
 /// Runs every cell (resuming finished ones), then writes the tables, curves and claims.
@@ -338,7 +352,7 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
     let confs: Vec<Configuration> = cfg.configurations.iter().map(|c| Configuration::parse(c)).collect::<Result<_>>()?;
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios)).collect::<Result<_>>()?;
     // Only a run whose inputs all load touches the output directory.
-    let dir = RunDir::create(&cfg.out_dir, cfg)?;
+    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells"])?;
     // Every (dataset, configuration, seed) in table order; finished ones are read back.
     let mut planned = Vec::new();
     for (di, d) in cfg.datasets.iter().enumerate() {
@@ -347,7 +361,7 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
                 let key = format!("{}|{}", cfg.cell_key(d, &conf.name(), seed), contexts[di].fingerprints);
                 planned.push(match dir.read_cell(&d.name, &cell::cell_name(conf, seed), &key) {
                     Some(cell) => Planned::Done(cell),
-                    None => Planned::Todo(Job { index: planned.len(), dataset: di, conf: *conf, seed, key }),
+                    None => Planned::Todo(Job { index: planned.len(), dataset: di, dataset_name: d.name.clone(), conf: *conf, seed, key }),
                 });
             }
         }
@@ -358,7 +372,8 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
         prefix: format!("cell {}/{total_cells} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.conf.name(), job.seed),
         units: cfg.epochs as u64,
     };
-    let cells = run_resumable(planned, Workers::new(cfg.parallel_cells), "epoch", label, |job, progress| {
+    let coordination = DirCoordination { dir: &dir, claims: Claims::start() };
+    let cells = run_resumable(planned, Workers::new(cfg.parallel_cells), "epoch", &coordination, label, |job, progress| {
         let (d, ctx, seed) = (&cfg.datasets[job.dataset], &contexts[job.dataset], job.seed);
         let mut cell = run_cell(cfg, ctx, &job.conf, seed, &progress.bar)?;
         cell.key = job.key.clone();
