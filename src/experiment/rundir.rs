@@ -77,6 +77,59 @@ impl RunDir {
     pub fn write(&self, relative: impl AsRef<Path>, text: impl AsRef<[u8]>) -> Result<()> {
         atomic::write_file(&self.root.join(relative), text)
     }
+
+    /// A set of report files to replace together ([`OutputSet`]).
+    pub fn outputs(&self) -> OutputSet {
+        OutputSet { root: self.root.clone(), staged: Vec::new() }
+    }
+}
+
+/// Report files replaced as a set: each is written under a temporary name beside its place,
+/// and only when every one is written are they renamed into place. A report that fails half
+/// way leaves the previous set as it was.
+pub struct OutputSet {
+    root: PathBuf,
+    /// (temporary, final) paths.
+    staged: Vec<(PathBuf, PathBuf)>,
+}
+
+impl OutputSet {
+    /// The temporary path to write `relative` to (same extension, so that image writers
+    /// still know the format); created directories included.
+    pub fn stage(&mut self, relative: impl AsRef<Path>) -> Result<PathBuf> {
+        let path = self.root.join(relative);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        let tmp = path.with_file_name(format!("{stem}.staged-{}{ext}", std::process::id()));
+        self.staged.push((tmp.clone(), path));
+        Ok(tmp)
+    }
+
+    /// Stages a text file.
+    pub fn write(&mut self, relative: impl AsRef<Path>, text: impl AsRef<[u8]>) -> Result<()> {
+        let tmp = self.stage(relative)?;
+        atomic::write_file(&tmp, text)
+    }
+
+    /// Moves every staged file into place.
+    pub fn commit(mut self) -> Result<()> {
+        for (tmp, path) in std::mem::take(&mut self.staged) {
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OutputSet {
+    /// A set never committed leaves no temporary file behind.
+    fn drop(&mut self) {
+        for (tmp, _) in &self.staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 /// Refuses a run whose resolved config differs from the one that owns the directory (but in
@@ -165,6 +218,32 @@ mod tests {
         assert_eq!(dir.read_cell::<Tiny>("S1", "a", "k").unwrap().value, 7);
         assert!(dir.read_cell::<Tiny>("S1", "a", "other settings").is_none());
         assert!(dir.cell_path("S1", "a").ends_with("cells/S1/a.json"));
+    }
+
+    #[test]
+    fn report_files_are_replaced_as_a_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(&tmp.path().join("run"), &Tiny { key: "k".into(), value: 1 }, &[]).unwrap();
+        let mut first = dir.outputs();
+        first.write("a.csv", "old a").unwrap();
+        first.write("plots/b.png", "old b").unwrap();
+        first.commit().unwrap();
+        // A report that fails after writing one file: the old set stays, no temporary left.
+        let mut failed = dir.outputs();
+        failed.write("a.csv", "new a").unwrap();
+        drop(failed);
+        assert_eq!(std::fs::read_to_string(dir.join("a.csv")).unwrap(), "old a");
+        let names: Vec<String> =
+            std::fs::read_dir(dir.join(".")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.contains("staged")), "{names:?}");
+        let mut second = dir.outputs();
+        let png = second.stage("plots/b.png").unwrap();
+        assert_eq!(png.extension().unwrap(), "png");
+        std::fs::write(&png, "new b").unwrap();
+        second.write("a.csv", "new a").unwrap();
+        second.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("plots/b.png")).unwrap(), "new b");
+        assert_eq!(std::fs::read_to_string(dir.join("a.csv")).unwrap(), "new a");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cells::{run_resumable, Label, Planned, Workers};
 use super::claims::Claims;
-use super::rundir::{Cell, CellJob, DirCoordination, RunDir};
+use super::rundir::{Cell, CellJob, DirCoordination, OutputSet, RunDir};
 use crate::data::{load_table, prepare, Prepared, TableSpec, TraceTable};
 use crate::error::{Error, Result};
 use crate::report::{self, mean_std, plot};
@@ -385,12 +385,14 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         Ok(cell)
     })?;
     let summary = Summary::new(cfg, &cells);
-    dir.write("table4.csv", summary.csv())?;
     let claim = summary.claim_mlp_lowest();
-    dir.write("table4.md", summary.markdown(&claim))?;
+    let mut outputs = dir.outputs();
+    outputs.write("table4.csv", summary.csv())?;
+    outputs.write("table4.md", summary.markdown(&claim))?;
     for ds in &cfg.datasets {
-        parity_plot(cfg, &ds.name, &cells)?;
+        parity_plot(cfg, &ds.name, &cells, &mut outputs)?;
     }
+    outputs.commit()?;
     println!("{}", summary.main_table());
     println!("{claim}");
     println!("wrote {}", cfg.out_dir.display());
@@ -402,7 +404,7 @@ fn cell_name(model: &str, seed: u64) -> String {
     format!("{model}_seed{seed}")
 }
 
-fn parity_plot(cfg: &Table4Config, dataset: &str, cells: &[CellResult]) -> Result<()> {
+fn parity_plot(cfg: &Table4Config, dataset: &str, cells: &[CellResult], files: &mut OutputSet) -> Result<()> {
     let first_seed = cfg.seed;
     let mut panels = Vec::new();
     let mut outputs = 1;
@@ -417,7 +419,7 @@ fn parity_plot(cfg: &Table4Config, dataset: &str, cells: &[CellResult]) -> Resul
             });
         }
     }
-    let path = cfg.out_dir.join(format!("parity_{dataset}.png"));
+    let path = files.stage(format!("parity_{dataset}.png"))?;
     plot::parity_grid(&path, &format!("{dataset}: predicted against measured (test split, seed {first_seed})"), &panels, outputs)
 }
 

@@ -391,11 +391,13 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
         Ok(cell)
     })?;
     let report = Report { cfg, confs: &confs, cells: &cells };
-    dir.write("table5.csv", report.csv())?;
-    dir.write("metrics.csv", report.metrics_csv())?;
     let claims = report.claims();
-    dir.write("table5.md", report.markdown(&claims))?;
-    report.figures()?;
+    let mut outputs = dir.outputs();
+    outputs.write("table5.csv", report.csv())?;
+    outputs.write("metrics.csv", report.metrics_csv())?;
+    outputs.write("table5.md", report.markdown(&claims))?;
+    report.figures(&mut outputs)?;
+    outputs.commit()?;
     println!("{}", report.main_table());
     println!("{claims}");
     println!("wrote {} ({:.0} s)", cfg.out_dir.display(), run_started.elapsed().as_secs_f64());

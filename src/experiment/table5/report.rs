@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use super::{paper_table5, CellResult, Table5Config};
 use crate::env::load_search::Configuration;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::experiment::metrics::rolling_mean;
+use crate::experiment::rundir::OutputSet;
 use crate::report::{self, mean_std, plot};
 
 /// A `table5.csv` metric: its name, how a cell gives it, the paper's value.
@@ -393,7 +394,7 @@ impl Report<'_> {
         }
     }
 
-    pub(super) fn figures(&self) -> Result<()> {
+    pub(super) fn figures(&self, outputs: &mut OutputSet) -> Result<()> {
         // Figure 7: one panel per configuration (single-service row above, *5 below), one
         // curve per dataset: the per-epoch ratio, mean over seeds, band min..max.
         let panels: Vec<plot::CurvePanel> = self
@@ -406,7 +407,7 @@ impl Report<'_> {
             .collect();
         let columns = self.confs.iter().filter(|c| c.services == 1).count().max(1);
         plot::curves_grid(
-            &self.cfg.out_dir.join("figure7.png"),
+            &outputs.stage("figure7.png")?,
             &format!("Per-epoch reward ratio (RL / random), mean over seeds {} with min-max band", self.seeds_text()),
             "ratio",
             &panels,
@@ -423,8 +424,7 @@ impl Report<'_> {
                         self.curve(&d.name, &name, format!("{}-epoch rolling mean", self.cfg.rolling_window), true),
                     ],
                 };
-                let path = self.cfg.out_dir.join("curves").join(format!("{}_{}.png", d.name, conf.slug()));
-                std::fs::create_dir_all(path.parent().expect("curves dir")).map_err(|e| Error::io("creating curves/", e))?;
+                let path = outputs.stage(format!("curves/{}_{}.png", d.name, conf.slug()))?;
                 plot::curves_grid(&path, &format!("{} {name}: seeds {}", d.name, self.seeds_text()), "ratio", &[panel], 1)?;
             }
         }
