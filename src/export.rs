@@ -22,7 +22,8 @@ pub struct ExportOptions {
     pub cell: PathBuf,
     /// How many of the best validated pairs to export.
     pub top: usize,
-    /// Directory for `run_<i>.yaml` and `manifest.csv`.
+    /// Directory for `run_<i>.yaml` and `manifest.csv`, replaced whole: it must be new,
+    /// empty or a previous export (nothing else in it).
     pub out: PathBuf,
     /// `spec.host` of the DestinationRules: the service under test.
     pub host: String,
@@ -76,17 +77,7 @@ fn rules_of(table: &TraceTable, row: usize) -> TrafficRules {
 pub fn select(cell: &Path, pairs: &[Pair], table: &TraceTable, k: usize) -> Result<Vec<ExportedRun>> {
     let mut validated: Vec<(usize, &Pair)> = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
-        if p.candidate.row >= table.n_rows() {
-            return Err(Error::file(
-                cell,
-                format!(
-                    "field `best_rl[{i}].row`: {} is outside the {} rows of {} (was the dataset regenerated?)",
-                    p.candidate.row,
-                    table.n_rows(),
-                    table.path().display()
-                ),
-            ));
-        }
+        check_pair(cell, &format!("best_rl[{i}]"), p, table)?;
         if p.truth_reward.is_some_and(f64::is_finite) {
             validated.push((i, p));
         }
@@ -117,33 +108,118 @@ pub fn select(cell: &Path, pairs: &[Pair], table: &TraceTable, k: usize) -> Resu
     Ok(out)
 }
 
+/// A pair as a run on a cluster: its row is in the dataset, and its load makes a Fortio
+/// command that runs that load, `-c threads -n calls` with `1 <= threads <= calls`. A
+/// cell file cut short or edited by hand can hold anything, and `-c 0` or `-n 0` (which
+/// Fortio reads as a timed run, not a number of calls) would measure something else, so
+/// such a pair is refused, naming the cell file and the field (`best_rl[3].threads`).
+fn check_pair(cell: &Path, field: &str, p: &Pair, table: &TraceTable) -> Result<()> {
+    let c = &p.candidate;
+    let fail = |name: &str, message: String| Err(Error::file(cell, format!("field `{field}.{name}`: {message}")));
+    if c.row >= table.n_rows() {
+        return fail(
+            "row",
+            format!("{} is outside the {} rows of {} (was the dataset regenerated?)", c.row, table.n_rows(), table.path().display()),
+        );
+    }
+    if c.threads == 0 {
+        return fail("threads", "0 threads: `fortio load -c 0` runs no load (is the cell file damaged?)".into());
+    }
+    if c.calls == 0 {
+        return fail("calls", "0 calls: Fortio reads `-n 0` as a timed run, not a number of calls (is the cell file damaged?)".into());
+    }
+    if c.calls < c.threads {
+        return fail(
+            "calls",
+            format!(
+                "{} calls is fewer than the {} threads (`-c {} -n {}`): some threads would make no call; \
+                 no action grid does this (is the cell file damaged?)",
+                c.calls, c.threads, c.threads, c.calls
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Every validated pair of both sides, in the cell's order: the runs behind its Val.
 fn validation_runs(path: &Path, cell: &CellFile, table: &TraceTable) -> Result<Vec<ExportedRun>> {
     let mut runs = Vec::new();
     for (side, pairs) in [("rl", &cell.best_rl), ("baseline", &cell.best_baseline)] {
-        let validated: Vec<&Pair> = pairs.iter().filter(|p| p.truth_reward.is_some_and(f64::is_finite)).collect();
-        if validated.is_empty() {
-            return Err(Error::file(
-                path,
-                format!("field `best_{}`: no validated pair to export", if side == "rl" { "rl" } else { "baseline" }),
-            ));
-        }
-        for p in validated {
-            if p.candidate.row >= table.n_rows() {
-                return Err(Error::file(
-                    path,
-                    format!(
-                        "a `{side}` pair's row {} is outside the {} rows of {}",
-                        p.candidate.row,
-                        table.n_rows(),
-                        table.path().display()
-                    ),
-                ));
+        let mut validated = Vec::new();
+        for (i, p) in pairs.iter().enumerate() {
+            check_pair(path, &format!("best_{side}[{i}]"), p, table)?;
+            if p.truth_reward.is_some_and(f64::is_finite) {
+                validated.push(p);
             }
-            runs.push(ExportedRun { side, rules: rules_of(table, p.candidate.row), pair: *p });
         }
+        if validated.is_empty() {
+            return Err(Error::file(path, format!("field `best_{side}`: no validated pair to export")));
+        }
+        runs.extend(validated.into_iter().map(|p| ExportedRun { side, rules: rules_of(table, p.candidate.row), pair: *p }));
     }
     Ok(runs)
+}
+
+/// Checks that export may replace `out` whole: it does not exist, is an empty directory,
+/// or holds a previous export and nothing else (its `manifest.csv` and the `run_<i>.yaml`
+/// files that manifest lists in its `yaml` column). A user's files, and the Fortio results of the previous
+/// export's runs (`run_<i>.json`, measurements from a cluster), are never deleted: their
+/// presence is an error naming the first one.
+fn check_replaceable(out: &Path) -> Result<()> {
+    let meta = match std::fs::metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("reading {}", out.display()), e)),
+    };
+    if !meta.is_dir() {
+        return Err(Error::file(out, "--out exists and is not a directory"));
+    }
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(out).map_err(|e| Error::io(format!("listing {}", out.display()), e))? {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", out.display()), e))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        entries.push((entry.file_name().to_string_lossy().into_owned(), is_file));
+    }
+    entries.sort();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(Error::file(
+            out,
+            format!(
+                "{why}. Export replaces the whole folder, so it only writes into a new or empty folder or over a \
+                 previous export (its manifest.csv and run_<i>.yaml files): move the other files away or choose another --out"
+            ),
+        ))
+    };
+    let manifest = out.join("manifest.csv");
+    if !manifest.is_file() {
+        return refuse(format!("holds `{}` and no manifest.csv: it is not a previous meshrl export", entries[0].0));
+    }
+    let listed = |frame: &polars::prelude::DataFrame, name: &str| -> Option<Vec<String>> {
+        let cells = frame.column(name).ok()?.str().ok()?.clone();
+        Some(cells.iter().flatten().map(|s| s.trim().to_string()).collect())
+    };
+    let frame = crate::ingest::read_csv_as_text(&manifest).ok();
+    let columns = frame.as_ref().and_then(|f| Some((listed(f, "yaml")?, listed(f, "result")?)));
+    let Some((yamls, results)) = columns else {
+        return refuse("holds a manifest.csv without the `yaml` and `result` columns of a meshrl export".to_string());
+    };
+    for (name, is_file) in &entries {
+        let run_yaml = name.strip_prefix("run_").and_then(|n| n.strip_suffix(".yaml")).is_some_and(|i| i.parse::<usize>().is_ok());
+        if name == "manifest.csv" || (*is_file && run_yaml && yamls.contains(name)) {
+            continue;
+        }
+        if results.contains(name) {
+            return refuse(format!(
+                "holds `{name}`, the Fortio result of a run of the previous export (ingest it with `meshrl ingest fortio` \
+                 or check it with `meshrl validate --fortio`, then move it away)"
+            ));
+        }
+        return refuse(format!("holds `{name}`, which is not part of the previous export its manifest.csv lists"));
+    }
+    Ok(())
 }
 
 /// A Kubernetes object name (DNS-1123: lower case, digits, `-`) for run `i` of `dataset`.
@@ -202,7 +278,9 @@ fn dataset_path(config: &Path, name: &str) -> Result<PathBuf> {
     Ok(entry.path)
 }
 
-/// Reads the cell, picks the runs, writes `run_<i>.yaml` and `manifest.csv` into `args.out`.
+/// Reads the cell, picks the runs, writes `run_<i>.yaml` and `manifest.csv` into `args.out`,
+/// all or nothing: the folder is replaced whole (see [`crate::atomic::write_dir`]) after
+/// [`check_replaceable`]; on any error an existing `args.out` is left as it was.
 pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
     if args.top == 0 {
         return Err(Error::config("--top must be >= 1"));
@@ -226,6 +304,9 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
         .collect::<Vec<_>>()
         .join(",");
     let mut manifest = header + "\n";
+    // Everything is made in memory, then written into a new folder that replaces `out`
+    // whole: a failure anywhere leaves the old export as it was.
+    let mut files: Vec<(String, String)> = Vec::with_capacity(runs.len() + 1);
     for (n, run) in runs.iter().enumerate() {
         let i = n + 1;
         let (yaml, result) = (format!("run_{i}.yaml"), format!("run_{i}.json"));
@@ -242,7 +323,6 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
             p.candidate.row + 1,
             p.truth_reward.unwrap_or(f64::NAN)
         );
-        crate::atomic::write_file(&args.out.join(&yaml), text)?;
         let _ = writeln!(
             manifest,
             "{i},{},{yaml},{},{result},{},{},{},{:.4},{:.4}",
@@ -254,8 +334,17 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
             p.model_reward,
             p.truth_reward.unwrap_or(f64::NAN)
         );
+        files.push((yaml, text));
     }
-    crate::atomic::write_file(&args.out.join("manifest.csv"), manifest)?;
+    files.push(("manifest.csv".to_string(), manifest));
+    check_replaceable(&args.out)?;
+    crate::atomic::write_dir(&args.out, |dir| {
+        for (name, text) in &files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        }
+        Ok(())
+    })?;
     Ok(runs)
 }
 
@@ -297,13 +386,35 @@ mod tests {
 
     /// A run directory holding one cell of S1 (dataset path absolute, so any cwd works).
     fn small_run(dir: &Path, pairs: &[Pair]) -> PathBuf {
+        small_run_of(dir, pairs, &[], &repo().join("datasets/S1.csv"))
+    }
+
+    /// [`small_run`] with baseline pairs and a dataset file of the test's choice.
+    fn small_run_of(dir: &Path, pairs: &[Pair], baseline: &[Pair], dataset: &Path) -> PathBuf {
         let cell = dir.join("cells/S1/call_seed1.json");
         std::fs::create_dir_all(cell.parent().unwrap()).unwrap();
-        let json = serde_json::json!({ "key": "k", "dataset": "S1", "configuration": "call", "seed": 1, "best_rl": pairs });
+        let json = serde_json::json!({ "key": "k", "dataset": "S1", "configuration": "call", "seed": 1, "best_rl": pairs, "best_baseline": baseline });
         std::fs::write(&cell, json.to_string()).unwrap();
-        let config = format!("kind = \"table5\"\n[[dataset]]\nname = \"S1\"\npath = \"{}\"\n", repo().join("datasets/S1.csv").display());
+        let config = format!("kind = \"table5\"\n[[dataset]]\nname = \"S1\"\npath = \"{}\"\n", dataset.display());
         std::fs::write(dir.join("config.resolved.toml"), config).unwrap();
         cell
+    }
+
+    /// The files of a directory, sorted, with their contents.
+    fn snapshot(dir: &Path) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap_or_default())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        snapshot(dir).into_iter().map(|(n, _)| n).collect()
     }
 
     fn args(cell: PathBuf, out: PathBuf, top: usize) -> ExportOptions {
@@ -374,5 +485,121 @@ mod tests {
         std::fs::remove_file(dir.path().join("config.resolved.toml")).unwrap();
         let err = export(&args(cell, dir.path().join("o"), 5)).unwrap_err().to_string();
         assert!(err.contains("config.resolved.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_failure_at_the_third_run_leaves_the_old_export_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        // S1 with data row 10 (0-based 9) given a max_ejection_percent no DestinationRule can hold.
+        let s1 = std::fs::read_to_string(repo().join("datasets/S1.csv")).unwrap();
+        let mut lines: Vec<String> = s1.lines().map(str::to_string).collect();
+        let mut cells: Vec<&str> = lines[10].split(',').collect();
+        cells[4] = "33.5";
+        lines[10] = cells.join(",");
+        let dataset = dir.path().join("S1_odd.csv");
+        std::fs::write(&dataset, lines.join("\n") + "\n").unwrap();
+        let good = [pair(0, 3, 30, Some(9.0)), pair(1, 3, 30, Some(8.0)), pair(2, 3, 30, Some(7.0)), pair(3, 3, 30, Some(6.0))];
+        let cell = small_run_of(dir.path(), &good, &[], &dataset);
+        let out = dir.path().join("export");
+        export(&args(cell.clone(), out.clone(), 5)).unwrap();
+        let before = snapshot(&out);
+        assert_eq!(before.len(), 5, "{before:?}");
+        let bad = [pair(4, 5, 50, Some(9.0)), pair(5, 5, 50, Some(8.0)), pair(9, 5, 50, Some(7.0))];
+        let cell = small_run_of(dir.path(), &bad, &[], &dataset);
+        let err = export(&args(cell, out.clone(), 5)).unwrap_err().to_string();
+        assert!(err.contains("S1_odd.csv") && err.contains("row 10") && err.contains("max_ejection_percent"), "{err}");
+        assert_eq!(snapshot(&out), before, "the old export is untouched");
+        let mut siblings = names(dir.path());
+        siblings.retain(|n| n != "cells");
+        assert_eq!(siblings, ["S1_odd.csv", "config.resolved.toml", "export"], "no temporary folder is left");
+    }
+
+    #[test]
+    fn a_smaller_export_replaces_a_larger_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs: Vec<Pair> = (0..5).map(|r| pair(r, 3, 30, Some(10.0 - r as f64))).collect();
+        let cell = small_run(dir.path(), &pairs);
+        let out = dir.path().join("export");
+        export(&args(cell.clone(), out.clone(), 5)).unwrap();
+        assert_eq!(names(&out).len(), 6);
+        export(&args(cell, out.clone(), 2)).unwrap();
+        assert_eq!(names(&out), ["manifest.csv", "run_1.yaml", "run_2.yaml"], "no stale run_3..5");
+        assert_eq!(std::fs::read_to_string(out.join("manifest.csv")).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_previous_export_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let cell = small_run(dir.path(), &[pair(0, 3, 30, Some(4.0)), pair(1, 3, 30, Some(3.0))]);
+        let out = dir.path().join("export");
+        // A user's folder: no manifest.
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let err = export(&args(cell.clone(), out.clone(), 5)).unwrap_err().to_string();
+        assert!(err.contains("export") && err.contains("notes.txt") && err.contains("no manifest.csv"), "{err}");
+        assert_eq!(snapshot(&out), [("notes.txt".to_string(), "mine".to_string())]);
+        // A manifest that is not an export's.
+        std::fs::write(out.join("manifest.csv"), "a,b\n1,2\n").unwrap();
+        let err = export(&args(cell.clone(), out.clone(), 5)).unwrap_err().to_string();
+        assert!(err.contains("`yaml` and `result`"), "{err}");
+        // An empty folder is fine.
+        std::fs::remove_dir_all(&out).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        export(&args(cell.clone(), out.clone(), 5)).unwrap();
+        // A previous export with a Fortio result beside it, or another file: refused, kept.
+        std::fs::write(out.join("run_1.json"), "{}").unwrap();
+        let before = snapshot(&out);
+        let err = export(&args(cell.clone(), out.clone(), 1)).unwrap_err().to_string();
+        assert!(err.contains("run_1.json") && err.contains("Fortio result"), "{err}");
+        assert_eq!(snapshot(&out), before);
+        std::fs::remove_file(out.join("run_1.json")).unwrap();
+        std::fs::create_dir(out.join("sub")).unwrap();
+        let err = export(&args(cell.clone(), out.clone(), 1)).unwrap_err().to_string();
+        assert!(err.contains("`sub`") && err.contains("not part of the previous export"), "{err}");
+        std::fs::remove_dir(out.join("sub")).unwrap();
+        export(&args(cell.clone(), out.clone(), 1)).unwrap();
+        assert_eq!(names(&out), ["manifest.csv", "run_1.yaml"]);
+        // Only run_<i>.yaml files of the manifest count as the export's, whatever it lists.
+        let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+        std::fs::write(out.join("manifest.csv"), manifest.replace(",run_1.yaml,", ",notes.txt,")).unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let err = export(&args(cell.clone(), out.clone(), 1)).unwrap_err().to_string();
+        assert!(err.contains("`notes.txt`"), "{err}");
+        assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+        // A file where the folder should be.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = export(&args(cell, file.clone(), 1)).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+    }
+
+    #[test]
+    fn a_pair_without_a_real_load_is_refused_naming_the_field() {
+        let table = load_table(&repo().join("datasets/S1.csv"), &TableSpec::default()).unwrap();
+        let cases = [
+            (pair(1, 0, 30, Some(2.0)), "best_rl[1].threads", "-c 0"),
+            (pair(1, 3, 0, Some(2.0)), "best_rl[1].calls", "-n 0"),
+            (pair(1, 5, 4, Some(2.0)), "best_rl[1].calls", "fewer than the 5 threads"),
+            // Not validated, so never exported, but the cell is damaged all the same.
+            (pair(1, 0, 0, None), "best_rl[1].threads", "-c 0"),
+        ];
+        for (bad, field, why) in cases {
+            let pairs = [pair(0, 3, 30, Some(4.0)), bad];
+            let err = select(Path::new("cell.json"), &pairs, &table, 5).unwrap_err().to_string();
+            assert!(err.starts_with("cell.json: ") && err.contains(field) && err.contains(why), "{err}");
+        }
+        assert!(select(Path::new("cell.json"), &[pair(0, 3, 3, Some(1.0))], &table, 5).is_ok(), "calls == threads is a load");
+        // Through export, and on the baseline's side of a validation export; nothing written.
+        let dir = tempfile::tempdir().unwrap();
+        let cell = small_run(dir.path(), &[pair(0, 0, 30, Some(4.0))]);
+        let out = dir.path().join("export");
+        let err = export(&args(cell, out.clone(), 5)).unwrap_err().to_string();
+        assert!(err.contains("call_seed1.json") && err.contains("best_rl[0].threads"), "{err}");
+        let s1 = repo().join("datasets/S1.csv");
+        let cell = small_run_of(dir.path(), &[pair(0, 3, 30, Some(4.0))], &[pair(2, 4, 40, Some(1.0)), pair(3, 4, 0, Some(1.0))], &s1);
+        let err = export(&ExportOptions { validation: true, ..args(cell, out.clone(), 5) }).unwrap_err().to_string();
+        assert!(err.contains("call_seed1.json") && err.contains("best_baseline[1].calls"), "{err}");
+        assert!(!out.exists());
     }
 }

@@ -38,7 +38,10 @@ pub struct FortioOptions {
 /// Turns the Fortio results of `options.dir` into trace rows ([`ingest_fortio`]), writes
 /// them to `options.out` and prints how many.
 pub fn run_fortio(options: &FortioOptions) -> Result<()> {
-    let rows = ingest_fortio(&options.dir, options.rules.as_deref())?;
+    let Ingested { rows, warnings } = ingest(&options.dir, options.rules.as_deref())?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     write_trace(&options.out, &rows)?;
     let from = match &options.rules {
         Some(m) => format!("manifest {}", m.display()),
@@ -85,30 +88,86 @@ fn field<T: DeserializeOwned>(file: &Path, root: &serde_json::Value, path: &[&st
     T::deserialize(v).map_err(|e| Error::file(file, format!("field `{name}`: {e}")))
 }
 
+/// Refuses a result of another regime than the trace's rows: not an HTTP run (`RunType`),
+/// or a fixed-rate run (`RequestedQPS` other than "max" or 0), which measures the service
+/// at an imposed rate rather than as fast as `NumThreads` closed-loop clients go.
+fn check_regime(path: &Path, root: &serde_json::Value) -> Result<()> {
+    let run_type: String = field(path, root, &["RunType"])?;
+    if run_type != "HTTP" {
+        return Err(Error::file(
+            path,
+            format!(
+                "field `RunType`: `{run_type}`: only HTTP runs (RunType \"HTTP\") are traces; other runs' RetCodes are not HTTP statuses"
+            ),
+        ));
+    }
+    let requested = root.get("RequestedQPS").ok_or_else(|| Error::file(path, "field `RequestedQPS`: missing"))?;
+    let closed_loop = match requested {
+        serde_json::Value::String(s) => s == "max" || s.trim().parse::<f64>().is_ok_and(|q| q == 0.0),
+        serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => false,
+    };
+    if !closed_loop {
+        return Err(Error::file(
+            path,
+            format!(
+                "field `RequestedQPS`: {requested}: a fixed-rate run (fortio load -qps {}) measures the service at an imposed rate, \
+                 not the closed-loop load of a trace row; rerun it with -qps 0 (RequestedQPS \"max\")",
+                requested.as_str().map(str::to_string).unwrap_or_else(|| requested.to_string())
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads one `fortio load -json` result. Fields other than the ones the trace needs are
-/// ignored, so results of any Fortio version with these fields read.
+/// ignored, so results of any Fortio version with these fields read. Only what a trace row
+/// means is accepted: an HTTP run (`RunType`), closed loop at the maximum rate
+/// (`RequestedQPS` "max", i.e. `-qps 0`), of a fixed number of calls (`Exactly`, `-n`) all
+/// made (`DurationHistogram.Count`), each with one HTTP status code or -1 (`RetCodes`).
+/// Anything else is refused with the field named, never read as something it is not.
 pub fn read_fortio(path: &Path) -> Result<FortioRun> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    let root: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a JSON file: {e}")))?;
+    // Editors on Windows save UTF-8 with a byte-order mark; JSON has no use for it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::file(path, format!("not a JSON file: {e}")))?;
     if !root.is_object() {
         return Err(Error::file(path, "not a Fortio result: the JSON is not an object"));
     }
+    let bad = |name: &str, why: String| Error::file(path, format!("field `{name}`: {why}"));
+    check_regime(path, &root)?;
     let threads: u32 = field(path, &root, &["NumThreads"])?;
     let count: u64 = field(path, &root, &["DurationHistogram", "Count"])?;
+    let exactly: u64 = field(path, &root, &["Exactly"])?;
     let qps: f64 = field(path, &root, &["ActualQPS"])?;
     let duration_ns: u64 = field(path, &root, &["ActualDuration"])?;
     let avg: f64 = field(path, &root, &["DurationHistogram", "Avg"])?;
     let percentiles: Vec<Percentile> = field(path, &root, &["DurationHistogram", "Percentiles"])?;
     let codes: BTreeMap<String, u64> = field(path, &root, &["RetCodes"])?;
 
-    let bad = |name: &str, why: String| Error::file(path, format!("field `{name}`: {why}"));
     if threads == 0 {
         return Err(bad("NumThreads", "must be >= 1, found 0".into()));
+    }
+    if exactly == 0 {
+        let requested: String = field(path, &root, &["RequestedDuration"]).unwrap_or_default();
+        return Err(bad(
+            "Exactly",
+            format!(
+                "0: a timed run (RequestedDuration `{requested}`), whose call count is an outcome, not the load of the trace's \
+                 `calls` column; ingest reads runs of a fixed number of calls (fortio load -qps 0 -n <calls>)"
+            ),
+        ));
     }
     let calls = u32::try_from(count)
         .ok()
         .filter(|&c| c >= 1)
         .ok_or_else(|| bad("DurationHistogram.Count", format!("must be in 1..={}, found {count}", u32::MAX)))?;
+    if count != exactly {
+        return Err(bad(
+            "DurationHistogram.Count",
+            format!("{count} calls made of the {exactly} requested (`Exactly`): an interrupted or incomplete run is not a trace row"),
+        ));
+    }
     if !(qps.is_finite() && qps >= 0.0) {
         return Err(bad("ActualQPS", format!("must be a number >= 0, found {qps}")));
     }
@@ -117,16 +176,25 @@ pub fn read_fortio(path: &Path) -> Result<FortioRun> {
     }
     let mut total = 0u64;
     let mut failed = 0u64;
-    for (code, n) in &codes {
-        let status: i64 =
-            code.parse().map_err(|_| bad("RetCodes", format!("key `{code}` is not an HTTP status code (only HTTP runs are traces)")))?;
-        total += n;
+    for (code, &n) in &codes {
+        // Fortio's HTTP runner records the response's three-digit status, or -1 for a
+        // socket error; anything else is not an HTTP result (gRPC runs record gRPC codes).
+        let status = code.parse::<i64>().ok().filter(|&s| s == -1 || (100..=999).contains(&s)).ok_or_else(|| {
+            bad("RetCodes", format!("key `{code}` is not an HTTP status code or -1 (socket error): only HTTP runs are traces"))
+        })?;
+        total = total.checked_add(n).ok_or_else(|| bad("RetCodes", "the counts add up past 2^64: not the codes of a real run".into()))?;
         if !(200..300).contains(&status) {
             failed += n;
         }
     }
     if total == 0 {
         return Err(bad("RetCodes", "holds no call: a failure rate needs at least one".into()));
+    }
+    if total != count {
+        return Err(bad(
+            "RetCodes",
+            format!("the codes count {total} calls but `DurationHistogram.Count` is {count}: one code per call, the two must agree"),
+        ));
     }
     let ms_at = |p: f64| -> Result<f64> {
         let hit = percentiles.iter().find(|q| q.percentile == p).ok_or_else(|| {
@@ -228,8 +296,9 @@ fn base_ejection_time<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Is
 }
 
 /// An Istio DestinationRule (networking.istio.io/v1) as far as the trace is concerned.
-/// Fields outside `connectionPool` and `outlierDetection` (labels, subsets, loadBalancer,
-/// tls ...) are ignored; inside them every field must be one of the seven rules.
+/// Fields outside `connectionPool` and `outlierDetection` (labels, loadBalancer, tls ...)
+/// are ignored; inside them every field must be one of the seven rules. Subsets may not
+/// override them ([`read_destination_rule`] refuses a subset's circuit-breaker settings).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationRule {
@@ -373,7 +442,36 @@ pub fn read_destination_rule(path: &Path) -> Result<TrafficRules> {
     if !rule.api_version.starts_with("networking.istio.io/") {
         return Err(Error::file(path, format!("field `apiVersion`: expected {API_VERSION}, found {}", rule.api_version)));
     }
+    refuse_subset_policies(path, &text)?;
     rule.rules().map_err(|e| Error::file(path, format!("field {e}")))
+}
+
+/// A subset's `trafficPolicy` overrides the rule's settings it names for the traffic routed
+/// to that subset, so a circuit-breaker or outlier-detection setting there makes the run's
+/// rules other than the seven read from `spec.trafficPolicy`: refused. Other subset settings
+/// (labels, loadBalancer, tls) are ignored, as at the rule's level.
+fn refuse_subset_policies(path: &Path, text: &str) -> Result<()> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::file(path, format!("not a valid DestinationRule: {e}")))?;
+    let Some(subsets) = doc.get("spec").and_then(|s| s.get("subsets")).and_then(|s| s.as_sequence()) else {
+        return Ok(());
+    };
+    for (i, subset) in subsets.iter().enumerate() {
+        let Some(policy) = subset.get("trafficPolicy") else { continue };
+        for key in ["connectionPool", "outlierDetection", "portLevelSettings"] {
+            if policy.get(key).is_some_and(|v| !v.is_null()) {
+                let name = subset.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "field `spec.subsets[{i}].trafficPolicy.{key}` (subset `{name}`): a subset-level policy overrides the rule's \
+                         for that subset's traffic, which the trace's seven rule columns cannot record; put the settings in \
+                         `spec.trafficPolicy` only"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -381,7 +479,12 @@ pub fn read_destination_rule(path: &Path) -> Result<TrafficRules> {
 
 /// A small CSV file with every column read as text (the caller parses and names errors).
 pub(crate) fn read_csv_as_text(path: &Path) -> Result<DataFrame> {
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let mut bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    // A spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would join the first
+    // column's name.
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
     CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
@@ -394,6 +497,19 @@ pub(crate) fn read_csv_as_text(path: &Path) -> Result<DataFrame> {
 /// the trace's units (seconds, percent). Other columns (e.g. those `meshrl export` writes)
 /// are ignored. Returns the rules by result file name.
 pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
+    Ok(read_manifest_rows(path)?.into_iter().map(|r| (r.result, r.rules)).collect())
+}
+
+/// One row of a manifest: its 1-based data row, result file name and rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestRow {
+    pub row: usize,
+    pub result: String,
+    pub rules: TrafficRules,
+}
+
+/// [`read_manifest`] in row order, with each row's number (for messages).
+pub fn read_manifest_rows(path: &Path) -> Result<Vec<ManifestRow>> {
     let frame = read_csv_as_text(path)?;
     let text_column = |name: &str| -> Result<Vec<Option<String>>> {
         let column = frame.column(name).map_err(|_| Error::file(path, format!("missing column `{name}`")))?;
@@ -402,7 +518,8 @@ pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
     };
     let results = text_column("result")?;
     let columns: Vec<Vec<Option<String>>> = RULE_COLUMNS.iter().map(|c| text_column(c)).collect::<Result<_>>()?;
-    let mut out = BTreeMap::new();
+    let mut out: Vec<ManifestRow> = Vec::new();
+    let mut first_row: BTreeMap<String, usize> = BTreeMap::new();
     for (i, result) in results.iter().enumerate() {
         let row = i + 1;
         let result = result.clone().ok_or_else(|| Error::field(path, row, "result", "empty cell (missing value)"))?;
@@ -440,9 +557,10 @@ pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
                 return Err(Error::field(path, row, RULE_COLUMNS[j], format!("expected a number {range}, found {x}")));
             }
         }
-        if out.insert(result.clone(), rules).is_some() {
-            return Err(Error::field(path, row, "result", format!("`{result}` is listed twice")));
+        if let Some(first) = first_row.insert(result.clone(), row) {
+            return Err(Error::field(path, row, "result", format!("`{result}` is listed twice (first in row {first})")));
         }
+        out.push(ManifestRow { row, result, rules });
     }
     Ok(out)
 }
@@ -459,9 +577,23 @@ pub struct TraceRow {
     pub run: FortioRun,
 }
 
+/// What [`ingest`] read: the trace rows and what it left out, one line each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub rows: Vec<TraceRow>,
+    pub warnings: Vec<String>,
+}
+
 /// Every `*.json` result of `dir` (sorted by file name, so the output is deterministic)
 /// with its rules: from `manifest` when given, else from `<stem>.yaml` beside it.
 pub fn ingest_fortio(dir: &Path, manifest: Option<&Path>) -> Result<Vec<TraceRow>> {
+    Ok(ingest(dir, manifest)?.rows)
+}
+
+/// [`ingest_fortio`], plus a warning for the manifest rows whose result is not in `dir`
+/// (runs not made yet, as `meshrl validate` allows, or a result saved elsewhere): they are
+/// left out of the trace, by name. A result without a manifest row is an error.
+pub fn ingest(dir: &Path, manifest: Option<&Path>) -> Result<Ingested> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read the directory: {e}")))?;
     let mut results: Vec<PathBuf> =
         entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json")).collect();
@@ -469,16 +601,21 @@ pub fn ingest_fortio(dir: &Path, manifest: Option<&Path>) -> Result<Vec<TraceRow
     if results.is_empty() {
         return Err(Error::file(dir, "holds no Fortio result (*.json)"));
     }
-    let manifest_rules = manifest.map(|m| read_manifest(m).map(|r| (m, r))).transpose()?;
-    results
+    let manifest_rows = manifest.map(|m| read_manifest_rows(m).map(|r| (m, r))).transpose()?;
+    let by_name: BTreeMap<&str, &ManifestRow> =
+        manifest_rows.iter().flat_map(|(_, listed)| listed.iter().map(|r| (r.result.as_str(), r))).collect();
+    let rows = results
         .iter()
         .map(|path| {
             let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
             let run = read_fortio(path)?;
-            let rules = match &manifest_rules {
-                Some((m, by_name)) => *by_name
-                    .get(&name)
-                    .ok_or_else(|| Error::file(*m, format!("field `result`: no row for {} (a result with no rules)", path.display())))?,
+            let rules = match &manifest_rows {
+                Some((m, _)) => {
+                    by_name
+                        .get(name.as_str())
+                        .ok_or_else(|| Error::file(*m, format!("field `result`: no row for {} (a result with no rules)", path.display())))?
+                        .rules
+                }
                 None => {
                     let yaml = path.with_extension("yaml");
                     if !yaml.is_file() {
@@ -492,7 +629,24 @@ pub fn ingest_fortio(dir: &Path, manifest: Option<&Path>) -> Result<Vec<TraceRow
             };
             Ok(TraceRow { result: name, rules, run })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let mut warnings = Vec::new();
+    if let Some((m, listed)) = &manifest_rows {
+        let present: std::collections::BTreeSet<&str> = rows.iter().map(|t| t.result.as_str()).collect();
+        let absent: Vec<String> =
+            listed.iter().filter(|r| !present.contains(r.result.as_str())).map(|r| format!("row {} ({})", r.row, r.result)).collect();
+        if !absent.is_empty() {
+            warnings.push(format!(
+                "{}: {} of {} rows name a result that is not in {}, left out of the trace: {}",
+                m.display(),
+                absent.len(),
+                listed.len(),
+                dir.display(),
+                absent.join(", ")
+            ));
+        }
+    }
+    Ok(Ingested { rows, warnings })
 }
 
 /// The trace CSV: the 11 protocol columns then [`FORTIO_DETAIL_COLUMNS`], with the
@@ -674,5 +828,130 @@ mod tests {
         let path = write(dir.path(), "m.csv", &only_two.join("\n"));
         let err = ingest_fortio(&fixtures(), Some(&path)).unwrap_err().to_string();
         assert!(err.contains("m.csv") && err.contains("result") && err.contains("run_c.json"), "{err}");
+    }
+
+    fn refused(name: &str) -> PathBuf {
+        fixtures().join("refused").join(name)
+    }
+
+    #[track_caller]
+    fn assert_refused(path: &Path, needles: &[&str]) {
+        let err = read_fortio(path).unwrap_err().to_string();
+        for n in needles {
+            assert!(err.contains(n), "should name {n:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_results_of_another_regime_naming_the_field() {
+        // Fortio 0.9.0's gRPC ping sample: RetCodes {"1": 40} is 40 SERVING, not 40 failures.
+        assert_refused(&refused("grpc_ping.json"), &["grpc_ping.json", "RunType", "GRPC Ping"]);
+        // An HTTP run at -qps 8: a fixed rate, not the closed loop of a trace row.
+        assert_refused(&refused("fixed_rate.json"), &["fixed_rate.json", "RequestedQPS", "8"]);
+        let good = std::fs::read_to_string(fixtures().join("run_a.json")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            // A timed run (-t 30s): its call count is an outcome.
+            (good.replace("\"Exactly\": 30", "\"Exactly\": 0").replace("exactly 30 calls", "30s"), &["Exactly", "30s"][..]),
+            // An interrupted run: 30 of 40 calls made.
+            (good.replace("\"Exactly\": 30", "\"Exactly\": 40"), &["DurationHistogram.Count", "30", "40"][..]),
+            (good.replace("\"RunType\": \"HTTP\"", "\"RunType\": \"TCP\""), &["RunType", "TCP"][..]),
+            (good.replace("\"RequestedQPS\": \"max\"", "\"RequestedQPS\": 8"), &["RequestedQPS"][..]),
+            (good.replace("  \"RequestedQPS\": \"max\",\n", ""), &["RequestedQPS", "missing"][..]),
+            (good.replace("  \"Exactly\": 30,\n", ""), &["Exactly", "missing"][..]),
+        ];
+        for (text, needles) in cases {
+            assert_ne!(text, good, "{needles:?}: the replacement did not apply");
+            assert_refused(&write(dir.path(), "bad.json", &text), &[&["bad.json"], needles].concat());
+        }
+        // "max" or 0 is the closed loop of -qps 0.
+        for qps in ["\"0\"", "0", "\"max\""] {
+            let text = good.replace("\"RequestedQPS\": \"max\"", &format!("\"RequestedQPS\": {qps}"));
+            assert!(read_fortio(&write(dir.path(), "ok.json", &text)).is_ok(), "{qps}");
+        }
+    }
+
+    #[test]
+    fn ret_codes_must_count_each_call_once() {
+        let good = std::fs::read_to_string(fixtures().join("run_a.json")).unwrap();
+        let codes = "\"200\": 18,\n    \"503\": 12";
+        assert!(good.contains(codes));
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            // Wrapping sums made this a failure rate of 2.0.
+            ("\"200\": 18446744073709551615, \"503\": 2", &["RetCodes", "2^64"][..]),
+            ("\"200\": 18446744073709551615", &["RetCodes", "DurationHistogram.Count"][..]),
+            ("\"200\": 3600, \"503\": 2400", &["RetCodes", "6000", "DurationHistogram.Count", "30"][..]),
+            ("\"200\": 18, \"503\": 11", &["RetCodes", "29", "DurationHistogram.Count"][..]),
+            // gRPC status codes in an HTTP-labelled result.
+            ("\"1\": 30", &["RetCodes", "`1`"][..]),
+            ("\"200\": 18, \"0\": 12", &["RetCodes", "`0`"][..]),
+            ("\"200\": 18, \"-2\": 12", &["RetCodes", "`-2`"][..]),
+        ];
+        for (replacement, needles) in cases {
+            let path = write(dir.path(), "bad.json", &good.replace(codes, replacement));
+            assert_refused(&path, &[&["bad.json"], needles].concat());
+        }
+        // Socket errors (-1) and any three-digit status are one call each.
+        let path = write(dir.path(), "ok.json", &good.replace(codes, "\"200\": 18, \"-1\": 2, \"429\": 9, \"599\": 1"));
+        let run = read_fortio(&path).unwrap();
+        assert!((run.failure_rate - 0.4).abs() < 1e-12, "{run:?}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = std::fs::read_to_string(fixtures().join("run_a.json")).unwrap();
+        let path = write(dir.path(), "bom.json", &format!("\u{feff}{json}"));
+        assert_eq!(read_fortio(&path).unwrap(), read_fortio(&fixtures().join("run_a.json")).unwrap());
+        let manifest = std::fs::read_to_string(fixtures().join("manifest.csv")).unwrap();
+        let path = write(dir.path(), "bom.csv", &format!("\u{feff}{manifest}"));
+        assert_eq!(read_manifest(&path).unwrap(), read_manifest(&fixtures().join("manifest.csv")).unwrap());
+        // Anything else that is not JSON still says so.
+        let path = write(dir.path(), "bad.json", &format!("\u{feff}\u{feff}{json}"));
+        assert_refused(&path, &["bad.json", "not a JSON file"]);
+    }
+
+    #[test]
+    fn subset_circuit_breakers_are_refused_naming_the_subset() {
+        let err = read_destination_rule(&refused("subset_policy.yaml")).unwrap_err().to_string();
+        assert!(
+            err.contains("subset_policy.yaml") && err.contains("spec.subsets[1].trafficPolicy.connectionPool") && err.contains("`v2`"),
+            "{err}"
+        );
+        let good = std::fs::read_to_string(fixtures().join("run_a.yaml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let with_subsets = |policy: &str| format!("{good}  subsets:\n  - name: v1\n    labels:\n      version: v1\n{policy}");
+        let cases = [
+            ("    trafficPolicy:\n      outlierDetection:\n        consecutive5xxErrors: 7\n", "spec.subsets[0].trafficPolicy.outlierDetection"),
+            (
+                "    trafficPolicy:\n      portLevelSettings:\n      - port:\n          number: 8000\n        connectionPool:\n          tcp:\n            maxConnections: 9\n",
+                "spec.subsets[0].trafficPolicy.portLevelSettings",
+            ),
+        ];
+        for (policy, needle) in cases {
+            let path = write(dir.path(), "bad.yaml", &with_subsets(policy));
+            let err = read_destination_rule(&path).unwrap_err().to_string();
+            assert!(err.contains("bad.yaml") && err.contains(needle), "{needle}: {err}");
+        }
+        // Subsets that leave the circuit breakers alone change nothing the trace records.
+        for policy in ["", "    trafficPolicy:\n      loadBalancer:\n        simple: LEAST_REQUEST\n"] {
+            let path = write(dir.path(), "ok.yaml", &with_subsets(policy));
+            assert_eq!(read_destination_rule(&path).unwrap(), read_destination_rule(&fixtures().join("run_a.yaml")).unwrap());
+        }
+    }
+
+    #[test]
+    fn manifest_rows_without_a_result_are_named_in_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixtures().join("run_b.json"), dir.path().join("run_b.json")).unwrap();
+        let manifest = fixtures().join("manifest.csv");
+        let got = ingest(dir.path(), Some(&manifest)).unwrap();
+        assert_eq!(got.rows.len(), 1);
+        assert_eq!(got.warnings.len(), 1, "{:?}", got.warnings);
+        let w = &got.warnings[0];
+        assert!(w.contains("manifest.csv") && w.contains("2 of 3 rows") && w.contains("row 1 (run_a.json), row 3 (run_c.json)"), "{w}");
+        // Every row present: no warning.
+        assert!(ingest(&fixtures(), Some(&manifest)).unwrap().warnings.is_empty());
     }
 }

@@ -14,15 +14,18 @@ use crate::ingest::{read_csv_as_text, read_fortio};
 pub struct Validation {
     pub rl_runs: usize,
     pub baseline_runs: usize,
-    /// Runs listed in the manifest whose result file is not there (yet).
+    /// Runs listed in the manifest whose result file is not there (yet), in manifest
+    /// order; they are left out of both means (at most half of each side, see [`validate`]).
     pub missing: Vec<String>,
     /// Mean 503/s of the measured runs, per side.
     pub rl_mean: f64,
     pub baseline_mean: f64,
     /// Measured ratio: the agents' 503/s over the baseline's (means, so that a side with a
     /// missing run is not penalised; equal to the ratio of totals when none is missing).
+    /// NaN (undefined, and printed as such) when the baseline's runs had no 503s.
     pub val: f64,
-    /// The emulator's ratio over the same measured runs, from the manifest.
+    /// The emulator's ratio over the same measured runs, from the manifest; NaN when the
+    /// emulator gave the baseline's runs no 503s.
     pub emulator_val: f64,
 }
 
@@ -56,24 +59,50 @@ fn read_validation_manifest(path: &Path) -> Result<Vec<ManifestRun>> {
     Ok(runs)
 }
 
-/// Reads the manifest and every present result; a side without any result is an error.
+/// Reads the manifest and every present result. A side with fewer than half of its runs
+/// measured is an error naming the missing results: a mean over a few runs (and maybe
+/// not a random few: the quick ones, the ones that did not crash) is no Val. of the cell.
 pub fn validate(dir: &Path) -> Result<Validation> {
     let manifest = dir.join("manifest.csv");
     let runs = read_validation_manifest(&manifest)?;
     let mut measured: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    let mut missing_of: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut missing = Vec::new();
     for run in &runs {
+        let k = usize::from(run.side == "baseline");
         let file = dir.join(&run.result);
         if !file.exists() {
             missing.push(run.result.clone());
+            missing_of[k].push(run.result.clone());
             continue;
         }
         let r = read_fortio(&file)?;
-        measured[usize::from(run.side == "baseline")].push((r.qps * r.failure_rate, run.emu_reward));
+        measured[k].push((r.qps * r.failure_rate, run.emu_reward));
     }
     for (k, side) in ["rl", "baseline"].iter().enumerate() {
-        if measured[k].is_empty() {
-            return Err(Error::file(&manifest, format!("no Fortio result of a `{side}` run is in {} yet", dir.display())));
+        let (have, listed) = (measured[k].len(), measured[k].len() + missing_of[k].len());
+        if listed == 0 {
+            return Err(Error::file(
+                &manifest,
+                format!("lists no `{side}` run: a Val. needs both sides (write it with `meshrl export <cell> --validation`)"),
+            ));
+        }
+        if have == 0 {
+            return Err(Error::file(
+                &manifest,
+                format!("no Fortio result of a `{side}` run is in {} yet (0 of {listed}; first: {})", dir.display(), missing_of[k][0]),
+            ));
+        }
+        if 2 * have < listed {
+            return Err(Error::file(
+                &manifest,
+                format!(
+                    "only {have} of the {listed} `{side}` runs have a Fortio result in {}: a Val. needs at least half of each \
+                     side's runs. Missing: {}",
+                    dir.display(),
+                    missing_of[k].join(", ")
+                ),
+            ));
         }
     }
     let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
@@ -90,16 +119,39 @@ pub fn validate(dir: &Path) -> Result<Validation> {
     })
 }
 
+/// What `meshrl validate` prints: the Val. (or why there is none), the emulator's, and the
+/// runs left out.
+fn report(v: &Validation) -> String {
+    let emulator = if v.emulator_val.is_finite() {
+        format!("the emulator's Val. of the same runs: {:.3}", v.emulator_val)
+    } else {
+        "the emulator's Val. of the same runs: undefined (it gave the baseline's runs no 503s)".to_string()
+    };
+    let mut text = if v.val.is_finite() {
+        format!(
+            "Val. from {} agent and {} baseline runs: {:.3} (agents {:.2} 503/s, baseline {:.2} 503/s); {emulator}",
+            v.rl_runs, v.baseline_runs, v.val, v.rl_mean, v.baseline_mean
+        )
+    } else {
+        format!(
+            "Val. undefined: the baseline's {} runs had no 503s, so there is no ratio to take (agents {:.2} 503/s over {} runs); {emulator}",
+            v.baseline_runs, v.rl_mean, v.rl_runs
+        )
+    };
+    if !v.missing.is_empty() {
+        let listed = v.rl_runs + v.baseline_runs + v.missing.len();
+        text += &format!(
+            "\n{} of the {listed} runs have no result yet and are left out of both means: {}",
+            v.missing.len(),
+            v.missing.join(", ")
+        );
+    }
+    text
+}
+
 /// [`validate`] of the directory `meshrl export --validation` wrote, printed.
 pub fn run(dir: &Path) -> Result<()> {
-    let v = validate(dir)?;
-    println!(
-        "Val. from {} agent and {} baseline runs: {:.3} (agents {:.2} 503/s, baseline {:.2} 503/s); the emulator's Val. of the same runs: {:.3}",
-        v.rl_runs, v.baseline_runs, v.val, v.rl_mean, v.baseline_mean, v.emulator_val
-    );
-    if !v.missing.is_empty() {
-        println!("{} runs have no result yet (first: {})", v.missing.len(), v.missing[0]);
-    }
+    println!("{}", report(&validate(dir)?));
     Ok(())
 }
 
@@ -147,5 +199,64 @@ mod tests {
         std::fs::write(dir.path().join("manifest.csv"), "run,result\n1,run_1.json\n").unwrap();
         let e = validate(dir.path()).unwrap_err().to_string();
         assert!(e.contains("missing column `side`") && e.contains("--validation"), "{e}");
+    }
+
+    /// A manifest of `rl` and `baseline` runs `run_<i>.json` with emulator reward `emu`.
+    fn write_manifest(dir: &Path, sides: &[(&str, f64)]) {
+        let mut text = String::from("run,side,result,emu_reward\n");
+        for (n, (side, emu)) in sides.iter().enumerate() {
+            text += &format!("{},{side},run_{}.json,{emu}\n", n + 1, n + 1);
+        }
+        std::fs::write(dir.join("manifest.csv"), text).unwrap();
+    }
+
+    #[test]
+    fn a_baseline_without_503s_gives_an_undefined_val_said_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        write_manifest(dir.path(), &[("rl", 5.0), ("baseline", 0.0), ("baseline", 0.0)]);
+        std::fs::write(dir.path().join("run_1.json"), fortio_json(100.0, 10, 5)).unwrap();
+        std::fs::write(dir.path().join("run_2.json"), fortio_json(100.0, 10, 0)).unwrap();
+        std::fs::write(dir.path().join("run_3.json"), fortio_json(100.0, 10, 0)).unwrap();
+        let v = validate(dir.path()).unwrap();
+        assert!(v.val.is_nan() && v.emulator_val.is_nan(), "{v:?}");
+        let text = report(&v);
+        assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+        assert!(text.starts_with("Val. undefined: the baseline's 2 runs had no 503s"), "{text}");
+        assert!(text.contains("agents 50.00 503/s over 1 runs"), "{text}");
+        assert!(text.contains("the emulator's Val. of the same runs: undefined"), "{text}");
+        // With 503s on the baseline's side the number is back.
+        write_manifest(dir.path(), &[("rl", 5.0), ("baseline", 2.0), ("baseline", 0.0)]);
+        std::fs::write(dir.path().join("run_2.json"), fortio_json(100.0, 10, 1)).unwrap();
+        let text = report(&validate(dir.path()).unwrap());
+        assert!(
+            text.starts_with("Val. from 1 agent and 2 baseline runs: 10.000") && text.contains("Val. of the same runs: 5.000"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_results_are_named_and_too_many_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write_manifest(dir.path(), &[("rl", 4.0), ("rl", 4.0), ("rl", 4.0), ("baseline", 2.0), ("baseline", 2.0)]);
+        for i in [1, 2, 4] {
+            std::fs::write(dir.path().join(format!("run_{i}.json")), fortio_json(100.0, 10, 2)).unwrap();
+        }
+        // Half of a side or more: the Val., and the runs left out by name.
+        let v = validate(dir.path()).unwrap();
+        assert_eq!(v.missing, ["run_3.json", "run_5.json"]);
+        let text = report(&v);
+        assert!(text.contains("\n2 of the 5 runs have no result yet and are left out of both means: run_3.json, run_5.json"), "{text}");
+        // Fewer than half of a side: an error naming them.
+        std::fs::remove_file(dir.path().join("run_2.json")).unwrap();
+        let e = validate(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("manifest.csv") && e.contains("only 1 of the 3 `rl` runs") && e.contains("Missing: run_2.json, run_3.json"),
+            "{e}"
+        );
+        // None at all of a side.
+        std::fs::write(dir.path().join("run_2.json"), fortio_json(100.0, 10, 2)).unwrap();
+        std::fs::remove_file(dir.path().join("run_4.json")).unwrap();
+        let e = validate(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("no Fortio result of a `baseline` run") && e.contains("0 of 2; first: run_4.json"), "{e}");
     }
 }

@@ -539,6 +539,76 @@ fn ingest_fortio_rejects_bad_inputs_with_exit_2() {
     assert_exit_2_naming(&ingest(&[]), &["results", "no Fortio result"]);
 }
 
+#[test]
+fn ingest_fortio_refuses_what_it_cannot_interpret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results");
+    std::fs::create_dir(&dir).unwrap();
+    let refused = fortio_fixtures().join("refused");
+    let json = std::fs::read_to_string(fortio_fixtures().join("run_a.json")).unwrap();
+    let yaml = std::fs::read_to_string(fortio_fixtures().join("run_a.yaml")).unwrap();
+    std::fs::write(dir.join("r1.yaml"), &yaml).unwrap();
+    let out_csv = tmp.path().join("trace.csv");
+    let ingest = |extra: &[&str]| {
+        let mut args = vec!["ingest", "fortio", dir.to_str().unwrap(), "--out", out_csv.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        meshrl(&args, tmp.path())
+    };
+    let codes = "\"200\": 18,\n    \"503\": 12";
+    assert!(json.contains(codes));
+    let cases = [
+        // Counts that overflow a sum (once a failure rate of 2.0, exit 0).
+        (json.replace(codes, "\"200\": 18446744073709551615, \"503\": 2"), &["r1.json", "RetCodes"][..]),
+        // More codes than calls.
+        (json.replace(codes, "\"200\": 3600, \"503\": 2400"), &["r1.json", "RetCodes", "DurationHistogram.Count"][..]),
+        // Fortio 0.9.0's gRPC ping: code 1 is SERVING.
+        (std::fs::read_to_string(refused.join("grpc_ping.json")).unwrap(), &["r1.json", "RunType"][..]),
+        // Fortio 1.57.3 at -qps 8.
+        (std::fs::read_to_string(refused.join("fixed_rate.json")).unwrap(), &["r1.json", "RequestedQPS"][..]),
+        // A timed run (-t 30s).
+        (json.replace("\"Exactly\": 30", "\"Exactly\": 0").replace("exactly 30 calls", "30s"), &["r1.json", "Exactly"][..]),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(dir.join("r1.json"), &text).unwrap();
+        assert_exit_2_naming(&ingest(&[]), needles);
+        assert!(!out_csv.exists(), "no trace is written on error");
+    }
+    // A subset's own circuit breakers.
+    std::fs::write(dir.join("r1.json"), &json).unwrap();
+    std::fs::copy(refused.join("subset_policy.yaml"), dir.join("r1.yaml")).unwrap();
+    assert_exit_2_naming(&ingest(&[]), &["r1.yaml", "spec.subsets[1].trafficPolicy.connectionPool", "v2"]);
+    assert!(!out_csv.exists(), "no trace is written on error");
+    // A byte-order mark is skipped: the same row as without it.
+    std::fs::write(dir.join("r1.yaml"), &yaml).unwrap();
+    std::fs::write(dir.join("r1.json"), format!("\u{feff}{json}")).unwrap();
+    let out = ingest(&[]);
+    assert_ok(&out);
+    let trace = std::fs::read_to_string(&out_csv).unwrap();
+    assert!(trace.lines().nth(1).unwrap().starts_with("1,1,1,180,100,1,1,3,30,1093.762,0.400000,"), "{trace}");
+}
+
+#[test]
+fn ingest_fortio_warns_of_manifest_rows_without_a_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(fortio_fixtures().join("run_b.json"), dir.join("run_b.json")).unwrap();
+    let manifest = fortio_fixtures().join("manifest.csv");
+    let out_csv = tmp.path().join("trace.csv");
+    let out = meshrl(
+        &["ingest", "fortio", dir.to_str().unwrap(), "--rules", manifest.to_str().unwrap(), "--out", out_csv.to_str().unwrap()],
+        tmp.path(),
+    );
+    assert_ok(&out);
+    assert!(text(&out.stdout).starts_with("1 Fortio results"), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("warning: ") && err.contains("manifest.csv") && err.contains("row 1 (run_a.json), row 3 (run_c.json)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&out_csv).unwrap().lines().count(), 2);
+}
+
 /// A Table 5 run directory made by hand: one S1 cell whose dataset path is relative to the
 /// repository, as in a run made there.
 fn hand_made_run(dir: &Path) -> PathBuf {
@@ -610,4 +680,228 @@ fn export_rejects_bad_inputs_with_exit_2() {
     let out = meshrl(&["export", cell.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--top", "0"], &repo());
     assert_exit_2_naming(&out, &["--top"]);
     assert!(!out_dir.exists(), "nothing is written on error");
+}
+
+/// Degenerate settings are refused before anything is written, and a failed run leaves the
+/// good run's directory as it was.
+#[test]
+fn degenerate_table5_settings_are_refused_and_a_failed_run_keeps_the_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5(tmp.path());
+    let config = config.to_str().unwrap();
+    for (set, needle) in [
+        ("oracle_runs=0", "oracle_runs"),
+        ("oracle_validation_states=0", "oracle_validation_states"),
+        ("validation_pairs=0", "validation_pairs"),
+        ("train_fraction=1.5", "train_fraction"),
+        ("configurations=[]", "configurations is empty"),
+        ("configurations=[\"call\", \"call\"]", "listed twice"),
+        ("dataset=[{name=\"S1\",path=\"a.csv\"},{name=\"S1\",path=\"b.csv\"}]", "two [[dataset]] entries"),
+    ] {
+        let out = meshrl(&["run", config, "--set", set], tmp.path());
+        assert_exit_2_naming(&out, &["tiny5.toml with --set", needle]);
+        assert!(!tmp.path().join("out").exists(), "{set}: nothing written");
+    }
+    assert_ok(&meshrl(&["run", config, "--set", "configurations=[\"call\"]"], tmp.path()));
+    let resolved = tmp.path().join("out/config.resolved.toml");
+    let table = tmp.path().join("out/table5.csv");
+    let (good_config, good_table) = (std::fs::read(&resolved).unwrap(), std::fs::read(&table).unwrap());
+    let bad = meshrl(&["run", config, "--set", "dataset=[{name=\"S1\",path=\"datasets/nope.csv\"}]"], tmp.path());
+    assert_exit_2_naming(&bad, &["nope.csv"]);
+    assert_eq!(std::fs::read(&resolved).unwrap(), good_config, "the failed run left config.resolved.toml alone");
+    assert_eq!(std::fs::read(&table).unwrap(), good_table);
+}
+
+#[test]
+fn degenerate_command_line_counts_and_broken_models_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_exit_2_naming(&meshrl(&["emulate", "--runs", "0"], &repo()), &["--runs"]);
+    let out_dir = tmp.path().join("gen");
+    assert_exit_2_naming(&meshrl(&["generate", "--rows", "0", "--out-dir", out_dir.to_str().unwrap()], &repo()), &["--rows"]);
+    assert!(!out_dir.exists());
+    // A missing model is named as such (not its normaliser files).
+    let missing = tmp.path().join("x.safetensors");
+    let out = meshrl(&["predict", missing.to_str().unwrap(), "datasets/S1.csv"], &repo());
+    assert_exit_2_naming(&out, &["x.safetensors", "no such model file"]);
+    assert!(!text(&out.stderr).contains("inputs.json"));
+    // A model whose weights hold a NaN (its last value) is refused.
+    let config = tiny_table5(tmp.path());
+    assert_ok(&meshrl(&["run", config.to_str().unwrap(), "--set", "configurations=[\"call\"]"], tmp.path()));
+    let models = tmp.path().join("out/models/S1");
+    let mut bytes = std::fs::read(models.join("mlp_seed1.safetensors")).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    for f in ["mlp_seed1.inputs.json", "mlp_seed1.outputs.json"] {
+        std::fs::copy(models.join(f), tmp.path().join(f.replace("mlp_seed1", "broken"))).unwrap();
+    }
+    let broken = tmp.path().join("broken.safetensors");
+    std::fs::write(&broken, bytes).unwrap();
+    let out = meshrl(&["predict", broken.to_str().unwrap(), &repo().join("datasets/S1.csv").to_string_lossy()], tmp.path());
+    assert_exit_2_naming(&out, &["broken.safetensors", "NaN"]);
+}
+
+/// Two runs of one config on one directory at once share the cells (each computed once) and
+/// give the tables of a single run; a run of another config refuses the directory.
+#[test]
+fn concurrent_runs_share_a_directory_and_another_config_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5(tmp.path());
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "configurations = [\"call\", \"thread-call\", \"thread&call*5\"]",
+        "configurations = [\"call\", \"thread\", \"thread-call\", \"call-thread\", \"thread&call\", \"call*5\"]\nparallel_cells = 1",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    // The simulator first, so that both runs start on the cells together.
+    assert_ok(&meshrl(&["run", config.to_str().unwrap(), "--set", "out_dir=\"single\""], tmp.path()));
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_meshrl"))
+            .args(["run", config.to_str().unwrap()])
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_ok(&a);
+    assert_ok(&b);
+    let computed = |o: &Output| text(&o.stdout).matches("seed 5: Sim. ").count();
+    assert_eq!(computed(&a) + computed(&b), 6, "every cell computed once:\n{}\n{}", text(&a.stdout), text(&b.stdout));
+    let out = tmp.path().join("out");
+    for f in ["table5.csv", "metrics.csv", "table5.md"] {
+        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(tmp.path().join("single").join(f)).unwrap(), "{f}");
+    }
+    let claims = std::fs::read_dir(out.join("cells/S1"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "claim"))
+        .count();
+    assert_eq!(claims, 0, "no claim left behind");
+    let other = meshrl(&["run", config.to_str().unwrap(), "--set", "epochs=3"], tmp.path());
+    assert_exit_2_naming(&other, &["config.resolved.toml", "another config", "`epochs` is 4 there, 3 here"]);
+    // Scheduling alone may differ.
+    assert_ok(&meshrl(&["run", config.to_str().unwrap(), "--set", "parallel_cells=2"], tmp.path()));
+}
+
+/// The names and contents of the files in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn export_replaces_a_previous_export_whole_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cell = hand_made_run(tmp.path());
+    let out_dir = tmp.path().join("export");
+    let export = |top: &str, out: &Path| meshrl(&["export", cell.to_str().unwrap(), "--top", top, "--out", out.to_str().unwrap()], &repo());
+    assert_ok(&export("3", &out_dir));
+    assert_eq!(files_in(&out_dir).len(), 4);
+    // A smaller export over a larger one: exactly the new files, no stale run_2, run_3.
+    assert_ok(&export("1", &out_dir));
+    let names: Vec<String> = files_in(&out_dir).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["manifest.csv", "run_1.yaml"]);
+    assert_eq!(files_in(tmp.path()).len(), 2, "only `run` and `export` beside each other, no temporary folder");
+    // A folder of the user's own: refused, untouched.
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "my notes").unwrap();
+    assert_exit_2_naming(&export("3", &mine), &["mine", "notes.txt", "no manifest.csv", "--out"]);
+    assert_eq!(files_in(&mine), [("notes.txt".to_string(), b"my notes".to_vec())]);
+    // The Fortio result of a run of the previous export is a measurement: kept, refused.
+    std::fs::copy(fortio_fixtures().join("run_b.json"), out_dir.join("run_1.json")).unwrap();
+    let before = files_in(&out_dir);
+    assert_exit_2_naming(&export("3", &out_dir), &["export", "run_1.json", "Fortio result"]);
+    assert_eq!(files_in(&out_dir), before);
+}
+
+#[test]
+fn export_refuses_a_pair_that_is_no_load_and_keeps_the_old_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cell = hand_made_run(tmp.path());
+    let out_dir = tmp.path().join("export");
+    let export = || meshrl(&["export", cell.to_str().unwrap(), "--out", out_dir.to_str().unwrap()], &repo());
+    assert_ok(&export());
+    let before = files_in(&out_dir);
+    let good = std::fs::read_to_string(&cell).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&good).unwrap();
+    for (field, value, needles) in [
+        ("threads", 0, ["best_rl[3].threads", "-c 0"]),
+        ("calls", 0, ["best_rl[3].calls", "-n 0"]),
+        ("calls", 1, ["best_rl[3].calls", "fewer than the 2 threads"]),
+    ] {
+        json["best_rl"][3][field] = serde_json::json!(value);
+        std::fs::write(&cell, json.to_string()).unwrap();
+        let out = export();
+        assert_exit_2_naming(&out, &["thread-call_seed2.json", needles[0], needles[1]]);
+        assert_eq!(files_in(&out_dir), before, "the old export is untouched");
+        json = serde_json::from_str(&good).unwrap();
+    }
+}
+
+/// A run whose cell has two validated pairs per side, exported with `--validation` into
+/// `<dir>/val`; returns that folder and the result file of each side's runs.
+fn validation_export(dir: &Path) -> (PathBuf, Vec<String>, Vec<String>) {
+    let cell = hand_made_run(dir);
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cell).unwrap()).unwrap();
+    let pair = |row: usize, emu: f64| serde_json::json!({ "service": 0, "row": row, "threads": 4, "calls": 40, "sim_reward": emu, "emu_reward": emu });
+    json["best_rl"] = serde_json::json!([pair(1, 10.0), pair(2, 20.0)]);
+    json["best_baseline"] = serde_json::json!([pair(3, 5.0), pair(4, 5.0)]);
+    std::fs::write(&cell, json.to_string()).unwrap();
+    let out = dir.join("val");
+    assert_ok(&meshrl(&["export", cell.to_str().unwrap(), "--validation", "--out", out.to_str().unwrap()], &repo()));
+    let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+    let (mut rl, mut baseline) = (Vec::new(), Vec::new());
+    for line in manifest.lines().skip(1) {
+        let result = line.split(',').find(|f| f.starts_with("run_") && f.ends_with(".json")).unwrap().to_string();
+        if line.split(',').nth(1) == Some("rl") {
+            rl.push(result)
+        } else {
+            baseline.push(result)
+        }
+    }
+    assert_eq!((rl.len(), baseline.len()), (2, 2), "{manifest}");
+    (out, rl, baseline)
+}
+
+#[test]
+fn validate_says_when_val_is_undefined_and_names_missing_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, rl, baseline) = validation_export(tmp.path());
+    // The agents' runs got 503s (run_a: 12 of 30), the one baseline run that ran none (run_b).
+    for r in &rl {
+        std::fs::copy(fortio_fixtures().join("run_a.json"), out.join(r)).unwrap();
+    }
+    std::fs::copy(fortio_fixtures().join("run_b.json"), out.join(&baseline[0])).unwrap();
+    let done = meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path());
+    assert_ok(&done);
+    let stdout = text(&done.stdout);
+    assert!(stdout.contains("Val. undefined: the baseline's 1 runs had no 503s"), "{stdout}");
+    assert!(!stdout.contains("NaN"), "{stdout}");
+    assert!(stdout.contains(&format!("1 of the 4 runs have no result yet and are left out of both means: {}", baseline[1])), "{stdout}");
+    // A broken result is named; no result of a side, or fewer than half of its runs: exit 2.
+    std::fs::remove_file(out.join(&rl[1])).unwrap();
+    std::fs::write(out.join(&rl[0]), "{}").unwrap();
+    assert_exit_2_naming(&meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path()), &[rl[0].as_str()]);
+    std::fs::remove_file(out.join(&rl[0])).unwrap();
+    assert_exit_2_naming(
+        &meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path()),
+        &["manifest.csv", "no Fortio result", "`rl`"],
+    );
+    let mut manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+    manifest += &manifest.lines().nth(1).unwrap().replace(rl[0].as_str(), "run_9.json").replacen("1,", "9,", 1);
+    manifest += "\n";
+    std::fs::write(out.join("manifest.csv"), &manifest).unwrap();
+    std::fs::copy(fortio_fixtures().join("run_a.json"), out.join("run_9.json")).unwrap();
+    assert_exit_2_naming(
+        &meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path()),
+        &["manifest.csv", "only 1 of the 3 `rl` runs", &format!("Missing: {}, {}", rl[0], rl[1])],
+    );
 }
