@@ -51,7 +51,7 @@ fn bench_agents(c: &mut Criterion) {
     // parallel work (agents, the two backward products, Adam's chunks) gets 1 or 2 threads.
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let cfg = config();
-    let ctx = load_context(&cfg, &cfg.datasets[0], &scenarios(&cfg).unwrap()).unwrap();
+    let ctx = load_context(&cfg, &cfg.datasets[0], &scenarios(&cfg).unwrap(), true).unwrap();
     let mut group = c.benchmark_group("dqn_steps");
     group.sample_size(10);
     for threads in [1, 2] {

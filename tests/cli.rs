@@ -905,3 +905,84 @@ fn validate_says_when_val_is_undefined_and_names_missing_runs() {
         &["manifest.csv", "only 1 of the 3 `rl` runs", &format!("Missing: {}, {}", rl[0], rl[1])],
     );
 }
+
+/// A run spread over shards (prepare, the shards at once into one directory, report) gives
+/// the tables of a single run; a shard without its simulator refuses to start, and a report
+/// names the cells no shard has written.
+#[test]
+fn shards_then_report_give_the_tables_of_a_single_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5(tmp.path());
+    let config = config.to_str().unwrap();
+    let early = meshrl(&["run", config, "--shard", "0/3"], tmp.path());
+    assert_exit_2_naming(&early, &["mlp_seed1.safetensors", "meshrl prepare"]);
+    assert_exit_2_naming(&meshrl(&["run", config, "--shard", "3/3"], tmp.path()), &["--shard 3/3"]);
+    assert_ok(&meshrl(&["prepare", config], tmp.path()));
+    let partial = meshrl(&["report", config], tmp.path());
+    assert_ok(&partial);
+    assert!(text(&partial.stdout).contains("missing 3 of 3 cells"), "{}", text(&partial.stdout));
+    // The three shards at once, into one directory.
+    let running: Vec<_> = (0..3)
+        .map(|k| {
+            Command::new(env!("CARGO_BIN_EXE_meshrl"))
+                .args(["run", config, "--shard", &format!("{k}/3")])
+                .current_dir(tmp.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let shards: Vec<Output> = running.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for s in &shards {
+        assert_ok(s);
+        let out = text(&s.stdout);
+        assert!(out.contains("cells' share") && !out.contains("claim 2"), "a shard writes cells, not the report:\n{out}");
+    }
+    assert_ok(&meshrl(&["report", config], tmp.path()));
+    assert_ok(&meshrl(&["run", config, "--set", "out_dir=\"single\""], tmp.path()));
+    for f in ["table5.csv", "metrics.csv", "table5.md", "figure7.png"] {
+        assert_eq!(
+            std::fs::read(tmp.path().join("out").join(f)).unwrap(),
+            std::fs::read(tmp.path().join("single").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+/// The cluster manifests agree with themselves: the Indexed Job's completions, parallelism
+/// and shard count, the volume every step mounts, the Slurm array and its shard count.
+#[test]
+fn cluster_manifests_run_every_shard_on_a_shared_volume() {
+    let text_k8s = std::fs::read_to_string(repo().join("deploy/kubernetes/table5.yaml")).unwrap();
+    let docs: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&text_k8s).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+    let by_name = |name: &str| docs.iter().find(|d| d["metadata"]["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("{name}"));
+    let volume = by_name("meshrl-results");
+    assert_eq!(volume["kind"].as_str(), Some("PersistentVolumeClaim"));
+    assert_eq!(volume["spec"]["accessModes"][0].as_str(), Some("ReadWriteMany"));
+    let shards = by_name("meshrl-table5-shards");
+    let spec = &shards["spec"];
+    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
+    let n = spec["completions"].as_u64().unwrap();
+    assert_eq!(spec["parallelism"].as_u64(), Some(n));
+    let container = &spec["template"]["spec"]["containers"][0];
+    let command = container["args"][0].as_str().unwrap();
+    assert!(command.contains(&format!("--shard \"${{JOB_COMPLETION_INDEX}}/{n}\"")), "{command}");
+    for name in ["meshrl-table5-prepare", "meshrl-table5-shards", "meshrl-table5-report"] {
+        let pod = &by_name(name)["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"].as_str(), Some("meshrl-results"), "{name}");
+        assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"].as_str(), Some("/results"), "{name}");
+        let args: String =
+            pod["containers"][0]["args"].as_sequence().unwrap().iter().filter_map(|a| a.as_str()).collect::<Vec<_>>().join(" ");
+        assert!(args.contains("/results/table5") && args.contains("/results/models"), "{name}: {args}");
+    }
+    assert_eq!(by_name("meshrl-table5-prepare")["spec"]["template"]["spec"]["containers"][0]["args"][0].as_str(), Some("prepare"));
+    assert_eq!(by_name("meshrl-table5-report")["spec"]["template"]["spec"]["containers"][0]["args"][0].as_str(), Some("report"));
+    let sbatch = std::fs::read_to_string(repo().join("deploy/slurm/table5_shard.sbatch")).unwrap();
+    let submit = std::fs::read_to_string(repo().join("deploy/slurm/table5.sh")).unwrap();
+    let shards: u64 = submit.lines().find_map(|l| l.strip_prefix("SHARDS=")).unwrap().parse().unwrap();
+    assert!(sbatch.contains(&format!("#SBATCH --array=0-{}", shards - 1)), "the array's default matches SHARDS");
+    assert!(sbatch.contains("--shard \"${SLURM_ARRAY_TASK_ID}/${SHARDS:-8}\"") && shards == 8);
+    assert!(submit.contains("--array=0-$((SHARDS - 1))") && submit.contains("afterok:$prepare") && submit.contains("afterok:$shards"));
+}

@@ -10,6 +10,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use meshrl::data::TableSpec;
+use meshrl::experiment::Stage;
 use meshrl::export::ExportOptions;
 use meshrl::generate::GenerateOptions;
 use meshrl::ingest::FortioOptions;
@@ -34,6 +35,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run an experiment described by a TOML file (e.g. experiments/table4.toml).
     Run(RunArgs),
+    /// Prepare a run spread over shards: the run directory and the simulators, once.
+    Prepare(ExperimentArgs),
+    /// Write an experiment's tables and figures from the cells its shards have finished.
+    Report(ExperimentArgs),
     /// Predict a trace file's responses with a trained simulator and report its error.
     Predict(PredictArgs),
     /// Turn real load-test results (Fortio JSON plus each run's rules) into a trace CSV.
@@ -50,7 +55,12 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(args) => meshrl::generate::run(&args.into()),
         Command::Emulate(args) => emulate::emulate(&args),
-        Command::Run(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides)?),
+        Command::Run(args) => {
+            let stage = args.shard.as_deref().map_or(Ok(Stage::All), Stage::shard)?;
+            Ok(meshrl::experiment::run(&args.experiment.config, &args.experiment.overrides, stage)?)
+        }
+        Command::Prepare(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Prepare)?),
+        Command::Report(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Report)?),
         Command::Predict(args) => predict::predict(&args),
         Command::Ingest(IngestSource::Fortio(args)) => Ok(meshrl::ingest::run_fortio(&args.into())?),
         Command::Export(args) => Ok(meshrl::export::run(&args.into())?),
@@ -70,6 +80,16 @@ pub fn run(cli: Cli) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+    /// Run only shard K of N (0-based): the cells whose index in table order is K modulo N,
+    /// without the report. Run `meshrl prepare` first, `meshrl report` after all shards.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExperimentArgs {
     /// The experiment file.
     pub config: PathBuf,
     /// Override a config field before validation, e.g. `--set seed=7 --set mlp.max_epochs=5`.

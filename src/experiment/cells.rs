@@ -115,6 +115,32 @@ pub enum Planned<J, C> {
     Todo(J),
 }
 
+/// The cells a stage deals with: the finished ones and those it computes; and the names of
+/// those it leaves to other stages (missing from a report).
+pub fn split_by_stage<J, C>(
+    planned: Vec<Planned<J, C>>,
+    stage: super::Stage,
+    name: impl Fn(&J) -> String,
+) -> (Vec<Planned<J, C>>, Vec<String>) {
+    let mut missing = Vec::new();
+    let mut index = 0;
+    let kept = planned
+        .into_iter()
+        .filter_map(|p| {
+            let i = index;
+            index += 1;
+            match p {
+                Planned::Todo(job) if !stage.computes(i) => {
+                    missing.push(name(&job));
+                    None
+                }
+                other => Some(other),
+            }
+        })
+        .collect();
+    (kept, missing)
+}
+
 /// How runs sharing a run directory split the cells: a cell is computed by the run that
 /// claims it; the others read it back once it is written.
 pub trait Coordinate<J, C>: Sync {

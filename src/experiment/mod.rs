@@ -64,13 +64,60 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(
     Ok(cfg)
 }
 
-/// Runs the experiment a file describes.
-pub fn run(path: &Path, overrides: &[String]) -> Result<()> {
+/// What a command does with an experiment: all of it, or one stage of a run spread over
+/// several processes or machines (prepare once, then the shards, then the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Simulators (trained where missing), every cell, the report.
+    All,
+    /// The run directory and the simulators only, before any shard starts.
+    Prepare,
+    /// The cells whose index in table order is `index` modulo `of`; no report. The
+    /// simulators must exist (a shard never trains one).
+    Shard { index: usize, of: usize },
+    /// The report from whatever cells exist, naming the missing ones.
+    Report,
+}
+
+impl Stage {
+    /// Parses `K/N` (shard K of N, 0-based).
+    pub fn shard(text: &str) -> Result<Stage> {
+        let bad = || Error::config(format!("--shard {text}: expected K/N with 0 <= K < N, e.g. 0/4"));
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, of) = (k.trim().parse::<usize>().map_err(|_| bad())?, n.trim().parse::<usize>().map_err(|_| bad())?);
+        if of == 0 || index >= of {
+            return Err(bad());
+        }
+        Ok(Stage::Shard { index, of })
+    }
+
+    /// Whether this stage computes the cell at `index` (table order).
+    pub fn computes(&self, index: usize) -> bool {
+        match self {
+            Stage::All => true,
+            Stage::Shard { index: k, of } => index % of == *k,
+            Stage::Prepare | Stage::Report => false,
+        }
+    }
+
+    /// Whether a missing simulator may be trained.
+    pub fn trains_simulators(&self) -> bool {
+        matches!(self, Stage::All | Stage::Prepare)
+    }
+
+    /// Whether the tables and figures are written.
+    pub fn reports(&self) -> bool {
+        matches!(self, Stage::All | Stage::Report)
+    }
+}
+
+/// Runs the experiment a file describes (or one stage of it).
+pub fn run(path: &Path, overrides: &[String], stage: Stage) -> Result<()> {
     let table = load_experiment(path, overrides)?;
     let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     match kind {
-        "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?),
-        "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?),
+        "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?, stage),
+        "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?, stage),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
             message: format!("unknown experiment kind {other:?}; expected \"table4\" or \"table5\""),
@@ -81,6 +128,17 @@ pub fn run(path: &Path, overrides: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_split_the_cells_in_table_order() {
+        let stage = Stage::shard("1/3").unwrap();
+        assert_eq!((0..8).filter(|&i| stage.computes(i)).collect::<Vec<_>>(), vec![1, 4, 7]);
+        for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
+            assert!(Stage::shard(bad).is_err(), "{bad}");
+        }
+        assert!(!stage.reports() && !stage.trains_simulators());
+        assert!(Stage::Report.reports() && !Stage::Report.computes(0));
+    }
 
     #[test]
     fn overrides_reach_nested_tables_and_parse_toml_values() {

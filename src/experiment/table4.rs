@@ -13,9 +13,10 @@ use std::time::Instant;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::cells::{run_resumable, Label, Planned, Workers};
+use super::cells::{run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::rundir::{Cell, CellJob, DirCoordination, OutputSet, RunDir};
+use super::Stage;
 use crate::data::{load_table, prepare, Prepared, TableSpec, TraceTable};
 use crate::error::{Error, Result};
 use crate::report::{self, mean_std, plot};
@@ -332,7 +333,8 @@ impl CellJob for Job<'_> {
 }
 
 /// Runs the experiment: every cell (resuming finished ones), then the tables and plots.
-pub fn run(cfg: &Table4Config) -> Result<()> {
+/// (Table 4 has nothing to prepare: its cells train the simulators.)
+pub fn run(cfg: &Table4Config, stage: Stage) -> Result<()> {
     // Load and check every dataset before the long work starts.
     let mut tables = Vec::new();
     for ds in &cfg.datasets {
@@ -362,6 +364,11 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         }
     }
     let total = planned.len();
+    let (planned, missing) = split_by_stage(planned, stage, |job: &Job| format!("{} {} seed {}", job.dataset_name, job.model, job.seed));
+    if stage == Stage::Prepare {
+        println!("prepared {}", cfg.out_dir.display());
+        return Ok(());
+    }
     // One cell at a time, in table order, on every core (the fits use them).
     let label = |job: &Job| Label {
         prefix: format!("cell {}/{total} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.model, job.seed),
@@ -384,6 +391,13 @@ pub fn run(cfg: &Table4Config) -> Result<()> {
         ));
         Ok(cell)
     })?;
+    if !stage.reports() {
+        println!("wrote {} of {total} cells' share to {}", cells.len(), cfg.out_dir.display());
+        return Ok(());
+    }
+    if !missing.is_empty() {
+        println!("missing {} of {total} cells (not in the report): {}", missing.len(), missing.join(", "));
+    }
     let summary = Summary::new(cfg, &cells);
     let claim = summary.claim_mlp_lowest();
     let mut outputs = dir.outputs();
@@ -679,7 +693,7 @@ trees = 10
         );
         let cfg: Table4Config = toml::from_str(&text).unwrap();
         cfg.validate().unwrap();
-        run(&cfg).unwrap();
+        run(&cfg, Stage::All).unwrap();
         let out = tmp.path().join("out");
         let csv = std::fs::read_to_string(out.join("table4.csv")).unwrap();
         let line = csv.lines().find(|l| l.starts_with("S1,forest,all,mse,")).expect("forest row");
@@ -692,7 +706,7 @@ trees = 10
         assert_eq!(cell.train_rows, 240);
         // Recomputed from scratch, the same seed gives the same cell.
         std::fs::remove_dir_all(out.join("cells")).unwrap();
-        run(&cfg).unwrap();
+        run(&cfg, Stage::All).unwrap();
         assert_eq!(csv, std::fs::read_to_string(out.join("table4.csv")).unwrap());
     }
 

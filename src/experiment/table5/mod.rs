@@ -18,9 +18,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::cells::{run_resumable, Label, Planned, Workers};
+use super::cells::{run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::rundir::{json, CellJob, DirCoordination, RunDir};
+use super::Stage;
 use crate::agent::dqn::DqnConfig;
 use crate::agent::LearnerSpec;
 use crate::data::{load_table, prepare, TableSpec};
@@ -292,11 +293,17 @@ pub struct DatasetContext {
 }
 
 /// Loads a dataset, its training split and its simulator (trained and saved first when it
-/// is missing).
-pub fn load_context(cfg: &Table5Config, d: &Table5Dataset, scenarios: &BTreeMap<String, Scenario>) -> Result<DatasetContext> {
+/// is missing and `train` allows it).
+pub fn load_context(cfg: &Table5Config, d: &Table5Dataset, scenarios: &BTreeMap<String, Scenario>, train: bool) -> Result<DatasetContext> {
     let table = load_table(&d.path, &TableSpec::default())?;
     let prep = prepare(&table, table.n_rows(), cfg.simulator_seed, cfg.train_fraction)?;
     let model_path = store::mlp_path(&cfg.simulators_dir, &d.name, cfg.simulator_seed);
+    if !train && !model_path.exists() {
+        return Err(Error::file(
+            &model_path,
+            "no simulator here: run `meshrl prepare` on the experiment first (shards and reports never train one)",
+        ));
+    }
     let model = store::load_or_train(&cfg.simulator, &prep, cfg.simulator_seed, &model_path, || {
         println!("{}: no simulator at {}; training one (seed {})", d.name, model_path.display(), cfg.simulator_seed)
     })?;
@@ -342,17 +349,23 @@ impl CellJob for Job {
     }
 }
 
-/// Runs every cell (resuming finished ones), then writes the tables, curves and claims.
-pub fn run(cfg: &Table5Config) -> Result<()> {
+/// Runs every cell (resuming finished ones), then writes the tables, curves and claims; or
+/// one [`Stage`] of that.
+pub fn run(cfg: &Table5Config, stage: Stage) -> Result<()> {
     // Matrix products of these small networks run fastest on one core each (measured: two
     // threads per product doubled the CPU time for no gain), so candle's kernels get one
     // thread and whole cells run in parallel instead. Set before any thread starts.
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let scenarios = scenarios(cfg)?;
     let confs: Vec<Configuration> = cfg.configurations.iter().map(|c| Configuration::parse(c)).collect::<Result<_>>()?;
-    let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios)).collect::<Result<_>>()?;
+    let train = stage.trains_simulators();
+    let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios, train)).collect::<Result<_>>()?;
     // Only a run whose inputs all load touches the output directory.
     let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells"])?;
+    if stage == Stage::Prepare {
+        println!("prepared {}: simulators in {}", cfg.out_dir.display(), cfg.simulators_dir.display());
+        return Ok(());
+    }
     // Every (dataset, configuration, seed) in table order; finished ones are read back.
     let mut planned = Vec::new();
     for (di, d) in cfg.datasets.iter().enumerate() {
@@ -367,6 +380,8 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
         }
     }
     let total_cells = planned.len();
+    let (planned, missing) =
+        split_by_stage(planned, stage, |job: &Job| format!("{} {} seed {}", job.dataset_name, job.conf.name(), job.seed));
     let run_started = Instant::now();
     let label = |job: &Job| Label {
         prefix: format!("cell {}/{total_cells} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.conf.name(), job.seed),
@@ -390,6 +405,18 @@ pub fn run(cfg: &Table5Config) -> Result<()> {
         ));
         Ok(cell)
     })?;
+    if !stage.reports() {
+        println!(
+            "wrote {} of {total_cells} cells' share to {} ({:.0} s)",
+            cells.len(),
+            cfg.out_dir.display(),
+            run_started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    if !missing.is_empty() {
+        println!("missing {} of {total_cells} cells (not in the report): {}", missing.len(), missing.join(", "));
+    }
     let report = Report { cfg, confs: &confs, cells: &cells };
     let claims = report.claims();
     let mut outputs = dir.outputs();
