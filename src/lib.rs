@@ -11,6 +11,7 @@ pub mod agent;
 pub mod atomic;
 pub mod data;
 pub mod dense;
+pub mod destination_rule;
 pub mod emulator;
 pub mod env;
 pub mod error;
