@@ -59,6 +59,12 @@ pub struct Training<C> {
     pub best_baseline: Vec<Scored<C>>,
 }
 
+/// One epoch's scored candidates: the agents', the baseline's.
+struct BestEpoch<C> {
+    agents: Vec<Scored<C>>,
+    baseline: Vec<Scored<C>>,
+}
+
 /// Trains `learner` on `env` for `schedule`, advancing `bar` by one per epoch.
 pub fn train<E: Environment>(
     env: &E,
@@ -71,7 +77,7 @@ pub fn train<E: Environment>(
     let total_steps = schedule.epochs * schedule.steps_per_epoch;
     let mut log = EpochLog::default();
     // The best epoch so far: its ratio, and the agents' and the baseline's interactions.
-    let mut best: Option<(f64, Training<E::Candidate>)> = None;
+    let mut best: Option<(f64, BestEpoch<E::Candidate>)> = None;
     let mut state = env.reset(rng);
     for epoch in 0..schedule.epochs {
         let mut agents = Vec::with_capacity(schedule.steps_per_epoch * layout.slots);
@@ -137,12 +143,12 @@ pub fn train<E: Environment>(
             series.0.push(f64::NAN);
         }
         if best.as_ref().is_none_or(|b| ratio > b.0) {
-            best = Some((ratio, Training { log: EpochLog::default(), best_agents: agents, best_baseline: baseline }));
+            best = Some((ratio, BestEpoch { agents, baseline }));
         }
         bar.inc(1);
     }
     let (_, best) = best.ok_or_else(|| Error::config("no epoch ran"))?;
-    Ok(Training { log, ..best })
+    Ok(Training { log, best_agents: best.agents, best_baseline: best.baseline })
 }
 
 #[cfg(test)]

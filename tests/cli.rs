@@ -275,6 +275,17 @@ learning_starts = 30
     path
 }
 
+/// The tiny Table 5 with other configurations (a TOML list's items), one cell at a time.
+fn tiny_table5_one_at_a_time(dir: &Path, configurations: &str) -> PathBuf {
+    let config = tiny_table5(dir);
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "configurations = [\"call\", \"thread-call\", \"thread&call*5\"]",
+        &format!("configurations = [{configurations}]\nparallel_cells = 1"),
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    config
+}
+
 #[test]
 fn table5_tiny_run_writes_tables_curves_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -369,12 +380,7 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
 #[test]
 fn table5_killed_run_resumes_without_redoing_finished_cells() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tiny_table5(tmp.path());
-    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
-        "configurations = [\"call\", \"thread-call\", \"thread&call*5\"]",
-        "configurations = [\"call\", \"thread\", \"thread-call\", \"call-thread\", \"thread&call\"]\nparallel_cells = 1",
-    );
-    std::fs::write(&config, text_cfg).unwrap();
+    let config = tiny_table5_one_at_a_time(tmp.path(), "\"call\", \"thread\", \"thread-call\", \"call-thread\", \"thread&call\"");
     let cells = tmp.path().join("out/cells/S1");
     let finished = || -> Vec<(PathBuf, Vec<u8>)> {
         let mut v: Vec<_> = std::fs::read_dir(&cells)
@@ -745,12 +751,8 @@ fn degenerate_command_line_counts_and_broken_models_are_refused() {
 #[test]
 fn concurrent_runs_share_a_directory_and_another_config_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tiny_table5(tmp.path());
-    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
-        "configurations = [\"call\", \"thread-call\", \"thread&call*5\"]",
-        "configurations = [\"call\", \"thread\", \"thread-call\", \"call-thread\", \"thread&call\", \"call*5\"]\nparallel_cells = 1",
-    );
-    std::fs::write(&config, text_cfg).unwrap();
+    let config =
+        tiny_table5_one_at_a_time(tmp.path(), "\"call\", \"thread\", \"thread-call\", \"call-thread\", \"thread&call\", \"call*5\"");
     // The simulator first, so that both runs start on the cells together.
     assert_ok(&meshrl(&["run", config.to_str().unwrap(), "--set", "out_dir=\"single\""], tmp.path()));
     let spawn = || {

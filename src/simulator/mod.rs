@@ -76,12 +76,6 @@ impl ServiceModel {
         let net = mlp::Mlp::load(model_path, inputs.width(), outputs.width())?;
         Ok(ServiceModel { model: Box::new(mlp::MlpSimulator { net, history: Vec::new() }), inputs, outputs })
     }
-
-    /// Saves the normalisers next to a model file: `<stem>.inputs.json`, `<stem>.outputs.json`.
-    pub fn save_normalizers(&self, model_path: &Path) -> Result<()> {
-        self.inputs.save_json(&normalizer_path(model_path, "inputs"))?;
-        self.outputs.save_json(&normalizer_path(model_path, "outputs"))
-    }
 }
 
 /// `<dir>/<stem>.<role>.json` beside `<dir>/<stem>.safetensors`.

@@ -383,9 +383,9 @@ pub struct Dqn {
 
 impl Dqn {
     /// Completes a waiting transition of agent `slot` of `group` with its next state.
-    fn complete(&mut self, group: usize, slot: usize, next_state: &[f32], done: bool) {
+    fn complete(&mut self, group: usize, slot: usize, next_state: &[f32]) {
         if let Some((state, action, reward)) = self.pending[group][slot].take() {
-            self.roles[group].remember(slot, Transition { state, action, reward, next_state: next_state.to_vec(), done });
+            self.roles[group].remember(slot, Transition { state, action, reward, next_state: next_state.to_vec(), done: false });
         }
     }
 }
@@ -393,7 +393,7 @@ impl Dqn {
 impl Learner for Dqn {
     fn act(&mut self, group: usize, observations: &[Vec<f32>], clock: Clock) -> Result<Vec<usize>> {
         for (slot, obs) in observations.iter().enumerate() {
-            self.complete(group, slot, obs, false);
+            self.complete(group, slot, obs);
         }
         let actions = self.roles[group].act(observations, clock.step, clock.total_steps)?;
         self.acted[group] = observations.iter().cloned().zip(actions.iter().copied()).map(Some).collect();
@@ -407,12 +407,17 @@ impl Learner for Dqn {
     fn record(&mut self, group: usize, rewards: &[f64], continuation: Continuation) {
         for (slot, &reward) in rewards.iter().enumerate() {
             let Some((state, action)) = self.acted[group][slot].take() else { continue };
-            self.pending[group][slot] = Some((state.clone(), action, reward as f32));
             match continuation {
-                Continuation::Continues => {}
+                Continuation::Continues => self.pending[group][slot] = Some((state, action, reward as f32)),
                 // The target of a terminal transition is its reward alone (its next state is unused).
-                Continuation::Terminated => self.complete(group, slot, &state, true),
-                Continuation::Truncated(next) => self.complete(group, slot, &next[slot], false),
+                Continuation::Terminated => {
+                    let next_state = state.clone();
+                    self.roles[group].remember(slot, Transition { state, action, reward: reward as f32, next_state, done: true });
+                }
+                Continuation::Truncated(next) => {
+                    let next_state = next[slot].clone();
+                    self.roles[group].remember(slot, Transition { state, action, reward: reward as f32, next_state, done: false });
+                }
             }
         }
     }
