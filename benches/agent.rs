@@ -38,6 +38,7 @@ fn config() -> Table5Config {
         oracle_runs: 1,
         // Speed of the training loop only: no oracle search.
         yardsticks: false,
+        checkpoint_every: 0,
         parallel_cells: Some(1),
         datasets: vec![Table5Dataset { name: "S1".into(), path: repo.join("datasets/S1.csv"), calls: None, threads: None }],
         simulator: MlpConfig { max_epochs: 1, ..MlpConfig::default() },
@@ -60,7 +61,7 @@ fn bench_agents(c: &mut Criterion) {
             let conf = Configuration::parse(name).unwrap();
             group.throughput(Throughput::Elements(STEPS as u64));
             group.bench_function(BenchmarkId::new(name, format!("{threads} thread(s)")), |b| {
-                b.iter(|| pool.install(|| run_cell(&cfg, &ctx, &conf, 1, &ProgressBar::hidden()).unwrap().sim))
+                b.iter(|| pool.install(|| run_cell(&cfg, &ctx, &conf, 1, &ProgressBar::hidden(), None).unwrap().sim))
             });
         }
     }

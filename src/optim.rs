@@ -139,6 +139,30 @@ impl AdamStep {
 }
 
 impl FusedAdamW {
+    /// Steps taken so far (the bias corrections depend on it).
+    pub fn steps(&self) -> usize {
+        self.step_t
+    }
+
+    /// The first and second moments of `var`, if it is one of this optimiser's variables.
+    pub fn moments(&self, var: &Var) -> Option<(&[f32], &[f32])> {
+        self.vars.iter().find(|mv| mv.var.id() == var.id()).map(|mv| (mv.m.as_slice(), mv.v.as_slice()))
+    }
+
+    /// Puts the optimiser back where it was after `steps` steps with these moments of `var`
+    /// (from [`FusedAdamW::moments`]); false if `var` is not one of its variables or the sizes differ.
+    pub fn restore(&mut self, steps: usize, var: &Var, m: &[f32], v: &[f32]) -> bool {
+        self.step_t = steps;
+        match self.vars.iter_mut().find(|mv| mv.var.id() == var.id()) {
+            Some(mv) if mv.m.len() == m.len() && mv.v.len() == v.len() => {
+                mv.m.copy_from_slice(m);
+                mv.v.copy_from_slice(v);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// One step with gradients given by variable id (for hand-derived gradients).
     pub fn step_with(&mut self, grads: &HashMap<TensorId, Tensor>) -> candle_core::Result<()> {
         self.update(|var| grads.get(&var.id()))

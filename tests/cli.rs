@@ -327,7 +327,7 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     let md = std::fs::read_to_string(dir.join("table5.md")).unwrap();
     assert!(md.contains("## Yardsticks") && md.contains("Oracle Val."), "{md}");
     let pairs = std::fs::read_to_string(dir.join("pairs/S1/call_seed5.csv")).unwrap();
-    assert_eq!(pairs.lines().count(), 1 + 2 * 40, "validation_pairs per side");
+    assert_eq!(pairs.lines().count(), 1 + 3 * 40, "validation_pairs per side");
 
     // Interrupted run: one finished cell lost, the tables not yet written. The rerun
     // redoes only that cell and ends with the same table.
@@ -363,7 +363,7 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     let cell = dir.join("cells/S1/call_seed5.json");
     assert_ok(&meshrl(&["export", cell.to_str().unwrap(), "--validation", "--out", export_val.to_str().unwrap()], tmp.path()));
     let manifest = std::fs::read_to_string(export_val.join("manifest.csv")).unwrap();
-    assert_eq!(manifest.lines().count(), 1 + 2 * 40, "validation_pairs per side");
+    assert_eq!(manifest.lines().count(), 1 + 2 * 40, "validation_pairs per side (the agents and the baseline)");
     let partial = meshrl(&["validate", "--fortio", export_val.to_str().unwrap()], tmp.path());
     assert_exit_2_naming(&partial, &["manifest.csv", "no Fortio result"]);
     for line in manifest.lines().skip(1) {
@@ -418,6 +418,55 @@ fn table5_killed_run_resumes_without_redoing_finished_cells() {
         assert!(after.contains(cell), "{} was rewritten", cell.0.display());
     }
     assert_eq!(after.len(), 5);
+}
+
+/// A cell killed mid-way resumes from its last checkpoint and ends with the very cell an
+/// uninterrupted run writes.
+#[test]
+fn table5_cell_killed_mid_way_resumes_from_its_checkpoint_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tiny_table5_one_at_a_time(tmp.path(), "\"thread-call\"");
+    let text_cfg = std::fs::read_to_string(&reference).unwrap().replace("epochs = 4", "epochs = 400\ncheckpoint_every = 3");
+    std::fs::write(&reference, &text_cfg).unwrap();
+    // The same experiment in another directory, on the same simulator.
+    let out = tmp.path().join("out");
+    let killed = tmp.path().join("killed.toml");
+    std::fs::write(
+        &killed,
+        text_cfg.replace(&format!("out_dir = \"{}\"", out.display()), &format!("out_dir = \"{}\"", tmp.path().join("out2").display())),
+    )
+    .unwrap();
+    assert_ok(&meshrl(&["run", reference.to_str().unwrap()], tmp.path()));
+    let (checkpoint, cell) =
+        (tmp.path().join("out2/checkpoints/S1/thread-call_seed5.ckpt"), tmp.path().join("out2/cells/S1/thread-call_seed5.json"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshrl"))
+        .args(["run", killed.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !checkpoint.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cell.exists(), "killed before the cell finished");
+    let resumed = meshrl(&["run", killed.to_str().unwrap()], tmp.path());
+    assert_ok(&resumed);
+    assert!(
+        text(&resumed.stdout).contains("S1 thread-call seed 5: resuming from its checkpoint after epoch "),
+        "{}",
+        text(&resumed.stdout)
+    );
+    assert!(!checkpoint.exists(), "a finished cell's checkpoint is deleted");
+    let read = |p: &Path| {
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v
+    };
+    assert_eq!(read(&cell), read(&out.join("cells/S1/thread-call_seed5.json")), "the resumed cell is the uninterrupted one");
 }
 
 #[test]

@@ -68,6 +68,17 @@ pub trait Learner: Send {
 
     /// Diagnostics since the previous call (the training loop asks once per epoch).
     fn diagnostics(&mut self, clock: Clock) -> Diagnostics;
+
+    /// Everything the learner needs to go on exactly where it is (weights, optimiser
+    /// moments, replay buffers, random streams), for checkpoints between epochs.
+    fn save(&self) -> Result<Vec<u8>> {
+        Err(crate::error::Error::config("this learner cannot be checkpointed"))
+    }
+
+    /// Returns to the point [`Learner::save`] captured; the learner was built with the same settings.
+    fn restore(&mut self, _saved: &[u8]) -> Result<()> {
+        Err(crate::error::Error::config("this learner cannot be checkpointed"))
+    }
 }
 
 /// A learner's settings: builds the learner for a layout and names its diagnostics.

@@ -15,14 +15,14 @@ pub struct Chain {
 }
 
 /// Position and steps taken in this episode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub at: usize,
     pub steps: usize,
 }
 
 /// A move from a position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Move {
     pub from: usize,
     pub right: bool,

@@ -27,6 +27,7 @@ pub(crate) mod chain;
 pub mod load_search;
 
 use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -99,8 +100,9 @@ pub type ScoredOf<E> = Scored<<E as Environment>::Candidate>;
 
 /// A problem: states, knobs, model and ground truth. See the module documentation.
 pub trait Environment: Sync {
-    type State: Clone + Send;
-    type Candidate: Clone + Send + Sync;
+    /// Serialisable, so that a training run can be checkpointed mid-way.
+    type State: Clone + Send + Serialize + DeserializeOwned;
+    type Candidate: Clone + Send + Sync + Serialize + DeserializeOwned;
 
     fn layout(&self) -> &Layout;
 

@@ -7,6 +7,7 @@
 
 pub mod cells;
 pub mod claims;
+pub mod compare;
 pub mod metrics;
 pub mod rundir;
 pub mod table4;

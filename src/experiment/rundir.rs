@@ -50,6 +50,11 @@ impl RunDir {
         self.root.join("cells").join(dataset).join(format!("{name}.claim"))
     }
 
+    /// Where a cell under way keeps its checkpoint (`checkpoints/` stays out of git).
+    pub fn checkpoint_path(&self, dataset: &str, name: &str) -> PathBuf {
+        self.root.join("checkpoints").join(dataset).join(format!("{name}.ckpt"))
+    }
+
     /// A path inside the run directory.
     pub fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
         self.root.join(relative)

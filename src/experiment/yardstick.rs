@@ -5,7 +5,9 @@
 //!
 //! Both are scored on the states of the agents' best epoch: on the simulator all of them,
 //! in one batched call for the whole grid; on the emulator the first
-//! `oracle_validation_states` of the validated states, in parallel. On the emulator a
+//! `oracle_validation_states` of the validated states, in parallel, where every ratio's
+//! baseline is the random baseline on those same states. Beside them: the agents' training
+//! behaviour and their greedy policy, on the same states. On the emulator a
 //! choice made on noisy runs would be scored on those same lucky runs, so the oracle and
 //! the fixed action are chosen on the mean of `oracle_runs` runs of every candidate and
 //! scored on a fresh one.
@@ -31,6 +33,15 @@ pub struct Yardsticks {
     /// Share of the oracle's simulated reward the agents reach on the same states.
     #[serde(with = "nan_as_null::scalar")]
     pub reach_sim: f64,
+    /// The same share for the greedy policy.
+    #[serde(with = "nan_as_null::scalar")]
+    pub reach_greedy_sim: f64,
+    /// The agents' (training behaviour) and the greedy policy's ratios on the emulator's
+    /// yardstick states (the first `val_states` validated ones).
+    #[serde(with = "nan_as_null::scalar")]
+    pub agent_val: f64,
+    #[serde(with = "nan_as_null::scalar")]
+    pub greedy_val: f64,
     #[serde(with = "nan_as_null::scalar")]
     pub oracle_val: f64,
     #[serde(with = "nan_as_null::scalar")]
@@ -39,6 +50,9 @@ pub struct Yardsticks {
     /// Share of the oracle's emulated reward the agents reach on the same states.
     #[serde(with = "nan_as_null::scalar")]
     pub reach_val: f64,
+    /// The same share for the greedy policy.
+    #[serde(with = "nan_as_null::scalar")]
+    pub reach_greedy_val: f64,
     /// States behind the emulator's yardsticks.
     pub val_states: usize,
     /// Load tests the emulator ran for them.
@@ -74,24 +88,34 @@ fn alternatives<E: Environment>(env: &E, states: &[ScoredOf<E>]) -> (Vec<ScoredO
     (pairs, width)
 }
 
-/// The yardsticks of one cell. `best_rl` / `best_base`: the best epoch's pairs (agents,
-/// random); `rl_val` / `base_val`: the validated subsamples, with their emulator rewards.
+/// The scored candidates of the best epoch's states (or of a subsample of them): the
+/// agents' while training, the random baseline's and the greedy policy's, state by state in
+/// the same order.
+pub struct Sides<'a, C> {
+    pub agents: &'a [Scored<C>],
+    pub baseline: &'a [Scored<C>],
+    pub greedy: &'a [Scored<C>],
+}
+
+/// The yardsticks of one cell: `best`, the best epoch's candidates scored on the model;
+/// `validated`, the validated subsample with its emulator rewards.
 pub fn measure<E: Environment>(
     env: &E,
-    best: (&[ScoredOf<E>], &[ScoredOf<E>]),
-    validated: (&[ScoredOf<E>], &[ScoredOf<E>]),
+    best: Sides<E::Candidate>,
+    validated: Sides<E::Candidate>,
     val_states: usize,
     runs: usize,
     seed: u64,
 ) -> Result<Yardsticks> {
-    let (best_rl, best_base) = best;
-    let (rl_val, base_val) = validated;
+    let (best_rl, best_base) = (best.agents, best.baseline);
+    let rl_val = validated.agents;
     // Simulator: every state of the best epoch, the whole grid in one call.
     let (mut pairs, width) = alternatives(env, best_rl);
     env.score_model(&mut pairs)?;
     let rewards: Vec<Vec<f64>> = pairs.chunks(width.max(1)).map(|c| c.iter().map(|p| p.model_reward).collect()).collect();
     let base: f64 = best_base.iter().map(|p| p.model_reward).sum();
     let agent: f64 = best_rl.iter().map(|p| p.model_reward).sum();
+    let greedy: f64 = best.greedy.iter().map(|p| p.model_reward).sum();
     let oracle: f64 = rewards.iter().zip(oracle_choices(&rewards)).map(|(r, a)| r[a]).sum();
     let fixed_choice = best_fixed_choice(&rewards);
     let fixed: f64 = rewards.iter().map(|r| r[fixed_choice]).sum();
@@ -118,7 +142,9 @@ pub fn measure<E: Environment>(
     env.score_truth(&mut oracle_pairs, seed.wrapping_add(1 << 40))?;
     env.score_truth(&mut fixed_pairs, seed.wrapping_add(2 << 40))?;
     let mean = |ps: &[ScoredOf<E>]| ps.iter().map(emu).sum::<f64>() / ps.len().max(1) as f64;
-    let base_mean = mean(base_val);
+    let on_states = |ps: &'_ [ScoredOf<E>]| mean(&ps[..states.len().min(ps.len())]);
+    let base_mean = on_states(validated.baseline);
+    let greedy_mean = on_states(validated.greedy);
     let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { f64::NAN };
     Ok(Yardsticks {
         agent_sim: ratio(agent, base),
@@ -126,10 +152,14 @@ pub fn measure<E: Environment>(
         fixed_sim: ratio(fixed, base),
         fixed_sim_action,
         reach_sim: ratio(agent, oracle),
+        reach_greedy_sim: ratio(greedy, oracle),
+        agent_val: ratio(mean(states), base_mean),
+        greedy_val: ratio(greedy_mean, base_mean),
         oracle_val: ratio(mean(&oracle_pairs), base_mean),
         fixed_val: ratio(mean(&fixed_pairs), base_mean),
         fixed_val_action: fixed_pairs.first().map(|p| env.describe(&p.candidate)).unwrap_or_default(),
         reach_val: ratio(mean(states), mean(&oracle_pairs)),
+        reach_greedy_val: ratio(greedy_mean, mean(&oracle_pairs)),
         val_states: states.len(),
         load_tests: pairs_emu.len() * runs.max(1) + oracle_pairs.len() + fixed_pairs.len(),
     })

@@ -6,6 +6,7 @@
 //! sees only agent n's loss, SNet the sum over agents. [`Dqn`] is the [`Learner`]: one role
 //! per group.
 
+mod checkpoint;
 pub mod replay;
 
 use std::collections::HashMap;
@@ -440,6 +441,14 @@ impl Learner for Dqn {
         (self.loss_sum, self.updates) = (0.0, 0);
         let epsilon = self.roles.first().map_or(f64::NAN, |r| r.epsilon(clock.step, clock.total_steps));
         Diagnostics::from([("loss", loss), ("epsilon", epsilon)])
+    }
+
+    fn save(&self) -> Result<Vec<u8>> {
+        self.save_state()
+    }
+
+    fn restore(&mut self, saved: &[u8]) -> Result<()> {
+        self.restore_state(saved)
     }
 }
 

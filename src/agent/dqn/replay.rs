@@ -22,6 +22,7 @@ pub struct Batch {
     pub dones: Vec<bool>,
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReplayBuffer {
     capacity: usize,
     state_dim: usize,
@@ -51,6 +52,11 @@ impl ReplayBuffer {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Same capacity and state size (a checkpoint's buffer fits this one's place).
+    pub fn same_shape(&self, other: &ReplayBuffer) -> bool {
+        (self.capacity, self.state_dim) == (other.capacity, other.state_dim)
     }
 
     pub fn is_empty(&self) -> bool {

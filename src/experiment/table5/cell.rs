@@ -3,6 +3,7 @@
 //! yardsticks are measured on the same states.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
@@ -18,7 +19,7 @@ use crate::experiment::metrics::{best_epoch, sim_score, spread_after_best};
 use crate::experiment::rundir::Cell;
 use crate::experiment::yardstick::{self, Yardsticks};
 use crate::nan_as_null;
-use crate::train::{train, EpochLog, Schedule};
+use crate::train::{train, Checkpoints, EpochLog, Schedule};
 
 /// The result of one (dataset, configuration, seed) cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,8 +36,17 @@ pub struct CellResult {
     pub val: f64,
     #[serde(with = "nan_as_null::scalar")]
     pub spread_after_best: f64,
+    /// The greedy policy at the end of the best epoch, on that epoch's states, over the
+    /// random baseline: on the simulator (all states) and on the emulator (Val.'s states).
+    #[serde(with = "nan_as_null::scalar")]
+    pub greedy_sim: f64,
+    #[serde(with = "nan_as_null::scalar")]
+    pub greedy_val: f64,
+    /// The validated pairs of the best epoch: the agents' (training behaviour), the random
+    /// baseline's and the greedy policy's, on the same states in the same order.
     pub best_rl: Vec<Pair>,
     pub best_baseline: Vec<Pair>,
+    pub best_greedy: Vec<Pair>,
     /// Oracle and best fixed action on the same states (`yardstick.rs`).
     pub yardsticks: Option<Yardsticks>,
     pub seconds: f64,
@@ -54,11 +64,11 @@ impl CellResult {
         self.yardsticks.as_ref().map_or(f64::NAN, f)
     }
 
-    /// The validated pairs of both sides, one line each (`pairs/<dataset>/<cell>.csv`; rows
+    /// The validated pairs of every side, one line each (`pairs/<dataset>/<cell>.csv`; rows
     /// 1-based, as in the trace file).
     pub fn pairs_csv(&self) -> String {
         let mut s = String::from("side,service,row,threads,calls,sim_reward,emu_reward\n");
-        for (side, pairs) in [("rl", &self.best_rl), ("baseline", &self.best_baseline)] {
+        for (side, pairs) in [("rl", &self.best_rl), ("baseline", &self.best_baseline), ("greedy", &self.best_greedy)] {
             for p in pairs.iter() {
                 let c = &p.candidate;
                 let _ = writeln!(
@@ -87,15 +97,38 @@ fn stream_of(text: &str) -> u64 {
     crate::data::fnv1a(text.as_bytes())
 }
 
-fn subsample(pairs: &[Pair], n: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<Pair> {
+/// The same `n` of `len` positions for every side (all of them, in order, without `n`).
+fn subsample(len: usize, n: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<usize> {
     match n {
-        Some(n) if n < pairs.len() => rand::seq::index::sample(rng, pairs.len(), n).into_iter().map(|i| pairs[i]).collect(),
-        _ => pairs.to_vec(),
+        Some(n) if n < len => rand::seq::index::sample(rng, len, n).into_iter().collect(),
+        _ => (0..len).collect(),
     }
 }
 
-/// Trains the agents of one configuration for all epochs and validates the best epoch.
-pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, seed: u64, bar: &ProgressBar) -> Result<CellResult> {
+fn pick(pairs: &[Pair], positions: &[usize]) -> Vec<Pair> {
+    positions.iter().map(|&i| pairs[i]).collect()
+}
+
+fn ratio(x: f64, base: f64) -> f64 {
+    if base > 0.0 {
+        x / base
+    } else {
+        f64::NAN
+    }
+}
+
+/// Trains the agents of one configuration for all epochs and validates the best epoch: the
+/// agents' training behaviour (Val.) and their greedy policy, against the random baseline on
+/// the same states. With `checkpoint`, the training is saved every `cfg.checkpoint_every`
+/// epochs to that file and resumed from it.
+pub fn run_cell(
+    cfg: &Table5Config,
+    ctx: &DatasetContext,
+    conf: &Configuration,
+    seed: u64,
+    bar: &ProgressBar,
+    checkpoint: Option<PathBuf>,
+) -> Result<CellResult> {
     let started = Instant::now();
     let name = &ctx.data.name;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -103,23 +136,28 @@ pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, 
     let env = LoadSearch::new(&ctx.data, *conf, cfg.beta);
     let mut learner = cfg.learner().build(env.layout(), &mut rng)?;
     let schedule = Schedule { epochs: cfg.epochs, steps_per_epoch: cfg.steps_per_epoch };
-    let training = train(&env, learner.as_mut(), schedule, &mut rng, bar)?;
-    let (rl_best, base_best) = (&training.best_agents, &training.best_baseline);
+    let checkpoints = checkpoint.map(|path| Checkpoints { path, every: cfg.checkpoint_every });
+    let training = train(&env, learner.as_mut(), schedule, &mut rng, bar, checkpoints.as_ref())?;
+    let (rl_best, base_best, greedy_best) = (&training.best_agents, &training.best_baseline, &training.best_greedy);
     let mut val_rng = ChaCha8Rng::seed_from_u64(seed);
     val_rng.set_stream(stream_of(&format!("validation|{name}|{}", conf.name())));
-    let mut rl_val = subsample(rl_best, cfg.validation_pairs, &mut val_rng);
-    let mut base_val = subsample(base_best, cfg.validation_pairs, &mut val_rng);
+    // One subsample of the best epoch's interactions for every side: the same states.
+    let positions = subsample(rl_best.len(), cfg.validation_pairs, &mut val_rng);
+    let (mut rl_val, mut base_val, mut greedy_val) =
+        (pick(rl_best, &positions), pick(base_best, &positions), pick(greedy_best, &positions));
     let emu_seed: u64 = val_rng.random();
     env.score_truth(&mut rl_val, emu_seed)?;
     env.score_truth(&mut base_val, emu_seed.wrapping_add(1 << 32))?;
-    let total = |ps: &[Pair]| ps.iter().filter_map(|p| p.truth_reward).sum::<f64>();
-    let val = total(&rl_val) / total(&base_val);
+    env.score_truth(&mut greedy_val, emu_seed.wrapping_add(2 << 32))?;
+    let emu_total = |ps: &[Pair]| ps.iter().filter_map(|p| p.truth_reward).sum::<f64>();
+    let sim_total = |ps: &[Pair]| ps.iter().map(|p| p.model_reward).sum::<f64>();
+    let val = ratio(emu_total(&rl_val), emu_total(&base_val));
     let yardstick_seed: u64 = val_rng.random();
     let yardsticks = match cfg.yardsticks {
         true => Some(yardstick::measure(
             &env,
-            (rl_best, base_best),
-            (&rl_val, &base_val),
+            yardstick::Sides { agents: rl_best, baseline: base_best, greedy: greedy_best },
+            yardstick::Sides { agents: &rl_val, baseline: &base_val, greedy: &greedy_val },
             cfg.oracle_validation_states,
             cfg.oracle_runs,
             yardstick_seed,
@@ -136,9 +174,12 @@ pub fn run_cell(cfg: &Table5Config, ctx: &DatasetContext, conf: &Configuration, 
         best_epoch: best_epoch(&log.ratio),
         spread_after_best: spread_after_best(&log.ratio),
         val,
+        greedy_sim: ratio(sim_total(greedy_best), sim_total(base_best)),
+        greedy_val: ratio(emu_total(&greedy_val), emu_total(&base_val)),
         epochs: log,
         best_rl: rl_val,
         best_baseline: base_val,
+        best_greedy: greedy_val,
         yardsticks,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -10,6 +10,7 @@
 //! stopping the process loses at most the cells under way.
 
 pub mod cell;
+mod claims_text;
 mod report;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,10 @@ pub struct Table5Config {
     /// choice on the emulator (each is then scored on one fresh run).
     #[serde(default = "default_oracle_runs")]
     pub oracle_runs: usize,
+    /// Save a cell under way every this many epochs (`checkpoints/`, deleted when the cell
+    /// is done), so that a stopped run loses at most this many epochs of a cell; 0: never.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
     /// Whether cells score the yardsticks at all (off only in the speed bench).
     #[serde(default = "yes")]
     pub yardsticks: bool,
@@ -161,6 +166,10 @@ fn yes() -> bool {
 
 fn default_oracle_runs() -> usize {
     3
+}
+
+fn default_checkpoint_every() -> usize {
+    25
 }
 
 fn default_train_fraction() -> f64 {
@@ -361,7 +370,7 @@ pub fn run(cfg: &Table5Config, stage: Stage) -> Result<()> {
     let train = stage.trains_simulators();
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios, train)).collect::<Result<_>>()?;
     // Only a run whose inputs all load touches the output directory.
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells"])?;
+    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "checkpoint_every"])?;
     if stage == Stage::Prepare {
         println!("prepared {}: simulators in {}", cfg.out_dir.display(), cfg.simulators_dir.display());
         return Ok(());
@@ -390,10 +399,19 @@ pub fn run(cfg: &Table5Config, stage: Stage) -> Result<()> {
     let coordination = DirCoordination { dir: &dir, claims: Claims::start() };
     let cells = run_resumable(planned, Workers::new(cfg.parallel_cells), "epoch", &coordination, label, |job, progress| {
         let (d, ctx, seed) = (&cfg.datasets[job.dataset], &contexts[job.dataset], job.seed);
-        let mut cell = run_cell(cfg, ctx, &job.conf, seed, &progress.bar)?;
+        let name = cell::cell_name(&job.conf, seed);
+        let checkpoint = dir.checkpoint_path(&d.name, &name);
+        if let Some(epochs) = crate::train::checkpoint_epochs(&checkpoint) {
+            progress.println(&format!("{} {} seed {seed}: resuming from its checkpoint after epoch {epochs}", d.name, job.conf.name()));
+        }
+        let mut cell = run_cell(cfg, ctx, &job.conf, seed, &progress.bar, (cfg.checkpoint_every > 0).then(|| checkpoint.clone()))?;
         cell.key = job.key.clone();
         dir.write(PathBuf::from("pairs").join(&d.name).join(format!("{}_seed{seed}.csv", job.conf.slug())), cell.pairs_csv())?;
-        dir.write_cell(&d.name, &cell::cell_name(&job.conf, seed), &cell)?;
+        dir.write_cell(&d.name, &name, &cell)?;
+        // The cell is safe: its checkpoint has served.
+        if checkpoint.exists() {
+            std::fs::remove_file(&checkpoint).map_err(|e| Error::io(checkpoint.display().to_string(), e))?;
+        }
         progress.println(&format!(
             "{:<4} {:<14} seed {seed}: Sim. {:.3}, Val. {:.3}, best epoch {} ({:.1} s)",
             d.name,

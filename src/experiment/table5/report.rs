@@ -1,17 +1,25 @@
-//! Table 5's report: the CSV and Markdown tables, the per-epoch metrics, the claims of
-//! protocol.md section 7 and Figure 7, all from the finished cells.
+//! Table 5's report: the CSV and Markdown tables, the per-epoch metrics and Figure 7, all
+//! from the finished cells; the claims of protocol.md section 7 are in [`super::claims_text`].
 
 use std::fmt::Write as _;
 
+use super::claims_text::spread_per_service;
 use super::{paper_table5, CellResult, Table5Config};
 use crate::env::load_search::Configuration;
 use crate::error::Result;
+use crate::experiment::compare::SeedValue;
 use crate::experiment::metrics::rolling_mean;
 use crate::experiment::rundir::OutputSet;
 use crate::report::{self, mean_std, plot};
 
+/// How a cell gives one number (NaN where it has none).
+pub(super) type Of = fn(&CellResult) -> f64;
+
 /// A `table5.csv` metric: its name, how a cell gives it, the paper's value.
-type Metric = (&'static str, fn(&CellResult) -> f64, Option<f64>);
+type Metric = (&'static str, Of, Option<f64>);
+
+/// The yardstick tables' columns: header and number.
+type Column = (&'static str, Of);
 
 pub(super) struct Report<'a> {
     pub cfg: &'a Table5Config,
@@ -20,54 +28,75 @@ pub(super) struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn group(&self, dataset: &str, conf: &str) -> Vec<&CellResult> {
+    pub(super) fn group(&self, dataset: &str, conf: &str) -> Vec<&CellResult> {
         self.cells.iter().filter(|c| c.dataset == dataset && c.configuration == conf).collect()
     }
 
-    fn values(&self, dataset: &str, conf: &str, f: fn(&CellResult) -> f64) -> Vec<f64> {
+    fn values(&self, dataset: &str, conf: &str, f: Of) -> Vec<f64> {
         self.group(dataset, conf).into_iter().map(f).collect()
+    }
+
+    /// One number per seed of a (dataset, configuration), NaN where a seed has none.
+    pub(super) fn by_seed(&self, dataset: &str, conf: &str, f: Of) -> Vec<SeedValue> {
+        self.group(dataset, conf).into_iter().map(|c| (c.seed, f(c))).collect()
+    }
+
+    /// Seeds per cell in the config.
+    pub(super) fn n_seeds(&self) -> usize {
+        self.cfg.seeds().len()
     }
 
     fn seeds_text(&self) -> String {
         self.cfg.seeds().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" ")
     }
 
+    /// Mean ± std over the seeds with a number, and how many of the config's seeds had one.
+    fn fmt(&self, dataset: &str, conf: &str, f: Of, decimals: usize) -> String {
+        report::fmt_of_n(&self.values(dataset, conf, f), self.n_seeds(), decimals, None)
+    }
+
+    /// The metrics of `table5.csv`, in column order.
+    fn metrics(paper: Option<(f64, f64)>) -> [Metric; 17] {
+        [
+            ("sim", |c| c.sim, paper.map(|p| p.0)),
+            ("val", |c| c.val, paper.map(|p| p.1)),
+            ("best_epoch", |c| (c.best_epoch + 1) as f64, None),
+            ("spread_after_best", |c| c.spread_after_best, None),
+            ("best_epoch_sim", |c| c.yardstick(|y| y.agent_sim), None),
+            ("fixed_sim", |c| c.yardstick(|y| y.fixed_sim), None),
+            ("oracle_sim", |c| c.yardstick(|y| y.oracle_sim), None),
+            ("reach_sim", |c| c.yardstick(|y| y.reach_sim), None),
+            ("fixed_val", |c| c.yardstick(|y| y.fixed_val), None),
+            ("oracle_val", |c| c.yardstick(|y| y.oracle_val), None),
+            ("reach_val", |c| c.yardstick(|y| y.reach_val), None),
+            ("greedy_sim", |c| c.greedy_sim, None),
+            ("greedy_val", |c| c.greedy_val, None),
+            ("reach_greedy_sim", |c| c.yardstick(|y| y.reach_greedy_sim), None),
+            ("reach_greedy_val", |c| c.yardstick(|y| y.reach_greedy_val), None),
+            ("yardstick_agent_val", |c| c.yardstick(|y| y.agent_val), None),
+            ("yardstick_greedy_val", |c| c.yardstick(|y| y.greedy_val), None),
+        ]
+    }
+
+    /// One line per (dataset, configuration, metric): mean and std over the seeds with a
+    /// number (empty when none has one), how many and which seeds, the paper's value.
     pub(super) fn csv(&self) -> String {
         let mut s = String::from("dataset,configuration,metric,mean,std,n_seeds,seeds,paper\n");
         for d in &self.cfg.datasets {
             for conf in self.confs {
                 let name = conf.name();
-                let paper = paper_table5(&name, &d.name);
-                let metrics: [Metric; 11] = [
-                    ("sim", |c| c.sim, paper.map(|p| p.0)),
-                    ("val", |c| c.val, paper.map(|p| p.1)),
-                    ("best_epoch", |c| (c.best_epoch + 1) as f64, None),
-                    ("spread_after_best", |c| c.spread_after_best, None),
-                    ("best_epoch_sim", |c| c.yardstick(|y| y.agent_sim), None),
-                    ("fixed_sim", |c| c.yardstick(|y| y.fixed_sim), None),
-                    ("oracle_sim", |c| c.yardstick(|y| y.oracle_sim), None),
-                    ("reach_sim", |c| c.yardstick(|y| y.reach_sim), None),
-                    ("fixed_val", |c| c.yardstick(|y| y.fixed_val), None),
-                    ("oracle_val", |c| c.yardstick(|y| y.oracle_val), None),
-                    ("reach_val", |c| c.yardstick(|y| y.reach_val), None),
-                ];
-                for (metric, f, p) in metrics {
-                    let v = self.values(&d.name, &name, f);
-                    let (m, sd) = mean_std(&v);
-                    let _ = writeln!(
-                        s,
-                        "{},{name},{metric},{m:.4},{sd:.4},{},{},{}",
-                        d.name,
-                        v.len(),
-                        self.seeds_text(),
-                        p.map(|x| x.to_string()).unwrap_or_default()
-                    );
+                for (metric, f, p) in Self::metrics(paper_table5(&name, &d.name)) {
+                    let have: Vec<SeedValue> = self.by_seed(&d.name, &name, f).into_iter().filter(|(_, v)| v.is_finite()).collect();
+                    let (m, sd) = mean_std(&have.iter().map(|(_, v)| *v).collect::<Vec<_>>());
+                    let (m, sd) = if have.is_empty() { (String::new(), String::new()) } else { (format!("{m:.4}"), format!("{sd:.4}")) };
+                    let seeds: Vec<String> = have.iter().map(|(seed, _)| seed.to_string()).collect();
+                    let paper = p.map(|x| x.to_string()).unwrap_or_default();
+                    let _ = writeln!(s, "{},{name},{metric},{m},{sd},{},{},{paper}", d.name, have.len(), seeds.join(" "));
                 }
             }
         }
         s
     }
-
     /// One line per cell and epoch: the ratio, its rolling mean, both mean rewards and the
     /// learner's own diagnostics.
     pub(super) fn metrics_csv(&self) -> String {
@@ -111,6 +140,8 @@ impl Report<'_> {
             header.push(format!("{} Sim.", d.name));
             header.push(format!("{} Val.", d.name));
         }
+        // Each side's number, and whether the paper's is its Sim. (else its Val.).
+        let sides: [(Of, bool); 2] = [(|c| c.sim, true), (|c| c.val, false)];
         let rows: Vec<Vec<String>> = self
             .confs
             .iter()
@@ -119,12 +150,9 @@ impl Report<'_> {
                 let mut row = vec![name.clone()];
                 for d in &self.cfg.datasets {
                     let paper = paper_table5(&name, &d.name);
-                    for (k, f) in [(0, (|c: &CellResult| c.sim) as fn(&CellResult) -> f64), (1, |c: &CellResult| c.val)] {
-                        let cell = report::fmt_mean_std(&self.values(&d.name, &name, f), 2);
-                        row.push(match paper {
-                            Some(p) => format!("{cell} ({:.2})", if k == 0 { p.0 } else { p.1 }),
-                            None => cell,
-                        });
+                    for (f, sim) in sides {
+                        let note = paper.map(|p| format!("paper {:.2}", if sim { p.0 } else { p.1 }));
+                        row.push(report::fmt_of_n(&self.values(&d.name, &name, f), self.n_seeds(), 2, note.as_deref()));
                     }
                 }
                 row
@@ -140,232 +168,109 @@ impl Report<'_> {
             s,
             "Sim.: the maximum {}-epoch rolling mean of the per-epoch ratio (RL 503/s over random \
              actions' 503/s on the same states, scored by the simulator). Val.: the best epoch's \
-             pairs, RL and random, run on the emulator. Mean ± standard deviation over seeds {}; \
-             the paper's value in parentheses. {} epochs of {} interactions per service. Config: \
+             pairs, RL and random, run on the emulator. Mean ± standard deviation over the seeds \
+             with a number, then how many of the {} seeds ({}) had one, e.g. \"0.031 ± 0.004 (2 of \
+             3)\"; \"–\" where none had; the paper's value after it. {} epochs of {} interactions per \
+             service. The yardstick tables also score the agents' greedy policy at the end of the \
+             best epoch (Greedy), beside their training behaviour (Agent). Config: \
              `config.resolved.toml`; per-epoch numbers: `metrics.csv`; curves: `figure7.png`, \
              `curves/`.\n",
             self.cfg.rolling_window,
+            self.n_seeds(),
             self.seeds_text(),
             self.cfg.epochs,
             self.cfg.steps_per_epoch
         );
         s.push_str(&self.main_table());
-        let _ = writeln!(s, "\n## Best epoch and stability\n");
-        let mut header = vec!["Configuration".to_string()];
-        header.extend(self.cfg.datasets.iter().map(|d| format!("{} best epoch / spread", d.name)));
-        let rows: Vec<Vec<String>> = self
-            .confs
-            .iter()
-            .map(|conf| {
-                let mut row = vec![conf.name()];
-                for d in &self.cfg.datasets {
-                    let be = report::fmt_mean_std(&self.values(&d.name, &conf.name(), |c| (c.best_epoch + 1) as f64), 0);
-                    let sp = report::fmt_mean_std(&self.values(&d.name, &conf.name(), |c| c.spread_after_best), 3);
-                    row.push(format!("{be} / {sp}"));
-                }
-                row
-            })
-            .collect();
-        s.push_str(&report::markdown_table(&header, &rows));
         let _ = writeln!(
             s,
-            "\n## Yardsticks: best fixed action and oracle\n\n\
-             On the best epoch's states, as ratios to the random baseline: the agents (Agent), \
-             the single load with the highest total (Fixed) and the best load of every state by \
-             exhaustive search over the grid (Oracle), on the simulator (Sim.) and, on the first \
-             {} validated states, on the emulator (Val.; chosen on the mean of {} runs of every \
-             candidate, scored on a fresh run). Reach: the agents' share of the oracle's reward. \
-             Fixed load: the simulator's choice in the first seed.\n",
-            self.cfg.oracle_validation_states, self.cfg.oracle_runs
+            "\n## Best epoch and stability\n\n\
+             Spread: population standard deviation of the per-epoch ratios after the best epoch \
+             (none with fewer than two epochs after it). Per service: the same for each service's \
+             own ratio after the cell's best epoch, averaged over the services; a `*5` epoch sums \
+             five services' interactions, whose spread is about 1/sqrt(5) of one service's.\n"
         );
-        s.push_str(&self.yardstick_table());
+        s.push_str(&self.stability_table());
+        s.push_str(&self.yardsticks_text());
         let _ = writeln!(s, "\n## Claims (protocol.md section 7)\n\n```\n{claims}\n```");
         s
     }
 
-    /// One row per (configuration, dataset): agents against the fixed action and the oracle.
-    fn yardstick_table(&self) -> String {
-        let header: Vec<String> = [
-            "Configuration",
-            "Dataset",
-            "Agent Sim.",
-            "Fixed Sim.",
-            "Oracle Sim.",
-            "Reach Sim.",
-            "Val.",
-            "Fixed Val.",
-            "Oracle Val.",
-            "Reach Val.",
-            "Fixed load",
-        ]
-        .iter()
-        .map(|h| h.to_string())
-        .collect();
-        let columns: [fn(&CellResult) -> f64; 8] = [
-            |c| c.yardstick(|y| y.agent_sim),
-            |c| c.yardstick(|y| y.fixed_sim),
-            |c| c.yardstick(|y| y.oracle_sim),
-            |c| c.yardstick(|y| y.reach_sim),
-            |c| c.val,
-            |c| c.yardstick(|y| y.fixed_val),
-            |c| c.yardstick(|y| y.oracle_val),
-            |c| c.yardstick(|y| y.reach_val),
-        ];
+    /// One row per (configuration, dataset): best epoch, spread, spread per service.
+    fn stability_table(&self) -> String {
+        let header: Vec<String> =
+            ["Configuration", "Dataset", "Best epoch", "Spread after best", "Spread per service"].iter().map(|h| h.to_string()).collect();
+        let columns: [(Of, usize); 3] = [(|c| (c.best_epoch + 1) as f64, 0), (|c| c.spread_after_best, 3), (spread_per_service, 3)];
         let mut rows = Vec::new();
         for conf in self.confs {
             for d in &self.cfg.datasets {
-                let name = conf.name();
-                let mut row = vec![name.clone(), d.name.clone()];
-                row.extend(columns.iter().map(|f| report::fmt_mean_std(&self.values(&d.name, &name, *f), 2)));
-                row.push(
-                    self.group(&d.name, &name)
-                        .first()
-                        .and_then(|c| c.yardsticks.as_ref())
-                        .map(|y| y.fixed_sim_action.clone())
-                        .unwrap_or_default(),
-                );
+                let mut row = vec![conf.name(), d.name.clone()];
+                row.extend(columns.iter().map(|(f, decimals)| self.fmt(&d.name, &conf.name(), *f, *decimals)));
                 rows.push(row);
             }
         }
         report::markdown_table(&header, &rows)
     }
 
-    /// Mean over the seeds that have a number.
-    fn mean_of(&self, dataset: &str, conf: &str, f: fn(&CellResult) -> f64) -> Option<f64> {
-        let v: Vec<f64> = self.values(dataset, conf, f).into_iter().filter(|x| x.is_finite()).collect();
-        (!v.is_empty()).then(|| mean_std(&v).0)
+    fn yardsticks_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n## Yardsticks: best fixed action and oracle\n\n\
+             As ratios to the random baseline on the same states: the agents' training behaviour \
+             (Agent), their greedy policy at the end of the best epoch (Greedy), the single load \
+             with the highest total (Fixed) and the best load of every state by exhaustive search \
+             over the grid (Oracle). Reach: the share of the oracle's reward the agents (Reach) and \
+             the greedy policy (Reach greedy) get. Fixed load: the choice in the first seed.\n\n\
+             ### Simulator (Sim.)\n\nEvery state of the best epoch, scored by the simulator.\n"
+        );
+        let sim: [Column; 6] = [
+            ("Agent Sim.", |c| c.yardstick(|y| y.agent_sim)),
+            ("Greedy Sim.", |c| c.greedy_sim),
+            ("Fixed Sim.", |c| c.yardstick(|y| y.fixed_sim)),
+            ("Oracle Sim.", |c| c.yardstick(|y| y.oracle_sim)),
+            ("Reach Sim.", |c| c.yardstick(|y| y.reach_sim)),
+            ("Reach greedy Sim.", |c| c.yardstick(|y| y.reach_greedy_sim)),
+        ];
+        s.push_str(&self.yardstick_table(&sim, |y| y.fixed_sim_action.clone()));
+        let _ = writeln!(
+            s,
+            "\n### Emulator (Val.)\n\n\
+             The first {} validated states, run on the emulator; every number here, the agents' \
+             included, is on these same states against the same random runs (so Agent Val. is \
+             not the main table's Val., which uses every validated state). The oracle and the \
+             fixed load are chosen on the mean of {} runs of every candidate and scored on a \
+             fresh run.\n",
+            self.cfg.oracle_validation_states, self.cfg.oracle_runs
+        );
+        let val: [Column; 6] = [
+            ("Agent Val.", |c| c.yardstick(|y| y.agent_val)),
+            ("Greedy Val.", |c| c.yardstick(|y| y.greedy_val)),
+            ("Fixed Val.", |c| c.yardstick(|y| y.fixed_val)),
+            ("Oracle Val.", |c| c.yardstick(|y| y.oracle_val)),
+            ("Reach Val.", |c| c.yardstick(|y| y.reach_val)),
+            ("Reach greedy Val.", |c| c.yardstick(|y| y.reach_greedy_val)),
+        ];
+        s.push_str(&self.yardstick_table(&val, |y| y.fixed_val_action.clone()));
+        s
     }
 
-    /// Claims 2-5 of protocol.md section 7, each with the numbers behind it.
-    pub(super) fn claims(&self) -> String {
-        let mut out = Vec::new();
-        // Claim 2: ratio > 1 in nearly every cell.
-        for (label, f) in [("Sim.", (|c: &CellResult| c.sim) as fn(&CellResult) -> f64), ("Val.", |c: &CellResult| c.val)] {
-            let mut above = 0;
-            let mut total = 0;
-            let mut below = Vec::new();
+    /// One row per (configuration, dataset): the columns' numbers, then the fixed load.
+    fn yardstick_table(&self, columns: &[Column], fixed_load: fn(&crate::experiment::yardstick::Yardsticks) -> String) -> String {
+        let mut header = vec!["Configuration".to_string(), "Dataset".to_string()];
+        header.extend(columns.iter().map(|(h, _)| h.to_string()));
+        header.push("Fixed load".to_string());
+        let mut rows = Vec::new();
+        for conf in self.confs {
             for d in &self.cfg.datasets {
-                for conf in self.confs {
-                    if let Some(m) = self.mean_of(&d.name, &conf.name(), f) {
-                        total += 1;
-                        if m > 1.0 {
-                            above += 1;
-                        } else {
-                            below.push(format!("{} {} {m:.2}", d.name, conf.name()));
-                        }
-                    }
-                }
-            }
-            out.push(format!(
-                "claim 2 (RL beats random, ratio > 1, in nearly every cell), {label}: {above} of {total} cells{}{}",
-                if total > 0 && above as f64 >= 0.9 * total as f64 { " -> holds" } else { " -> does NOT hold" },
-                if below.is_empty() { String::new() } else { format!("; not above 1: {}", below.join(", ")) }
-            ));
-        }
-        // Claim 3: two agents beat the better single agent, per dataset and service count.
-        for suffix in ["", "*5"] {
-            let mut wins = 0;
-            let mut total = 0;
-            let mut detail = Vec::new();
-            for d in &self.cfg.datasets {
-                let best = |names: &[&str]| {
-                    names.iter().filter_map(|n| self.mean_of(&d.name, &format!("{n}{suffix}"), |c| c.sim)).fold(f64::NAN, f64::max)
-                };
-                let single = best(&["call", "thread"]);
-                let pair = best(&["thread&call", "thread-call", "call-thread"]);
-                if single.is_finite() && pair.is_finite() {
-                    total += 1;
-                    wins += usize::from(pair > single);
-                    detail.push(format!("{} {pair:.2} vs {single:.2}", d.name));
-                }
-            }
-            if total > 0 {
-                out.push(format!(
-                    "claim 3 (two agents beat the better single agent{}), Sim.: {wins} of {total} datasets -> {} ({})",
-                    if suffix.is_empty() { "" } else { ", five services" },
-                    if 2 * wins > total { "holds" } else { "does NOT hold" },
-                    detail.join("; ")
-                ));
+                let name = conf.name();
+                let mut row = vec![name.clone(), d.name.clone()];
+                row.extend(columns.iter().map(|(_, f)| self.fmt(&d.name, &name, *f, 2)));
+                row.push(self.group(&d.name, &name).first().and_then(|c| c.yardsticks.as_ref()).map(fixed_load).unwrap_or_default());
+                rows.push(row);
             }
         }
-        // Claim 4: *5 configurations are more stable after the best epoch.
-        let (mut stabler, mut total, mut detail) = (0, 0, Vec::new());
-        for d in &self.cfg.datasets {
-            for base in ["call", "thread", "thread&call", "thread-call", "call-thread"] {
-                let single = self.mean_of(&d.name, base, |c| c.spread_after_best);
-                let multi = self.mean_of(&d.name, &format!("{base}*5"), |c| c.spread_after_best);
-                // Cells whose best epoch came last (or next to last) have no spread to compare.
-                if let (Some(s), Some(m)) = (single.filter(|v| v.is_finite()), multi.filter(|v| v.is_finite())) {
-                    total += 1;
-                    stabler += usize::from(m < s);
-                    detail.push(format!("{} {base}: {m:.3} vs {s:.3}", d.name));
-                }
-            }
-        }
-        if total > 0 {
-            out.push(format!(
-                "claim 4 (*5 learns more stably: smaller spread of per-epoch ratios after the best epoch): {stabler} of {total} comparable pairs -> {} ({})",
-                if 2 * stabler > total { "holds" } else { "does NOT hold" },
-                detail.join("; ")
-            ));
-        }
-        // Claim 5: the best epoch comes before epoch 150.
-        let early = self.cells.iter().filter(|c| c.best_epoch + 1 < 150).count();
-        let latest = self.cells.iter().map(|c| c.best_epoch + 1).max().unwrap_or(0);
-        out.push(format!(
-            "claim 5 (best epoch before epoch 150): {early} of {} cells (latest best epoch {latest}; runs of {} epochs){}",
-            self.cells.len(),
-            self.cfg.epochs,
-            if early == self.cells.len() { " -> holds" } else { " -> does NOT hold" }
-        ));
-        // Claim 6 (ours, not the paper's): the agents beat the best fixed action.
-        for (label, agent, fixed) in [
-            (
-                "Sim. (best epoch)",
-                (|c: &CellResult| c.yardstick(|y| y.agent_sim)) as fn(&CellResult) -> f64,
-                (|c: &CellResult| c.yardstick(|y| y.fixed_sim)) as fn(&CellResult) -> f64,
-            ),
-            ("Val.", |c: &CellResult| c.val, |c: &CellResult| c.yardstick(|y| y.fixed_val)),
-        ] {
-            let (mut wins, mut total, mut losses, mut beats) = (0, 0, Vec::new(), Vec::new());
-            let mut reach = Vec::new();
-            for d in &self.cfg.datasets {
-                for conf in self.confs {
-                    if let (Some(a), Some(f)) = (self.mean_of(&d.name, &conf.name(), agent), self.mean_of(&d.name, &conf.name(), fixed)) {
-                        total += 1;
-                        if a > f {
-                            wins += 1;
-                            beats.push(format!("{} {} {a:.2} vs {f:.2}", d.name, conf.name()));
-                        } else {
-                            losses.push(format!("{} {} {a:.2} vs {f:.2}", d.name, conf.name()));
-                        }
-                        reach.push(a / f);
-                    }
-                }
-            }
-            if total > 0 {
-                out.push(format!(
-                    "claim 6 (agents beat the best fixed action; ours), {label}: {wins} of {total} cells -> {}; agents reach {:.2} of the fixed action's reward on average{}",
-                    if 2 * wins > total { "holds" } else { "does NOT hold" },
-                    mean_std(&reach).0,
-                    // Name the minority: the cells that lose when most win, else the winners.
-                    if 2 * wins > total {
-                        if losses.is_empty() { String::new() } else { format!("; not above: {}", losses.join(", ")) }
-                    } else if beats.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; above: {}", beats.join(", "))
-                    }
-                ));
-            }
-        }
-        let reach: Vec<f64> = self.cells.iter().map(|c| c.yardstick(|y| y.reach_sim)).filter(|v| v.is_finite()).collect();
-        let (m, sd) = mean_std(&reach);
-        out.push(format!(
-            "oracle: the agents reach {m:.2} ± {sd:.2} of the oracle's simulated reward on their best epoch's states ({} cells)",
-            reach.len()
-        ));
-        out.join("\n")
+        report::markdown_table(&header, &rows)
     }
 
     /// Mean over seeds of a per-epoch series, with a band between the seeds' minimum and maximum.
@@ -429,5 +334,173 @@ impl Report<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::yardstick::Yardsticks;
+    use crate::train::{EpochLog, Series};
+
+    fn config() -> Table5Config {
+        let text = "kind = \"table5\"\nrepeats = 3\nepochs = 6\n[[dataset]]\nname = \"S1\"\npath = \"S1.csv\"\n\
+                    [[dataset]]\nname = \"S2\"\npath = \"S2.csv\"\n";
+        toml::from_str(text).unwrap()
+    }
+
+    fn yardsticks(v: f64) -> Yardsticks {
+        Yardsticks {
+            agent_sim: v,
+            oracle_sim: 1.5 * v,
+            fixed_sim: 1.0,
+            fixed_sim_action: "threads 64".into(),
+            reach_sim: v / 1.5,
+            reach_greedy_sim: f64::NAN,
+            agent_val: v,
+            greedy_val: f64::NAN,
+            oracle_val: f64::NAN,
+            fixed_val: 1.0,
+            fixed_val_action: "threads 32".into(),
+            reach_val: f64::NAN,
+            reach_greedy_val: f64::NAN,
+            val_states: 10,
+            load_tests: 100,
+        }
+    }
+
+    /// A cell whose numbers grow with `v`; `ratios` is its per-epoch ratio, `slots` the
+    /// services' own.
+    fn cell(dataset: &str, conf: &str, seed: u64, v: f64, ratios: Vec<f64>, slots: Vec<Vec<f64>>) -> CellResult {
+        let best_epoch = crate::experiment::metrics::best_epoch(&ratios);
+        CellResult {
+            key: String::new(),
+            dataset: dataset.into(),
+            configuration: conf.into(),
+            seed,
+            spread_after_best: crate::experiment::metrics::spread_after_best(&ratios),
+            epochs: EpochLog { ratio: ratios, slot_ratios: slots.into_iter().map(Series).collect(), ..Default::default() },
+            sim: v,
+            best_epoch,
+            val: if seed == 3 { f64::NAN } else { v - 0.1 },
+            greedy_sim: v + 0.2,
+            greedy_val: f64::NAN,
+            best_rl: Vec::new(),
+            best_baseline: Vec::new(),
+            best_greedy: Vec::new(),
+            yardsticks: (dataset == "S1").then(|| yardsticks(v)),
+            seconds: 1.0,
+        }
+    }
+
+    /// S1 and S2, seeds 1-3 (S2's call*5 seed 3 missing); call*5's per-epoch ratios are
+    /// steadier than call's, its services' own are not; S2's best epochs come last (no spread).
+    fn cells() -> Vec<CellResult> {
+        let mut cells = Vec::new();
+        for (dataset, shift) in [("S1", 0.0), ("S2", 0.5)] {
+            for seed in 1..=3u64 {
+                let s = seed as f64 * 0.01;
+                let late = |r: Vec<f64>| if dataset == "S2" { r.into_iter().rev().collect() } else { r };
+                let single = late(vec![1.0, 2.0, 1.2, 1.8, 1.1, 1.9]);
+                let five = late(vec![1.0, 2.0, 1.5, 1.6, 1.5, 1.6]);
+                let slots = vec![single.clone(); 5];
+                cells.push(cell(dataset, "call", seed, 1.2 + shift + s, single.clone(), vec![single.clone()]));
+                cells.push(cell(dataset, "thread-call", seed, 1.5 + shift + 2.0 * s, single.clone(), vec![single]));
+                if !(dataset == "S2" && seed == 3) {
+                    cells.push(cell(dataset, "call*5", seed, 0.9 + shift + s, five, slots));
+                }
+            }
+        }
+        cells
+    }
+
+    fn with_report<T>(f: impl FnOnce(&Report) -> T) -> T {
+        let cfg = config();
+        let confs: Vec<Configuration> = ["call", "thread-call", "call*5"].iter().map(|c| Configuration::parse(c).unwrap()).collect();
+        let cells = cells();
+        f(&Report { cfg: &cfg, confs: &confs, cells: &cells })
+    }
+
+    #[test]
+    fn markdown_and_csv_count_seeds_and_never_print_nan() {
+        let (md, csv) = with_report(|r| (r.markdown(&r.claims()), r.csv()));
+        assert!(!md.contains("NaN"), "{md}");
+        assert!(!csv.contains("NaN"), "{csv}");
+        // Val. is missing in seed 3; greedy_val everywhere; S2 has no yardsticks.
+        assert!(md.contains("| S1 | 1.22 ± 0.01 (3 of 3) |"), "{md}");
+        assert!(md.contains("1.11 ± 0.01 (2 of 3; paper 1.01)"), "{md}");
+        assert!(md.contains("– (0 of 3)"), "{md}");
+        assert!(md.contains("Greedy Sim.") && md.contains("Reach greedy Val.") && md.contains("Oracle Val."), "{md}");
+        let line = |prefix: &str| csv.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}:\n{csv}")).to_string();
+        assert_eq!(line("S1,call,val,"), "S1,call,val,1.1150,0.0071,2,1 2,1.01");
+        assert_eq!(line("S1,call,greedy_val,"), "S1,call,greedy_val,,,0,,");
+        assert_eq!(line("S2,call*5,sim,"), "S2,call*5,sim,1.4150,0.0071,2,1 2,2.96");
+        assert!(csv.contains("S1,call,reach_greedy_val,") && csv.contains("S1,call,greedy_sim,1.4200,"));
+    }
+
+    #[test]
+    fn claims_are_paired_per_seed_and_say_what_they_were_judged_on() {
+        let claims = with_report(|r| r.claims());
+        assert!(!claims.contains("NaN"), "{claims}");
+        let line = |start: &str| claims.lines().filter(|l| l.starts_with(start)).collect::<Vec<_>>();
+        // Sim.: call and thread-call beat 1 in both datasets; call*5 loses in S1 (0.92) and
+        // wins in S2 (1.41, two seeds).
+        let sim = line("claim 2 (RL beats random, ratio > 1, in nearly every cell), Sim.")[0];
+        assert!(sim.contains("Sim.: 5 wins, 0 ties, 1 loss, each cell"), "{sim}");
+        assert!(sim.contains("judged on 6 cells, 3 seeds each (17 seed values) -> does NOT hold"), "{sim}");
+        assert!(sim.contains("not wins: S1 call*5 0.92 (loss, 3 of 3 seeds)"), "{sim}");
+        let three = line("claim 3 (two agents beat the better single agent)")[0];
+        assert!(
+            three.contains("2 wins, 0 ties, 0 losses")
+                && three.contains("judged on 2 datasets, 3 seeds each (6 seed pairs)")
+                && three.contains("-> holds"),
+            "{three}"
+        );
+        assert!(three.contains("S1 thread-call 1.54 vs call 1.22 (win, 3 of 3 seeds)"), "{three}");
+        // Claim 4: S2's best epochs come last, so only S1 is judged. Whole epochs: call*5
+        // steadier; per service: the same series as call, a tie.
+        let four = line("claim 4 (*5 learns more stably");
+        assert_eq!(four.len(), 3, "{claims}");
+        assert!(
+            four[0].contains("(a) as the paper defines it")
+                && four[0].contains("1 win, 0 ties, 0 losses")
+                && four[0].contains("judged on 1 configuration pair"),
+            "{}",
+            four[0]
+        );
+        assert!(four[1].contains("(b) per service") && four[1].contains("0 wins, 1 tie, 0 losses"), "{}", four[1]);
+        assert!(four[2].contains("1/sqrt(5)"), "{}", four[2]);
+        assert!(line("claim 5 (best epoch before epoch 150): 17 of 17 seed values")[0].contains("judged on 6 cells, 3 seeds each -> holds"));
+        let six = line("claim 6 (agents beat the best fixed action; ours)");
+        assert_eq!(six.len(), 3, "{claims}");
+        assert!(
+            six[0].contains(
+                "greedy policy, Sim.: 3 wins, 0 ties, 0 losses, each cell paired per seed; judged on 3 cells, 3 seeds each (9 seed pairs)"
+            ),
+            "{}",
+            six[0]
+        );
+        assert!(
+            six[1].contains("Val. (yardstick states): 0 wins, 0 ties, 0 losses, each cell") && six[1].contains("not judged"),
+            "{}",
+            six[1]
+        );
+        assert!(six[2].contains("for reference") && six[2].contains("(no verdict)"), "{}", six[2]);
+        let oracle = line("oracle: the agents reach")[0];
+        assert!(
+            oracle.contains("(training behaviour; 9 seed values of 3 cells)") && oracle.contains("– on Sim. (0 seed values of 0 cells)"),
+            "{oracle}"
+        );
+    }
+
+    #[test]
+    fn one_seed_per_cell_leaves_the_paired_claims_undecided() {
+        let cfg = Table5Config { repeats: 1, ..config() };
+        let confs = [Configuration::parse("call").unwrap()];
+        let cells: Vec<CellResult> = cells().into_iter().filter(|c| c.seed == 1 && c.configuration == "call").collect();
+        let claims = Report { cfg: &cfg, confs: &confs, cells: &cells }.claims();
+        assert!(claims.contains("0 wins, 2 ties, 0 losses"), "{claims}");
+        assert!(claims.contains("1 seed each (2 seed values) -> undecided"), "{claims}");
+        assert!(!claims.contains("NaN"), "{claims}");
     }
 }
