@@ -326,6 +326,8 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     }
     let md = std::fs::read_to_string(dir.join("table5.md")).unwrap();
     assert!(md.contains("## Yardsticks") && md.contains("Oracle Val."), "{md}");
+    let timing = std::fs::read_to_string(dir.join("timing.md")).unwrap();
+    assert!(timing.contains("| thread&call*5 | 1 |") && timing.contains("| 64 |"), "{timing}");
     let pairs = std::fs::read_to_string(dir.join("pairs/S1/call_seed5.csv")).unwrap();
     assert_eq!(pairs.lines().count(), 1 + 3 * 40, "validation_pairs per side");
 

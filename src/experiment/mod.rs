@@ -8,6 +8,7 @@
 pub mod cells;
 pub mod claims;
 pub mod compare;
+pub mod timing;
 pub mod metrics;
 pub mod rundir;
 pub mod table4;

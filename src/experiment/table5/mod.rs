@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::cells::{run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::rundir::{json, CellJob, DirCoordination, RunDir};
+use super::timing;
 use super::Stage;
 use crate::agent::dqn::DqnConfig;
 use crate::agent::LearnerSpec;
@@ -441,6 +442,8 @@ pub fn run(cfg: &Table5Config, stage: Stage) -> Result<()> {
     outputs.write("table5.csv", report.csv())?;
     outputs.write("metrics.csv", report.metrics_csv())?;
     outputs.write("table5.md", report.markdown(&claims))?;
+    let times: Vec<(String, f64)> = cells.iter().map(|c| (c.configuration.clone(), c.seconds)).collect();
+    outputs.write("timing.md", timing::timing_markdown("Table 5", &times, Workers::new(cfg.parallel_cells).cells, None))?;
     report.figures(&mut outputs)?;
     outputs.commit()?;
     println!("{}", report.main_table());

@@ -169,14 +169,14 @@ impl Report<'_> {
             "Sim.: the maximum {}-epoch rolling mean of the per-epoch ratio (RL 503/s over random \
              actions' 503/s on the same states, scored by the simulator). Val.: the best epoch's \
              pairs, RL and random, run on the emulator. Mean ± standard deviation over the seeds \
-             with a number, then how many of the {} seeds ({}) had one, e.g. \"0.031 ± 0.004 (2 of \
-             3)\"; \"–\" where none had; the paper's value after it. {} epochs of {} interactions per \
+             with a number, then how many of the run's {} (seeds {}) had one, e.g. \"0.031 ± 0.004 (2 \
+             of 3)\"; \"–\" where none had; the paper's value after it. {} epochs of {} interactions per \
              service. The yardstick tables also score the agents' greedy policy at the end of the \
              best epoch (Greedy), beside their training behaviour (Agent). Config: \
              `config.resolved.toml`; per-epoch numbers: `metrics.csv`; curves: `figure7.png`, \
              `curves/`.\n",
             self.cfg.rolling_window,
-            self.n_seeds(),
+            if self.n_seeds() == 1 { "1 seed".to_string() } else { format!("{} seeds", self.n_seeds()) },
             self.seeds_text(),
             self.cfg.epochs,
             self.cfg.steps_per_epoch
