@@ -8,11 +8,11 @@
 pub mod cells;
 pub mod claims;
 pub mod compare;
-pub mod timing;
 pub mod metrics;
 pub mod rundir;
 pub mod table4;
 pub mod table5;
+pub mod timing;
 pub mod yardstick;
 
 use std::path::Path;
