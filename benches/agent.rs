@@ -39,6 +39,8 @@ fn config() -> Table5Config {
         // Speed of the training loop only: no oracle search.
         yardsticks: false,
         checkpoint_every: 0,
+        learner: Default::default(),
+        ppo: None,
         parallel_cells: Some(1),
         datasets: vec![Table5Dataset { name: "S1".into(), path: repo.join("datasets/S1.csv"), calls: None, threads: None }],
         simulator: MlpConfig { max_epochs: 1, ..MlpConfig::default() },

@@ -471,6 +471,26 @@ fn table5_cell_killed_mid_way_resumes_from_its_checkpoint_bit_for_bit() {
     assert_eq!(read(&cell), read(&out.join("cells/S1/thread-call_seed5.json")), "the resumed cell is the uninterrupted one");
 }
 
+/// PPO trains the same cells through the same loop, selected in the config.
+#[test]
+fn table5_runs_with_ppo_agents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5_one_at_a_time(tmp.path(), "\"call\", \"thread-call*5\"");
+    let mut text_cfg =
+        std::fs::read_to_string(&config).unwrap().replace("validation_pairs = 40", "validation_pairs = 40\nlearner = \"ppo\"");
+    text_cfg.push_str("\n[ppo]\nn_steps = 32\nbatch_size = 16\nn_epochs = 2\ngamma = 0.0\n");
+    std::fs::write(&config, text_cfg).unwrap();
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    let dir = tmp.path().join("out");
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert!(metrics.lines().next().unwrap().ends_with(",policy_loss,value_loss,entropy,approx_kl,clip_fraction,updates"), "{metrics}");
+    let resolved = std::fs::read_to_string(dir.join("config.resolved.toml")).unwrap();
+    assert!(resolved.contains("learner = \"ppo\"") && resolved.contains("n_steps = 32"), "{resolved}");
+    let md = std::fs::read_to_string(dir.join("table5.md")).unwrap();
+    assert!(md.contains("thread-call*5") && !md.contains("NaN"), "{md}");
+}
+
 #[test]
 fn table5_rejects_bad_configs_with_exit_2() {
     let tmp = tempfile::tempdir().unwrap();

@@ -9,9 +9,11 @@
 //!
 //! - [`shared`]: the paper's network, a shared trunk with a private head per agent, usable by
 //!   any algorithm;
-//! - [`dqn`]: DQN on it (protocol.md section 5).
+//! - [`dqn`]: DQN on it (protocol.md section 5);
+//! - [`ppo`]: PPO as stable-baselines3 runs it, an actor-critic per agent.
 
 pub mod dqn;
+pub mod ppo;
 pub mod shared;
 
 use indexmap::IndexMap;

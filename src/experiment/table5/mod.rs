@@ -25,6 +25,7 @@ use super::rundir::{json, CellJob, DirCoordination, RunDir};
 use super::timing;
 use super::Stage;
 use crate::agent::dqn::DqnConfig;
+use crate::agent::ppo::PpoConfig;
 use crate::agent::LearnerSpec;
 use crate::data::{load_table, prepare, TableSpec};
 use crate::emulator::Scenario;
@@ -123,8 +124,29 @@ pub struct Table5Config {
     /// The MLP used when a simulator has to be trained.
     #[serde(default)]
     pub simulator: MlpConfig,
+    /// The agents' algorithm: DQN (the paper's; settings in `[dqn]`) or PPO (`[ppo]`).
+    #[serde(default, skip_serializing_if = "LearnerKind::is_dqn")]
+    pub learner: LearnerKind,
     #[serde(default)]
     pub dqn: DqnConfig,
+    /// PPO's settings (stable-baselines3's defaults when `learner = "ppo"` names none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppo: Option<PpoConfig>,
+}
+
+/// Which learner trains the agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnerKind {
+    #[default]
+    Dqn,
+    Ppo,
+}
+
+impl LearnerKind {
+    fn is_dqn(&self) -> bool {
+        *self == LearnerKind::Dqn
+    }
 }
 
 fn one() -> u64 {
@@ -176,6 +198,9 @@ fn default_checkpoint_every() -> usize {
 fn default_train_fraction() -> f64 {
     0.8
 }
+
+/// PPO's settings when a config names none.
+static DEFAULT_PPO: std::sync::LazyLock<PpoConfig> = std::sync::LazyLock::new(PpoConfig::default);
 
 pub const ALL_CONFIGURATIONS: [&str; 10] = [
     "call",
@@ -250,12 +275,37 @@ impl Table5Config {
             self.grid(d)?.validate()?;
         }
         self.dqn.validate()?;
+        if let Some(ppo) = &self.ppo {
+            ppo.validate()?;
+        }
         self.simulator.validate()
     }
 
-    /// The learner the agents use (its settings: `[dqn]`).
+    /// The learner the agents use, with its settings.
     pub fn learner(&self) -> &dyn LearnerSpec {
-        &self.dqn
+        match (self.learner, &self.ppo) {
+            (LearnerKind::Dqn, _) => &self.dqn,
+            (LearnerKind::Ppo, Some(ppo)) => ppo,
+            (LearnerKind::Ppo, None) => &*DEFAULT_PPO,
+        }
+    }
+
+    /// The learner's settings as they enter a cell's key (DQN's alone, as before PPO existed,
+    /// so that DQN cells keep their keys).
+    fn learner_key(&self) -> String {
+        match self.learner {
+            LearnerKind::Dqn => json(&self.dqn),
+            LearnerKind::Ppo => format!("ppo:{}", json(self.ppo.as_ref().unwrap_or(&DEFAULT_PPO))),
+        }
+    }
+
+    /// This config as it is resolved: PPO's settings written out when PPO is used.
+    pub fn resolved(&self) -> Table5Config {
+        let mut cfg = self.clone();
+        if cfg.learner == LearnerKind::Ppo && cfg.ppo.is_none() {
+            cfg.ppo = Some(PpoConfig::default());
+        }
+        cfg
     }
 
     pub fn grid(&self, d: &Table5Dataset) -> Result<ActionGrid> {
@@ -285,7 +335,7 @@ impl Table5Config {
             self.beta,
             self.simulator_seed,
             self.train_fraction,
-            json(&self.dqn),
+            self.learner_key(),
             self.validation_pairs,
             json(&self.simulator),
             self.oracle_validation_states,
@@ -362,6 +412,7 @@ impl CellJob for Job {
 /// Runs every cell (resuming finished ones), then writes the tables, curves and claims; or
 /// one [`Stage`] of that.
 pub fn run(cfg: &Table5Config, stage: Stage) -> Result<()> {
+    let cfg = &cfg.resolved();
     // Matrix products of these small networks run fastest on one core each (measured: two
     // threads per product doubled the CPU time for no gain), so candle's kernels get one
     // thread and whole cells run in parallel instead. Set before any thread starts.
