@@ -212,6 +212,7 @@ impl DestinationRule {
             max_ejection_percent: f64::from(od.max_ejection_percent),
             interval_s: od.interval.0,
             consecutive_errors: od.consecutive_5xx_errors,
+            ..TrafficRules::default()
         })
     }
 

@@ -202,6 +202,7 @@ pub fn generate_row(plan: &DatasetPlan, master_seed: u64, row: usize) -> Generat
         max_ejection_percent: draw(s.max_ejection_percent) as f64,
         interval_s: draw(s.interval_s) as f64,
         consecutive_errors: draw(s.consecutive_errors),
+        ..TrafficRules::default()
     };
     let load = Load { threads: draw(s.threads), calls: draw(s.calls) };
     let seed = rng.random::<u64>();

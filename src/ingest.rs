@@ -291,6 +291,7 @@ pub fn read_manifest_rows(path: &Path) -> Result<Vec<ManifestRow>> {
             max_ejection_percent: value(4)?,
             interval_s: value(5)?,
             consecutive_errors: whole(6)?,
+            ..TrafficRules::default()
         };
         for (j, x, ok) in [
             (3, rules.ejection_time_s, rules.ejection_time_s > 0.0),
@@ -444,6 +445,7 @@ mod tests {
             max_ejection_percent: 100.0,
             interval_s: 0.5,
             consecutive_errors: 1,
+            ..TrafficRules::default()
         }
     }
 

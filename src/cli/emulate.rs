@@ -65,6 +65,7 @@ pub fn emulate(args: &EmulateArgs) -> Result<()> {
         max_ejection_percent: args.max_ejection_percent,
         interval_s: args.interval_s,
         consecutive_errors: args.consecutive_errors,
+        ..TrafficRules::default()
     };
     meshrl::generate::validate_rules(&rules, &Load { threads: args.threads, calls: args.calls })
         .map_err(meshrl::Error::config)

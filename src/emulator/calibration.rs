@@ -81,6 +81,7 @@ pub fn calibration_rules() -> TrafficRules {
         max_ejection_percent: 100.0,
         interval_s: 1.0,
         consecutive_errors: 1,
+        ..TrafficRules::default()
     }
 }
 

@@ -1,6 +1,14 @@
 //! The discrete-event core: one Fortio load test against one Envoy client sidecar and its
 //! upstream replicas. Times are integer nanoseconds so that event order is exact and
 //! reproducible; ties break by scheduling order.
+//!
+//! The DestinationRule knobs of issue 15 (`http2_max_requests`, `max_retries`, retries, the
+//! load balancer, the connect timeout, misbehaving replicas) follow Envoy's code paths named
+//! in `knobs.rs`. Each one, at its default, takes no random draw and schedules no event, so
+//! a default rule on a default scenario replays the engine as it was before them, draw for
+//! draw (the test `default_knobs_replay_the_engine_bit_for_bit` holds a digest). With every
+//! knob off, `run` uses the engine compiled without their checks (`Sim<false>`), so the
+//! datasets' path costs what it did.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
@@ -9,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+use super::knobs::{LoadBalancer, LEAST_REQUEST_CHOICE_COUNT};
 use super::scenario::{EjectionRule, Scenario};
 use super::{RunDetails, RunResult};
 use crate::rules::{Load, TrafficRules};
@@ -21,6 +30,10 @@ enum Kind {
     AtSidecar { worker: u32 },
     /// An upstream connection finished its handshake.
     ConnectDone { conn: u32 },
+    /// An upstream connection attempt failed: refused, or its connect timeout fired.
+    ConnectFailed { conn: u32 },
+    /// A retry's back-off timer fired: the router picks a host again.
+    Retry { worker: u32 },
     /// A request reaches its replica.
     AtReplica { conn: u32 },
     /// A replica finished serving the request on `conn`.
@@ -66,6 +79,8 @@ enum Outcome {
     NoHealthy,
     /// 503 answered by the replica (injected fault or overload).
     Upstream,
+    /// Local 503, the upstream connection failed or timed out (Envoy flag UF).
+    ConnectFail,
 }
 
 struct Worker {
@@ -74,6 +89,16 @@ struct Worker {
     remaining: u32,
     sent_at: Nanos,
     outcome: Outcome,
+    /// Retries the current request may still make (Envoy's `retries_remaining_`; the
+    /// policy's attempts, at most 65 535).
+    retries_left: u16,
+    /// Retries the current request made (sets its back-off interval).
+    retry_count: u16,
+    /// Hosts the current request tried, one bit per host (mod 64): previous_hosts.
+    tried: u64,
+    /// The current request holds one unit of the cluster's `max_retries` circuit breaker,
+    /// from the retry's scheduling until that attempt's outcome (Envoy's `resetRetry`).
+    holds_retry: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -92,6 +117,8 @@ enum ConnState {
 
 struct Conn {
     pool: u32,
+    /// The upstream host (`pool % replicas`, kept to spare a division per event).
+    host: u32,
     state: ConnState,
     served: u32,
 }
@@ -114,6 +141,17 @@ struct Host {
     returns_at: Nanos,
     busy: u32,
     queue: VecDeque<u32>,
+    /// Requests attached to a connection to this host, all Envoy workers together (Envoy's
+    /// host stat `rq_active`, which LEAST_REQUEST compares).
+    active: u32,
+    /// Share of served requests answered 503 (the run's fault share, combined with this
+    /// replica's own).
+    fault_share: f64,
+    /// Median service time, ms (the scenario's times this replica's slowdown).
+    service_ms: f64,
+    /// Shares of new connections refused and slow (lost SYN).
+    connect_fail: f64,
+    slow_connect: f64,
 }
 
 /// Per-run draws fixed at the start: the run-to-run noise of a real testbed.
@@ -123,7 +161,10 @@ struct RunNoise {
     fault_share: f64,
 }
 
-struct Sim<'a> {
+/// One load test in progress. `KNOBS` is false when every issue-15 knob is off (no retries,
+/// round robin, no `max_requests`, no connect faults): that engine is compiled without the
+/// knobs' checks, so the datasets' path costs what it did before them.
+struct Sim<'a, const KNOBS: bool> {
     rules: &'a TrafficRules,
     sc: &'a Scenario,
     rng: ChaCha8Rng,
@@ -137,8 +178,26 @@ struct Sim<'a> {
     pools: Vec<Pool>,
     hosts: Vec<Host>,
     round_robin: Vec<u32>,
+    /// Eligible hosts of the current pick (LEAST_REQUEST, RANDOM); reused, no allocation.
+    eligible: Vec<u32>,
     total_conns: u32,
     total_pending: u32,
+    /// Requests attached to upstream connections (Envoy's cluster `rq_active`), checked
+    /// against `max_requests`.
+    total_active: u32,
+    /// Retries outstanding, checked against `max_retries`.
+    active_retries: u32,
+    max_requests: u32,
+    max_retries: u32,
+    /// Requests in flight are counted (for LEAST_REQUEST and `max_requests`).
+    track_active: bool,
+    /// Retries a request may make (0 when the policy is off: no retry state is kept).
+    retry_attempts: u16,
+    /// Retries pick hosts this request has not tried (previous_hosts).
+    avoid_tried_hosts: bool,
+    /// Some replica has connect faults (else no connect draws a fault).
+    connect_faults: bool,
+    connect_timeout: Nanos,
     interval: Nanos,
     latencies: Vec<Nanos>,
     details: RunDetails,
@@ -147,6 +206,11 @@ struct Sim<'a> {
 
 fn ms(x: f64) -> Nanos {
     (x * 1e6).round().max(0.0) as Nanos
+}
+
+/// A host's bit in a request's set of tried hosts (hosts 64 apart share a bit).
+fn host_bit(h: usize) -> u64 {
+    1u64 << (h % 64)
 }
 
 /// Runs one load test. Deterministic in (`rules`, `load`, `scenario`, `seed`).
@@ -162,7 +226,24 @@ pub fn run(rules: &TrafficRules, load: &Load, sc: &Scenario, seed: u64) -> RunRe
     };
     let replicas = sc.replicas as usize;
     let n_pools = sc.envoy_workers as usize * replicas;
-    let mut sim = Sim {
+    let hosts = (0..replicas)
+        .map(|i| {
+            let b = sc.replica_behaviour.get(i);
+            let own_faults = b.map_or(0.0, |b| b.fault_share);
+            Host {
+                // Either fault fails the request; no replica fault keeps the run's share as is.
+                fault_share: if own_faults > 0.0 { 1.0 - (1.0 - noise.fault_share) * (1.0 - own_faults) } else { noise.fault_share },
+                service_ms: sc.service_time_ms * b.map_or(1.0, |b| b.slowdown),
+                connect_fail: b.map_or(0.0, |b| b.connect_fail_share),
+                slow_connect: b.map_or(0.0, |b| b.slow_connect_share),
+                ..Host::default()
+            }
+        })
+        .collect();
+    let track_active = rules.load_balancer == LoadBalancer::LeastRequest || rules.http2_max_requests.is_some();
+    let retry_attempts = if rules.retries.is_off() { 0 } else { rules.retries.attempts.min(u16::MAX as u32) as u16 };
+    let connect_faults = sc.replica_behaviour.iter().any(|b| b.connect_fail_share + b.slow_connect_share > 0.0);
+    let sim = Sim::<false> {
         rules,
         sc,
         rng,
@@ -174,24 +255,110 @@ pub fn run(rules: &TrafficRules, load: &Load, sc: &Scenario, seed: u64) -> RunRe
         conns: Vec::new(),
         free_conns: Vec::new(),
         pools: (0..n_pools).map(|_| Pool::default()).collect(),
-        hosts: (0..replicas).map(|_| Host::default()).collect(),
+        hosts,
         round_robin: vec![0; sc.envoy_workers as usize],
+        eligible: Vec::new(),
         total_conns: 0,
         total_pending: 0,
+        total_active: 0,
+        active_retries: 0,
+        max_requests: rules.http2_max_requests.unwrap_or(u32::MAX),
+        track_active,
+        retry_attempts,
+        avoid_tried_hosts: retry_attempts > 0 && rules.retries.previous_hosts,
+        connect_faults,
+        max_retries: rules.max_retries.unwrap_or(u32::MAX),
+        connect_timeout: ms(rules.connect_timeout_ms),
         interval: ms(rules.interval_s * 1e3).max(1),
         latencies: Vec::with_capacity(load.calls as usize),
         details: RunDetails::default(),
         finished_at: 0,
     };
-    sim.start(load);
-    while let Some(ev) = sim.events.pop() {
-        sim.now = ev.at;
-        sim.handle(ev.kind);
+    if track_active || retry_attempts > 0 || connect_faults || rules.load_balancer != LoadBalancer::RoundRobin {
+        sim.with_knobs().simulate(load)
+    } else {
+        sim.simulate(load)
     }
-    sim.finish(load)
 }
 
-impl<'a> Sim<'a> {
+impl<'a> Sim<'a, false> {
+    /// The same state, for the engine compiled with the knobs' checks.
+    fn with_knobs(self) -> Sim<'a, true> {
+        let Sim {
+            rules,
+            sc,
+            rng,
+            noise,
+            now,
+            seq,
+            events,
+            workers,
+            conns,
+            free_conns,
+            pools,
+            hosts,
+            round_robin,
+            eligible,
+            total_conns,
+            total_pending,
+            total_active,
+            active_retries,
+            max_requests,
+            max_retries,
+            track_active,
+            retry_attempts,
+            avoid_tried_hosts,
+            connect_faults,
+            connect_timeout,
+            interval,
+            latencies,
+            details,
+            finished_at,
+        } = self;
+        Sim {
+            rules,
+            sc,
+            rng,
+            noise,
+            now,
+            seq,
+            events,
+            workers,
+            conns,
+            free_conns,
+            pools,
+            hosts,
+            round_robin,
+            eligible,
+            total_conns,
+            total_pending,
+            total_active,
+            active_retries,
+            max_requests,
+            max_retries,
+            track_active,
+            retry_attempts,
+            avoid_tried_hosts,
+            connect_faults,
+            connect_timeout,
+            interval,
+            latencies,
+            details,
+            finished_at,
+        }
+    }
+}
+
+impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
+    fn simulate(mut self, load: &Load) -> RunResult {
+        self.start(load);
+        while let Some(ev) = self.events.pop() {
+            self.now = ev.at;
+            self.handle(ev.kind);
+        }
+        self.finish(load)
+    }
+
     fn schedule(&mut self, after: Nanos, kind: Kind) {
         self.seq += 1;
         self.events.push(Event { at: self.now + after, seq: self.seq, kind });
@@ -220,7 +387,16 @@ impl<'a> Sim<'a> {
         for w in 0..threads {
             let calls = per_worker + if w == 0 { remainder } else { 0 };
             let envoy_worker = self.random_envoy_worker();
-            self.workers.push(Worker { envoy_worker, remaining: calls, sent_at: 0, outcome: Outcome::Ok });
+            self.workers.push(Worker {
+                envoy_worker,
+                remaining: calls,
+                sent_at: 0,
+                outcome: Outcome::Ok,
+                retries_left: 0,
+                retry_count: 0,
+                tried: 0,
+                holds_retry: false,
+            });
             if calls > 0 {
                 self.details.sockets += 1;
                 // Fortio's goroutines start within a few microseconds of each other.
@@ -235,6 +411,8 @@ impl<'a> Sim<'a> {
         match kind {
             Kind::AtSidecar { worker } => self.on_request(worker),
             Kind::ConnectDone { conn } => self.on_connected(conn),
+            Kind::ConnectFailed { conn } => self.on_connect_failed(conn),
+            Kind::Retry { worker } => self.route(worker),
             Kind::AtReplica { conn } => self.on_replica_arrival(conn),
             Kind::ServiceDone { conn } => self.on_service_done(conn),
             Kind::ResponseAtSidecar { conn } => self.on_upstream_response(conn),
@@ -251,14 +429,64 @@ impl<'a> Sim<'a> {
         !host.ejected
     }
 
-    /// Round robin over healthy hosts, per Envoy worker; `None` means "no healthy upstream".
-    fn choose_host(&mut self, envoy_worker: usize) -> Option<usize> {
-        let n = self.hosts.len();
-        let healthy = (0..n).filter(|&h| self.host_healthy(h)).count();
-        let panic = (healthy as f64) * 100.0 < self.sc.panic_threshold_percent * n as f64;
+    /// The load balancer's pick among the healthy hosts (all hosts in panic mode); `None`
+    /// means "no healthy upstream". A retry with previous_hosts passes the hosts it tried in
+    /// `avoid`: like Envoy's `chooseHost`, the pick is redone while it lands on one of them,
+    /// at most `host_selection_retry_max_attempts` times, and the last pick stands.
+    fn choose_host(&mut self, envoy_worker: usize, avoid: u64) -> Option<usize> {
+        if KNOBS && (avoid != 0 || self.rules.load_balancer != LoadBalancer::RoundRobin) {
+            return self.choose_host_with_knobs(envoy_worker, avoid);
+        }
+        let (healthy, panic) = self.healthy_hosts();
         if healthy == 0 && !panic {
             return None;
         }
+        self.round_robin_once(envoy_worker, panic)
+    }
+
+    /// The number of healthy hosts (returning the ejected ones whose time is up) and
+    /// whether the cluster is in panic mode.
+    #[inline]
+    fn healthy_hosts(&mut self) -> (usize, bool) {
+        let n = self.hosts.len();
+        let healthy = (0..n).filter(|&h| self.host_healthy(h)).count();
+        (healthy, (healthy as f64) * 100.0 < self.sc.panic_threshold_percent * n as f64)
+    }
+
+    /// `choose_host` for LEAST_REQUEST, RANDOM, or a retry avoiding the hosts it tried.
+    #[cold]
+    #[inline(never)]
+    fn choose_host_with_knobs(&mut self, envoy_worker: usize, avoid: u64) -> Option<usize> {
+        let (healthy, panic) = self.healthy_hosts();
+        if healthy == 0 && !panic {
+            return None;
+        }
+        let n = self.hosts.len();
+        let lb = self.rules.load_balancer;
+        if lb != LoadBalancer::RoundRobin {
+            self.eligible.clear();
+            self.eligible.extend((0..n as u32).filter(|&h| panic || !self.hosts[h as usize].ejected));
+        }
+        let picks = if avoid == 0 { 1 } else { 1 + self.rules.retries.host_selection_retry_max_attempts };
+        let mut pick = None;
+        for _ in 0..picks {
+            let h = match lb {
+                LoadBalancer::RoundRobin => self.round_robin_once(envoy_worker, panic)?,
+                LoadBalancer::LeastRequest => self.least_request_once(),
+                LoadBalancer::Random => self.eligible[self.rng.random_range(0..self.eligible.len())] as usize,
+            };
+            pick = Some(h);
+            if avoid & host_bit(h) == 0 {
+                break;
+            }
+        }
+        pick
+    }
+
+    /// Round robin over healthy hosts, per Envoy worker.
+    #[inline]
+    fn round_robin_once(&mut self, envoy_worker: usize, panic: bool) -> Option<usize> {
+        let n = self.hosts.len();
         for _ in 0..n {
             let h = self.round_robin[envoy_worker] as usize % n;
             self.round_robin[envoy_worker] = self.round_robin[envoy_worker].wrapping_add(1);
@@ -269,20 +497,56 @@ impl<'a> Sim<'a> {
         None
     }
 
+    /// Envoy's `LeastRequestLoadBalancer::unweightedHostPick`: `choice_count` hosts drawn
+    /// with replacement; a later draw wins only with strictly fewer active requests.
+    fn least_request_once(&mut self) -> usize {
+        let len = self.eligible.len();
+        let mut best = self.eligible[self.rng.random_range(0..len)] as usize;
+        for _ in 1..LEAST_REQUEST_CHOICE_COUNT {
+            let h = self.eligible[self.rng.random_range(0..len)] as usize;
+            if self.hosts[h].active < self.hosts[best].active {
+                best = h;
+            }
+        }
+        best
+    }
+
     fn local_reply(&mut self, worker: u32, outcome: Outcome) {
         self.workers[worker as usize].outcome = outcome;
         let back = self.latency(self.sc.downstream_hop_ms);
         self.schedule(back, Kind::AtClient { worker });
     }
 
-    /// Envoy's router: pick a host, then that host's pool on this worker.
+    /// A new request reaches the router: its retry state starts afresh.
     fn on_request(&mut self, worker: u32) {
-        let envoy_worker = self.workers[worker as usize].envoy_worker as usize;
-        let Some(host) = self.choose_host(envoy_worker) else {
-            return self.local_reply(worker, Outcome::NoHealthy);
+        if KNOBS && self.retry_attempts > 0 {
+            let w = &mut self.workers[worker as usize];
+            w.retries_left = self.retry_attempts;
+            w.retry_count = 0;
+            w.tried = 0;
+        }
+        self.route(worker);
+    }
+
+    /// Envoy's router, for a first try or a retry: pick a host, then that host's pool on
+    /// this worker.
+    fn route(&mut self, worker: u32) {
+        let w = &self.workers[worker as usize];
+        let envoy_worker = w.envoy_worker as usize;
+        let avoid = if KNOBS && self.avoid_tried_hosts { w.tried } else { 0 };
+        let Some(host) = self.choose_host(envoy_worker, avoid) else {
+            return self.attempt_done(worker, Outcome::NoHealthy);
         };
+        if KNOBS && self.avoid_tried_hosts {
+            self.workers[worker as usize].tried |= host_bit(host);
+        }
         let p = envoy_worker * self.hosts.len() + host;
         if let Some(conn) = self.pools[p].idle.pop() {
+            if KNOBS && self.total_active >= self.max_requests {
+                // Envoy's attachStreamToClient: the ready connection stays ready.
+                self.pools[p].idle.push(conn);
+                return self.max_requests_overflow(worker, host);
+            }
             return self.attach(conn, worker);
         }
         if self.total_pending < self.rules.max_pending_requests {
@@ -290,20 +554,99 @@ impl<'a> Sim<'a> {
             self.total_pending += 1;
             self.maybe_connect(p);
         } else {
-            self.local_reply(worker, Outcome::Overflow);
+            self.attempt_done(worker, Outcome::Overflow);
         }
+    }
+
+    /// The `max_requests` circuit breaker (http2MaxRequests) refused a request about to be
+    /// attached to a connection to `host`: local 503 (UO), never retried. Envoy < 1.26 also
+    /// reported it to outlier detection (scenario `overflow_counts_for_outliers`).
+    #[cold]
+    #[inline(never)]
+    fn max_requests_overflow(&mut self, worker: u32, host: usize) {
+        if self.sc.overflow_counts_for_outliers {
+            self.record_outlier(host, true);
+        }
+        self.attempt_done(worker, Outcome::Overflow);
+    }
+
+    fn retriable(&self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Upstream => self.rules.retries.on_503,
+            Outcome::ConnectFail => self.rules.retries.on_connect_failure,
+            // Envoy never retries an overflow (a reset of reason overflow) nor its own
+            // "no healthy upstream" reply.
+            Outcome::Ok | Outcome::Overflow | Outcome::NoHealthy => false,
+        }
+    }
+
+    /// Envoy's fully jittered exponential back-off: retry k (0-based) waits a whole number of
+    /// ms drawn uniformly in [0, base x 2^k), the interval capped at 10 x base.
+    fn backoff(&mut self, k: u32) -> Nanos {
+        let base = self.rules.retries.backoff_base_ms.ceil().max(1.0) as u64;
+        let interval = base.saturating_mul(1u64.checked_shl(k).unwrap_or(u64::MAX)).min(10 * base);
+        self.rng.random_range(0..interval) * 1_000_000
+    }
+
+    /// One upstream attempt of `worker`'s request ended with `outcome`: Envoy's router
+    /// retries it if the policy and the `max_retries` circuit breaker allow, else the
+    /// response goes back to Fortio.
+    #[inline]
+    fn attempt_done(&mut self, worker: u32, outcome: Outcome) {
+        if KNOBS && self.retry_attempts > 0 && self.retried(worker, outcome) {
+            return;
+        }
+        match outcome {
+            Outcome::Ok | Outcome::Upstream => {
+                self.workers[worker as usize].outcome = outcome;
+                let back = self.latency(self.sc.sidecar_processing_ms + self.sc.downstream_hop_ms);
+                self.schedule(back, Kind::AtClient { worker });
+            }
+            Outcome::Overflow | Outcome::NoHealthy | Outcome::ConnectFail => self.local_reply(worker, outcome),
+        }
+    }
+
+    /// Envoy's `RetryStateImpl::shouldRetry`: releases the request's hold on the
+    /// `max_retries` circuit breaker, then schedules a retry after its back-off if the
+    /// outcome is retriable, retries remain and the circuit breaker has room.
+    #[cold]
+    #[inline(never)]
+    fn retried(&mut self, worker: u32, outcome: Outcome) -> bool {
+        let i = worker as usize;
+        if self.workers[i].holds_retry {
+            self.workers[i].holds_retry = false;
+            self.active_retries -= 1;
+        }
+        if self.workers[i].retries_left > 0 && self.retriable(outcome) {
+            // Envoy spends the retry before it checks the circuit breaker.
+            self.workers[i].retries_left -= 1;
+            if self.active_retries < self.max_retries {
+                self.active_retries += 1;
+                let w = &mut self.workers[i];
+                w.holds_retry = true;
+                let k = w.retry_count;
+                w.retry_count += 1;
+                self.details.retries += 1;
+                let wait = self.backoff(k as u32);
+                self.schedule(wait, Kind::Retry { worker });
+                return true;
+            }
+        }
+        false
     }
 
     /// Open connections while pending requests outnumber those being opened, within
     /// `max_connections` cluster-wide, except that a pool with no connection may always
     /// open one (Envoy's guard against starving a pool).
+    #[inline(always)]
     fn maybe_connect(&mut self, p: usize) {
         while self.pools[p].pending.len() as u32 > self.pools[p].connecting {
             let pool = &self.pools[p];
             if self.total_conns >= self.rules.max_connections && pool.conns > 0 {
                 break;
             }
-            let conn = Conn { pool: p as u32, state: ConnState::Connecting, served: 0 };
+            let host = p % self.hosts.len();
+            let conn = Conn { pool: p as u32, host: host as u32, state: ConnState::Connecting, served: 0 };
             let id = match self.free_conns.pop() {
                 Some(id) => {
                     self.conns[id as usize] = conn;
@@ -318,29 +661,70 @@ impl<'a> Sim<'a> {
             self.pools[p].connecting += 1;
             self.total_conns += 1;
             let median = self.sc.handshake_ms * self.noise.handshake;
-            let handshake = self.lognormal_latency(median, self.sc.handshake_sigma);
-            self.schedule(handshake, Kind::ConnectDone { conn: id });
+            let mut at = self.lognormal_latency(median, self.sc.handshake_sigma);
+            let mut up = true;
+            if KNOBS && self.connect_faults {
+                (at, up) = self.connect_fault(host, at);
+            }
+            // Envoy's connect timer covers TCP and the TLS handshake (it stops at Connected).
+            if at > self.connect_timeout {
+                at = self.connect_timeout;
+                up = false;
+            }
+            let kind = if up { Kind::ConnectDone { conn: id } } else { Kind::ConnectFailed { conn: id } };
+            self.schedule(at, kind);
         }
     }
 
+    /// A connect to `host` that would take `handshake`: refused after a round trip, slowed
+    /// by a lost SYN, or unharmed, at the host's shares (one draw if it has any).
+    #[cold]
+    #[inline(never)]
+    fn connect_fault(&mut self, host: usize, handshake: Nanos) -> (Nanos, bool) {
+        let (refused, slow) = (self.hosts[host].connect_fail, self.hosts[host].slow_connect);
+        if refused + slow <= 0.0 {
+            return (handshake, true);
+        }
+        let u: f64 = self.rng.random();
+        if u < refused {
+            // A reset comes back after one round trip.
+            (self.latency(2.0 * self.sc.upstream_hop_ms), false)
+        } else if u < refused + slow {
+            (handshake + ms(self.sc.slow_connect_ms), true)
+        } else {
+            (handshake, true)
+        }
+    }
+
+    #[inline]
     fn attach(&mut self, conn: u32, worker: u32) {
         let c = &mut self.conns[conn as usize];
         c.state = ConnState::Busy { worker, fault: false };
         c.served += 1;
+        if KNOBS && self.track_active {
+            let h = c.host as usize;
+            self.hosts[h].active += 1;
+            self.total_active += 1;
+        }
         let hop = self.latency(self.sc.upstream_hop_ms);
         self.schedule(hop, Kind::AtReplica { conn });
     }
 
-    /// Give a ready connection the oldest pending request of its pool, or park it idle.
+    /// Give a ready connection the oldest pending request of its pool, or park it idle. At
+    /// the `max_requests` limit each pending request it would take fails instead (Envoy's
+    /// `onUpstreamReady` attaches pending streams while a client is ready).
     fn serve_pending_or_idle(&mut self, conn: u32) {
         let p = self.conns[conn as usize].pool as usize;
-        if let Some(worker) = self.pools[p].pending.pop_front() {
+        while let Some(worker) = self.pools[p].pending.pop_front() {
             self.total_pending -= 1;
-            self.attach(conn, worker);
-        } else {
-            self.conns[conn as usize].state = ConnState::Idle;
-            self.pools[p].idle.push(conn);
+            if KNOBS && self.total_active >= self.max_requests {
+                self.max_requests_overflow(worker, self.conns[conn as usize].host as usize);
+                continue;
+            }
+            return self.attach(conn, worker);
         }
+        self.conns[conn as usize].state = ConnState::Idle;
+        self.pools[p].idle.push(conn);
     }
 
     fn on_connected(&mut self, conn: u32) {
@@ -349,8 +733,31 @@ impl<'a> Sim<'a> {
         self.serve_pending_or_idle(conn);
     }
 
+    /// A connection attempt failed. Envoy's pool purges every pending request of the pool
+    /// (`purgePendingStreams`); the router reports each one to outlier detection as a
+    /// local-origin connect failure, which counts as a 5xx of the host
+    /// (`split_external_local_origin_errors` is false by default), then retries it or
+    /// answers 503 UF.
+    #[cold]
+    #[inline(never)]
+    fn on_connect_failed(&mut self, conn: u32) {
+        let p = self.conns[conn as usize].pool as usize;
+        self.conns[conn as usize].state = ConnState::Closed;
+        self.free_conns.push(conn);
+        self.pools[p].connecting -= 1;
+        self.pools[p].conns -= 1;
+        self.total_conns -= 1;
+        self.details.connect_failures += 1;
+        let h = self.conns[conn as usize].host as usize;
+        while let Some(worker) = self.pools[p].pending.pop_front() {
+            self.total_pending -= 1;
+            self.record_outlier(h, true);
+            self.attempt_done(worker, Outcome::ConnectFail);
+        }
+    }
+
     fn host_of(&self, conn: u32) -> usize {
-        self.conns[conn as usize].pool as usize % self.hosts.len()
+        self.conns[conn as usize].host as usize
     }
 
     fn set_fault(&mut self, conn: u32, is_fault: bool) {
@@ -377,9 +784,9 @@ impl<'a> Sim<'a> {
     fn start_service(&mut self, conn: u32) {
         let h = self.host_of(conn);
         self.hosts[h].busy += 1;
-        let fault = self.rng.random::<f64>() < self.noise.fault_share;
+        let fault = self.rng.random::<f64>() < self.hosts[h].fault_share;
         self.set_fault(conn, fault);
-        let t = self.lognormal_latency(self.sc.service_time_ms, self.sc.service_time_sigma);
+        let t = self.lognormal_latency(self.hosts[h].service_ms, self.sc.service_time_sigma);
         self.schedule(t, Kind::ServiceDone { conn });
     }
 
@@ -394,6 +801,7 @@ impl<'a> Sim<'a> {
     }
 
     /// Outlier detection: consecutive 5xx per host, ejection within the budget.
+    #[inline(always)]
     fn record_outlier(&mut self, h: usize, is_5xx: bool) {
         if !is_5xx {
             self.hosts[h].consecutive_5xx = 0;
@@ -430,9 +838,11 @@ impl<'a> Sim<'a> {
         };
         let h = self.host_of(conn);
         self.record_outlier(h, fault);
-        self.workers[worker as usize].outcome = if fault { Outcome::Upstream } else { Outcome::Ok };
-        let back = self.latency(self.sc.sidecar_processing_ms + self.sc.downstream_hop_ms);
-        self.schedule(back, Kind::AtClient { worker });
+        if KNOBS && self.track_active {
+            self.hosts[h].active -= 1;
+            self.total_active -= 1;
+        }
+        self.attempt_done(worker, if fault { Outcome::Upstream } else { Outcome::Ok });
 
         let p = self.conns[conn as usize].pool as usize;
         if self.conns[conn as usize].served >= self.rules.max_requests_per_connection {
@@ -462,6 +872,7 @@ impl<'a> Sim<'a> {
             Outcome::Overflow => self.details.fail_overflow += 1,
             Outcome::NoHealthy => self.details.fail_no_healthy += 1,
             Outcome::Upstream => self.details.fail_upstream += 1,
+            Outcome::ConnectFail => self.details.fail_connect += 1,
         }
         if w.remaining == 0 {
             self.finished_at = self.finished_at.max(self.now);
@@ -469,7 +880,7 @@ impl<'a> Sim<'a> {
         }
         w.sent_at = self.now;
         let mut delay = self.latency(self.sc.downstream_hop_ms + self.sc.sidecar_processing_ms);
-        if matches!(outcome, Outcome::Overflow | Outcome::NoHealthy) {
+        if matches!(outcome, Outcome::Overflow | Outcome::NoHealthy | Outcome::ConnectFail) {
             // Envoy closes the downstream connection after a local reply; Fortio reconnects,
             // and the new connection may land on another Envoy worker.
             self.details.sockets += 1;
@@ -494,7 +905,7 @@ impl<'a> Sim<'a> {
             d.latency_p90_ms = to_ms(rank(0.90));
             d.latency_p99_ms = to_ms(rank(0.99));
         }
-        let failed = d.fail_overflow + d.fail_no_healthy + d.fail_upstream;
+        let failed = d.fail_overflow + d.fail_no_healthy + d.fail_upstream + d.fail_connect;
         RunResult {
             qps: if duration_s > 0.0 { calls as f64 / duration_s } else { 0.0 },
             failure_rate: if calls > 0 { failed as f64 / calls as f64 } else { 0.0 },

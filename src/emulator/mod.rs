@@ -5,11 +5,13 @@
 
 pub mod calibration;
 mod engine;
+pub mod knobs;
 pub mod scenario;
 
 use serde::{Deserialize, Serialize};
 
-pub use scenario::{EjectionRule, Scenario};
+pub use knobs::{LoadBalancer, RetryPolicy};
+pub use scenario::{EjectionRule, ReplicaBehaviour, Scenario};
 
 use crate::rules::{Load, TrafficRules};
 
@@ -17,12 +19,25 @@ use crate::rules::{Load, TrafficRules};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunDetails {
     pub ok_count: u32,
-    /// Local 503s: pending queue full (UO).
+    /// Local 503s of a circuit breaker (UO): pending queue full, or `http2_max_requests`
+    /// requests already in flight.
     pub fail_overflow: u32,
     /// Local 503s: every host ejected (UH).
     pub fail_no_healthy: u32,
     /// 503s answered by a replica (injected fault or overload).
     pub fail_upstream: u32,
+    /// Local 503s after an upstream connection failed: refused, or not up within the
+    /// connect timeout (UF). Zero unless a scenario's replica has connect faults or a rule's
+    /// connect timeout is shorter than a handshake.
+    #[serde(default)]
+    pub fail_connect: u32,
+    /// Retries Envoy made (each a new upstream attempt, possibly on another host).
+    #[serde(default)]
+    pub retries: u32,
+    /// Upstream connections that failed (refused or timed out), whether or not a request
+    /// was waiting for them.
+    #[serde(default)]
+    pub connect_failures: u32,
     pub ejections: u32,
     /// Downstream sockets Fortio opened (threads, plus one per reconnect).
     pub sockets: u32,

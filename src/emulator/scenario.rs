@@ -15,6 +15,56 @@ pub enum EjectionRule {
     Strict,
 }
 
+/// How one replica departs from the scenario's well-behaved replica (issue 15): a scenario
+/// lists them in `replica_behaviour`, entry i for replica i. Every field's default is "as
+/// the scenario says", and a field at its default draws no random number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaBehaviour {
+    /// Share of the requests this replica serves that it answers with a 503 (a bad pod: a
+    /// broken dependency, a failing version), on top of the scenario's `fault_share`: a
+    /// request fails if either fault hits, and one uniform draw decides it, the draw every
+    /// served request already makes. Not scaled by the run-to-run fault noise.
+    pub fault_share: f64,
+    /// Factor on this replica's median service time (1: normal; 5: a pod on a busy node).
+    pub slowdown: f64,
+    /// Share of new upstream connections to this replica that are refused: the attempt fails
+    /// after one round trip (2 x `upstream_hop_ms`), Envoy flag UF. With Istio a pod whose
+    /// sidecar is up accepts the connection even when the app is down (the app's failure
+    /// then shows as 503s); refused or lost connects model the pod's network or sidecar:
+    /// a node in trouble, a pod being deleted, a NetworkPolicy.
+    pub connect_fail_share: f64,
+    /// Share of new upstream connections to this replica whose SYN is lost: the handshake
+    /// completes only after the scenario's `slow_connect_ms`, unless the rule's connect
+    /// timeout fires first (UF).
+    pub slow_connect_share: f64,
+}
+
+impl Default for ReplicaBehaviour {
+    fn default() -> Self {
+        ReplicaBehaviour { fault_share: 0.0, slowdown: 1.0, connect_fail_share: 0.0, slow_connect_share: 0.0 }
+    }
+}
+
+impl ReplicaBehaviour {
+    /// True when this replica behaves as the scenario says.
+    pub fn is_default(&self) -> bool {
+        *self == ReplicaBehaviour::default()
+    }
+}
+
+/// Linux's initial SYN retransmission timeout (`TCP_TIMEOUT_INIT`, RFC 6298): a connect
+/// whose first SYN is lost completes after about 1 s.
+pub const SYN_RETRANSMIT_MS: f64 = 1000.0;
+
+fn is_syn_retransmit(ms: &f64) -> bool {
+    *ms == SYN_RETRANSMIT_MS
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
@@ -64,6 +114,21 @@ pub struct Scenario {
     /// ejected, requests fail with "no healthy upstream"); older Istio used Envoy's 50 %,
     /// under which traffic goes to all hosts, ejected or not.
     pub panic_threshold_percent: f64,
+    /// Envoy < 1.26 reported a `max_requests` (http2MaxRequests) overflow to outlier
+    /// detection as a local-origin connect failure, i.e. as a 5xx of the host the request was
+    /// about to use (envoy#25487, fixed by envoy#25488 in 1.26). Default false: Envoy >= 1.26,
+    /// where no overflow counts. A pending-queue overflow never counts (it has no host).
+    #[serde(skip_serializing_if = "is_false")]
+    pub overflow_counts_for_outliers: bool,
+    /// Time a connect whose SYN was lost takes (see `ReplicaBehaviour::slow_connect_share`), ms,
+    /// not scaled by the run's speed factor (a kernel timer). Default: Linux's initial
+    /// retransmission timeout, 1 s.
+    #[serde(skip_serializing_if = "is_syn_retransmit")]
+    pub slow_connect_ms: f64,
+    /// Replicas that misbehave: entry i describes replica i; replicas without an entry (and
+    /// every replica by default) are well-behaved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replica_behaviour: Vec<ReplicaBehaviour>,
 }
 
 impl Default for Scenario {
@@ -88,6 +153,9 @@ impl Default for Scenario {
             run_fault_sigma: 0.5,
             ejection_rule: EjectionRule::AtLeastOne,
             panic_threshold_percent: 0.0,
+            overflow_counts_for_outliers: false,
+            slow_connect_ms: SYN_RETRANSMIT_MS,
+            replica_behaviour: Vec::new(),
         }
     }
 }
@@ -115,6 +183,7 @@ impl Scenario {
             ("run_speed_sigma", self.run_speed_sigma),
             ("run_handshake_sigma", self.run_handshake_sigma),
             ("run_fault_sigma", self.run_fault_sigma),
+            ("slow_connect_ms", self.slow_connect_ms),
         ];
         for (name, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
@@ -126,6 +195,31 @@ impl Scenario {
         }
         if !(0.0..=100.0).contains(&self.panic_threshold_percent) {
             return Err(format!("scenario.panic_threshold_percent must be in [0, 100], but is {}", self.panic_threshold_percent));
+        }
+        if self.replica_behaviour.len() > self.replicas as usize {
+            return Err(format!(
+                "scenario.replica_behaviour has {} entries but the scenario has {} replicas",
+                self.replica_behaviour.len(),
+                self.replicas
+            ));
+        }
+        for (i, b) in self.replica_behaviour.iter().enumerate() {
+            for (name, v) in
+                [("fault_share", b.fault_share), ("connect_fail_share", b.connect_fail_share), ("slow_connect_share", b.slow_connect_share)]
+            {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!("scenario.replica_behaviour[{i}].{name} must be in [0, 1], but is {v}"));
+                }
+            }
+            if b.connect_fail_share + b.slow_connect_share > 1.0 {
+                return Err(format!(
+                    "scenario.replica_behaviour[{i}]: connect_fail_share + slow_connect_share must be <= 1, but is {}",
+                    b.connect_fail_share + b.slow_connect_share
+                ));
+            }
+            if !(b.slowdown.is_finite() && b.slowdown > 0.0) {
+                return Err(format!("scenario.replica_behaviour[{i}].slowdown must be a finite number > 0, but is {}", b.slowdown));
+            }
         }
         Ok(())
     }

@@ -1,0 +1,179 @@
+//! The DestinationRule and VirtualService settings beyond the seven traffic rules of the
+//! paper (issue 15): retries, the load balancer, and the defaults Istio and Envoy use for
+//! what a rule leaves out. [`crate::rules::TrafficRules`] carries them next to the seven
+//! rules; every default keeps today's behaviour (no retries, round robin, no
+//! `http2MaxRequests`, Istio's 10 s connect timeout), so the datasets S1-S5 do not change.
+//!
+//! Sources (each checked in the upstream code, see README "The emulator"):
+//! - Istio `pilot/pkg/networking/core/route/retry/retry.go` (`DefaultPolicy`, `ConvertPolicy`):
+//!   the retry policy of a route that sets none.
+//! - Istio `pilot/pkg/networking/core/cluster_traffic_policy.go` (`getDefaultCircuitBreakerThresholds`,
+//!   `applyConnectionPool`, `applyOutlierDetection`, `defaultLBAlgorithm`).
+//! - Envoy `source/common/router/retry_state_impl.cc`, `source/common/common/backoff_strategy.cc`,
+//!   `source/common/upstream/load_balancer_impl.cc` (`chooseHost`, `LeastRequestLoadBalancer`),
+//!   `source/common/conn_pool/conn_pool_base.cc` (`attachStreamToClient`, `purgePendingStreams`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::TrafficRules;
+
+/// Istio's `meshConfig.connectTimeout` default, the cluster's `connect_timeout` when a
+/// DestinationRule sets no `connectionPool.tcp.connectTimeout`: 10 s.
+pub const ISTIO_CONNECT_TIMEOUT_MS: f64 = 10_000.0;
+
+/// Envoy's outlier-detection defaults, which Istio keeps for every field an
+/// `outlierDetection` block leaves out (Istio's `applyOutlierDetection` copies only the
+/// fields that are set): `consecutive_5xx` 5.
+pub const ENVOY_CONSECUTIVE_5XX: u32 = 5;
+/// Envoy's default `interval`: 10 s.
+pub const ENVOY_OUTLIER_INTERVAL_S: f64 = 10.0;
+/// Envoy's default `base_ejection_time`: 30 s.
+pub const ENVOY_BASE_EJECTION_TIME_S: f64 = 30.0;
+/// Envoy's default `max_ejection_percent`: 10 %. Istio also maps `maxEjectionPercent: 0`
+/// to it (it sets the field only when > 0).
+pub const ENVOY_MAX_EJECTION_PERCENT: f64 = 10.0;
+
+/// Envoy's `least_request_lb_config.choice_count` default (Istio does not expose it): the
+/// power of two choices.
+pub const LEAST_REQUEST_CHOICE_COUNT: u32 = 2;
+
+/// Envoy's default retry back-off base interval (`upstream.base_retry_backoff_ms`), in ms.
+pub const ENVOY_RETRY_BACKOFF_BASE_MS: f64 = 25.0;
+
+/// `trafficPolicy.loadBalancer.simple`: how Envoy picks a host for each request (and retry)
+/// among the healthy ones (all of them in panic mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadBalancer {
+    /// Round robin, per Envoy worker thread. Istio's default before 1.14, and the emulator's
+    /// default (the datasets were generated with it).
+    #[default]
+    RoundRobin,
+    /// Envoy's least request with equal weights: `choice_count` (2) hosts drawn at random
+    /// with replacement, the one with fewer active requests wins, ties keep the first draw.
+    /// Istio's default since 1.14 (istio/istio#37220); `LEAST_CONN` is its old spelling.
+    #[serde(alias = "LEAST_CONN")]
+    LeastRequest,
+    /// One host drawn uniformly at random.
+    Random,
+}
+
+impl LoadBalancer {
+    /// The load balancer Istio >= 1.14 applies when a rule sets none.
+    pub const ISTIO_DEFAULT: LoadBalancer = LoadBalancer::LeastRequest;
+
+    pub fn is_round_robin(&self) -> bool {
+        *self == LoadBalancer::RoundRobin
+    }
+}
+
+/// A route's retry policy (VirtualService `http[].retries`, Envoy's `RetryPolicy`), as far as
+/// an HTTP/1.1 upstream can trigger it. A missing field in a config takes Istio's default
+/// policy's value ([`RetryPolicy::istio_default`], as Istio's `ConvertPolicy` starts from it);
+/// a rule without a `retries` table gets [`RetryPolicy::off`] (today's emulator).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// `retries.attempts` (Envoy `num_retries`): retries after the first try; 0 turns
+    /// retries off (Istio returns no policy for `attempts: 0`).
+    pub attempts: u32,
+    /// `retryOn` contains `connect-failure` (also implied by `5xx`): retry a request whose
+    /// upstream connection failed or timed out (Envoy flag UF).
+    pub on_connect_failure: bool,
+    /// `retryOn` retries an upstream 503: `retriable-status-codes` with 503 (Istio's default),
+    /// `5xx` or `gateway-error`. Envoy never retries its own overflow 503s (UO: a reset of
+    /// reason overflow is never retried) nor its "no healthy upstream" reply (UH).
+    pub on_503: bool,
+    /// Envoy's `envoy.retry_host_predicates.previous_hosts` (Istio's default, and
+    /// `retryIgnorePreviousHosts`): a retry's host pick is redone while it lands on a host
+    /// this request already tried, at most `host_selection_retry_max_attempts` times; then
+    /// the last pick is used.
+    pub previous_hosts: bool,
+    /// Envoy `host_selection_retry_max_attempts`; Istio sets 5.
+    pub host_selection_retry_max_attempts: u32,
+    /// `retries.backoff` (Envoy `retry_back_off.base_interval`), ms; Envoy's default 25 ms.
+    /// Retry n (1, 2, ...) waits a uniform whole number of ms in [0, base x 2^(n-1)),
+    /// the interval capped at 10 x base (Envoy's fully jittered exponential back-off).
+    pub backoff_base_ms: f64,
+}
+
+impl RetryPolicy {
+    /// No retries: the emulator's default, under which the datasets were generated.
+    pub const fn off() -> RetryPolicy {
+        RetryPolicy { attempts: 0, ..RetryPolicy::istio_default() }
+    }
+
+    /// The policy Istio 1.1-1.23 gives a route whose VirtualService sets no `retries`
+    /// (`DefaultPolicy` in Istio's `route/retry/retry.go`, since istio/istio#10566): 2 retries
+    /// on "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes" with
+    /// status 503, other hosts preferred (previous_hosts), 5 host-selection attempts,
+    /// Envoy's 25 ms back-off. Refused streams (HTTP/2) and the gRPC statuses never occur on
+    /// the emulator's HTTP/1.1 upstream. The Istio of the paper's time (2021), and of the
+    /// emulator's default scenario.
+    pub const fn istio_default() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 2,
+            on_connect_failure: true,
+            on_503: true,
+            previous_hosts: true,
+            host_selection_retry_max_attempts: 5,
+            backoff_base_ms: ENVOY_RETRY_BACKOFF_BASE_MS,
+        }
+    }
+
+    /// Istio >= 1.24's default policy: as [`RetryPolicy::istio_default`] without the 503
+    /// (`EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY` defaults to true, istio/istio#52111; the 1.23
+    /// compatibility profile sets it back to false). Only connect failures are retried.
+    pub const fn istio_1_24_default() -> RetryPolicy {
+        RetryPolicy { on_503: false, ..RetryPolicy::istio_default() }
+    }
+
+    /// True when no request is ever retried.
+    pub fn is_off(&self) -> bool {
+        self.attempts == 0 || !(self.on_connect_failure || self.on_503)
+    }
+}
+
+impl Default for RetryPolicy {
+    /// Istio's default policy: what a `retries` table's missing fields take.
+    fn default() -> Self {
+        RetryPolicy::istio_default()
+    }
+}
+
+/// serde default of [`TrafficRules::connect_timeout_ms`].
+pub fn default_connect_timeout_ms() -> f64 {
+    ISTIO_CONNECT_TIMEOUT_MS
+}
+
+/// serde `skip_serializing_if` of [`TrafficRules::connect_timeout_ms`]: a rule at Istio's
+/// default serialises as before the field existed.
+pub fn is_default_connect_timeout(ms: &f64) -> bool {
+    *ms == ISTIO_CONNECT_TIMEOUT_MS
+}
+
+impl TrafficRules {
+    /// Checks the settings beyond the seven trace columns, naming the field and the value.
+    pub fn validate_knobs(&self) -> Result<(), String> {
+        if self.http2_max_requests == Some(0) {
+            return Err("http2_max_requests must be >= 1 (Istio reads 0 as unset: leave it out for no limit), but is 0".into());
+        }
+        if self.max_retries == Some(0) {
+            return Err("max_retries must be >= 1 (Istio reads 0 as unset: leave it out for no limit), but is 0".into());
+        }
+        if !(self.connect_timeout_ms.is_finite() && self.connect_timeout_ms >= 1.0) {
+            return Err(format!("connect_timeout_ms must be a finite number >= 1 (Istio: >= 1ms), but is {}", self.connect_timeout_ms));
+        }
+        let r = &self.retries;
+        if !(r.backoff_base_ms.is_finite() && r.backoff_base_ms > 0.0) {
+            return Err(format!("retries.backoff_base_ms must be a finite number > 0, but is {}", r.backoff_base_ms));
+        }
+        if r.attempts > u16::MAX as u32 {
+            return Err(format!("retries.attempts must be <= {}, but is {}", u16::MAX, r.attempts));
+        }
+        if r.host_selection_retry_max_attempts > 64 {
+            return Err(format!("retries.host_selection_retry_max_attempts must be <= 64, but is {}", r.host_selection_retry_max_attempts));
+        }
+        Ok(())
+    }
+}
