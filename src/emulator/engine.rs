@@ -225,7 +225,6 @@ pub fn run(rules: &TrafficRules, load: &Load, sc: &Scenario, seed: u64) -> RunRe
         fault_share: (sc.fault_share * (sc.run_fault_sigma * z_fault).exp()).min(1.0),
     };
     let replicas = sc.replicas as usize;
-    let n_pools = sc.envoy_workers as usize * replicas;
     let hosts = (0..replicas)
         .map(|i| {
             let b = sc.replica_behaviour.get(i);
@@ -240,10 +239,46 @@ pub fn run(rules: &TrafficRules, load: &Load, sc: &Scenario, seed: u64) -> RunRe
             }
         })
         .collect();
-    let track_active = rules.load_balancer == LoadBalancer::LeastRequest || rules.http2_max_requests.is_some();
-    let retry_attempts = if rules.retries.is_off() { 0 } else { rules.retries.attempts.min(u16::MAX as u32) as u16 };
-    let connect_faults = sc.replica_behaviour.iter().any(|b| b.connect_fail_share + b.slow_connect_share > 0.0);
-    let sim = Sim::<false> {
+    if uses_knobs(rules, sc) {
+        start::<true>(rules, sc, load, rng, noise, hosts).simulate(load)
+    } else {
+        start::<false>(rules, sc, load, rng, noise, hosts).simulate(load)
+    }
+}
+
+/// Active requests are counted only where a knob reads them.
+fn tracks_active(rules: &TrafficRules) -> bool {
+    rules.load_balancer == LoadBalancer::LeastRequest || rules.http2_max_requests.is_some()
+}
+
+fn retry_attempts(rules: &TrafficRules) -> u16 {
+    if rules.retries.is_off() {
+        0
+    } else {
+        rules.retries.attempts.min(u16::MAX as u32) as u16
+    }
+}
+
+fn has_connect_faults(sc: &Scenario) -> bool {
+    sc.replica_behaviour.iter().any(|b| b.connect_fail_share + b.slow_connect_share > 0.0)
+}
+
+/// Whether any knob is on; if none is, the engine compiled without their checks runs.
+fn uses_knobs(rules: &TrafficRules, sc: &Scenario) -> bool {
+    tracks_active(rules) || retry_attempts(rules) > 0 || has_connect_faults(sc) || rules.load_balancer != LoadBalancer::RoundRobin
+}
+
+/// A run's state before its first event, for the engine with or without the knobs' checks.
+fn start<'a, const KNOBS: bool>(
+    rules: &'a TrafficRules,
+    sc: &'a Scenario,
+    load: &Load,
+    rng: ChaCha8Rng,
+    noise: RunNoise,
+    hosts: Vec<Host>,
+) -> Sim<'a, KNOBS> {
+    let n_pools = sc.envoy_workers as usize * sc.replicas as usize;
+    Sim {
         rules,
         sc,
         rng,
@@ -263,89 +298,16 @@ pub fn run(rules: &TrafficRules, load: &Load, sc: &Scenario, seed: u64) -> RunRe
         total_active: 0,
         active_retries: 0,
         max_requests: rules.http2_max_requests.unwrap_or(u32::MAX),
-        track_active,
-        retry_attempts,
-        avoid_tried_hosts: retry_attempts > 0 && rules.retries.previous_hosts,
-        connect_faults,
+        track_active: tracks_active(rules),
+        retry_attempts: retry_attempts(rules),
+        avoid_tried_hosts: retry_attempts(rules) > 0 && rules.retries.previous_hosts,
+        connect_faults: has_connect_faults(sc),
         max_retries: rules.max_retries.unwrap_or(u32::MAX),
         connect_timeout: ms(rules.connect_timeout_ms),
         interval: ms(rules.interval_s * 1e3).max(1),
         latencies: Vec::with_capacity(load.calls as usize),
         details: RunDetails::default(),
         finished_at: 0,
-    };
-    if track_active || retry_attempts > 0 || connect_faults || rules.load_balancer != LoadBalancer::RoundRobin {
-        sim.with_knobs().simulate(load)
-    } else {
-        sim.simulate(load)
-    }
-}
-
-impl<'a> Sim<'a, false> {
-    /// The same state, for the engine compiled with the knobs' checks.
-    fn with_knobs(self) -> Sim<'a, true> {
-        let Sim {
-            rules,
-            sc,
-            rng,
-            noise,
-            now,
-            seq,
-            events,
-            workers,
-            conns,
-            free_conns,
-            pools,
-            hosts,
-            round_robin,
-            eligible,
-            total_conns,
-            total_pending,
-            total_active,
-            active_retries,
-            max_requests,
-            max_retries,
-            track_active,
-            retry_attempts,
-            avoid_tried_hosts,
-            connect_faults,
-            connect_timeout,
-            interval,
-            latencies,
-            details,
-            finished_at,
-        } = self;
-        Sim {
-            rules,
-            sc,
-            rng,
-            noise,
-            now,
-            seq,
-            events,
-            workers,
-            conns,
-            free_conns,
-            pools,
-            hosts,
-            round_robin,
-            eligible,
-            total_conns,
-            total_pending,
-            total_active,
-            active_retries,
-            max_requests,
-            max_retries,
-            track_active,
-            retry_attempts,
-            avoid_tried_hosts,
-            connect_faults,
-            connect_timeout,
-            interval,
-            latencies,
-            details,
-            finished_at,
-        }
     }
 }
 
