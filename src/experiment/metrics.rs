@@ -26,12 +26,16 @@ pub fn best_epoch(ratios: &[f64]) -> usize {
 /// Spread (population standard deviation) of the per-epoch ratios after the best
 /// epoch; NaN when fewer than two epochs follow it (nothing to measure).
 pub fn spread_after_best(ratios: &[f64]) -> f64 {
-    let after = &ratios[(best_epoch(ratios) + 1).min(ratios.len())..];
-    if after.len() < 2 {
+    population_std(&ratios[(best_epoch(ratios) + 1).min(ratios.len())..])
+}
+
+/// Population standard deviation; NaN for fewer than two values (no spread to measure).
+pub fn population_std(values: &[f64]) -> f64 {
+    if values.len() < 2 {
         return f64::NAN;
     }
-    let m = after.iter().sum::<f64>() / after.len() as f64;
-    (after.iter().map(|r| (r - m).powi(2)).sum::<f64>() / after.len() as f64).sqrt()
+    let m = values.iter().sum::<f64>() / values.len() as f64;
+    (values.iter().map(|r| (r - m).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use super::report::{Of, Report};
 use super::CellResult;
 use crate::experiment::compare::{against, paired, Comparison, Tally, Verdict};
+use crate::experiment::metrics::population_std;
 use crate::report::{finite, mean_std};
 
 const SINGLE: [&str; 2] = ["call", "thread"];
@@ -19,12 +20,7 @@ const CLAIM6: &str = "claim 6 (agents beat the best fixed action; ours)";
 /// Population standard deviation of a series after `epoch` (its finite values); NaN with
 /// fewer than two of them, as [`crate::experiment::metrics::spread_after_best`].
 fn spread_after(series: &[f64], epoch: usize) -> f64 {
-    let after = finite(series.get(epoch + 1..).unwrap_or_default());
-    if after.len() < 2 {
-        return f64::NAN;
-    }
-    let m = after.iter().sum::<f64>() / after.len() as f64;
-    (after.iter().map(|r| (r - m).powi(2)).sum::<f64>() / after.len() as f64).sqrt()
+    population_std(&finite(series.get(epoch + 1..).unwrap_or_default()))
 }
 
 /// Each service's own per-epoch ratio's spread after the cell's best epoch, averaged over the
