@@ -1059,3 +1059,163 @@ fn cluster_manifests_run_every_shard_on_a_shared_volume() {
     assert!(sbatch.contains("--shard \"${SLURM_ARRAY_TASK_ID}/${SHARDS:-8}\"") && shards == 8);
     assert!(submit.contains("--array=0-$((SHARDS - 1))") && submit.contains("afterok:$prepare") && submit.contains("afterok:$shards"));
 }
+
+/// A small full-factorial trace in the TNSM2023 framework's columns: loads 1 and 4, routing
+/// 0 or 100, blocking 0 or 0.5, replicas 1 or 2, two samples each. One replica is fast at
+/// load 1 and too slow at load 4 unless half the load is blocked or a second replica added;
+/// one sample at load 4 with one replica completed nothing (d1 = 0).
+fn control_trace(dir: &Path) -> PathBuf {
+    let mut csv = String::from("max_l1,l1,cl1,p1,b1,c1,d1\n");
+    for load in [1.0, 4.0] {
+        for p in [0, 100] {
+            for blocking in [0.0, 0.5] {
+                for c in [1, 2] {
+                    for sample in 0..2 {
+                        let admitted = (1.0 - blocking) * load;
+                        let slow = load > 2.0 && c == 1 && blocking == 0.0 && p == 100;
+                        let d1 = if slow && sample == 1 {
+                            0.0
+                        } else if slow {
+                            3.0
+                        } else {
+                            0.2 + 0.01 * sample as f64
+                        };
+                        let completed = if d1 == 0.0 { 0.0 } else { 5.0 * admitted };
+                        csv.push_str(&format!("{load},{},{completed},{p},{admitted},{c},{d1}\n", 5.0 * load));
+                    }
+                }
+            }
+        }
+    }
+    let path = dir.join("trace.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn tiny_control(dir: &Path) -> PathBuf {
+    let trace = control_trace(dir);
+    let config = format!(
+        r#"kind = "control"
+seed = 3
+seeds = 2
+out_dir = "{out}"
+epochs = 3
+steps_per_epoch = 100
+
+[trace]
+path = "{trace}"
+
+[loads]
+values = [1, 4]
+
+[forest]
+trees = 5
+
+[ppo]
+n_steps = 50
+batch_size = 25
+n_epochs = 2
+gamma = 0.0
+
+[dqn]
+hidden = 16
+learning_starts = 20
+
+[[objectives]]
+name = "scaling"
+reward = "replicas"
+routing = [100]
+replicas = [1, 2]
+
+[[objectives]]
+name = "throughput"
+reward = "throughput"
+routing = [100]
+blocking = [0, 0.5]
+replicas = [1]
+
+[deploy]
+service = "web"
+subsets = ["v1", "v2"]
+deployment = "web-v1"
+"#,
+        out = dir.join("out").display(),
+        trace = trace.display()
+    );
+    let path = dir.join("control.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn control_tiny_run_writes_tables_policies_and_is_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_control(tmp.path());
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    let dir = tmp.path().join("out");
+    let md = std::fs::read_to_string(dir.join("control.md")).unwrap();
+    for needle in [
+        "scaling on the tnsm2023 model",
+        "scaling on the controller model",
+        "throughput on the controller model",
+        "DQN (greedy)",
+        "PPO (greedy)",
+        "Optimum on the measured table",
+        "Best fixed action on the model",
+        "held out",
+        "1 with nothing completed",
+        "bound 1 s, margin 0.4 s",
+    ] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    assert!(!md.contains("throughput on the tnsm2023 model"), "the framework's features cannot score carried load");
+    assert!(!md.contains("NaN"), "{md}");
+    // The measured optimum: one replica at load 1, two at load 4 (the yardstick needs no agent).
+    let optimum = std::fs::read_to_string(dir.join("policies/scaling/controller/measured_optimum.csv")).unwrap();
+    let rows: Vec<&str> = optimum.lines().collect();
+    assert_eq!(rows[0], "l,r,p,c,d");
+    assert!(rows[1].starts_with("1,2.000000,100,1,") && rows[2].starts_with("4,1.000000,100,2,"), "{optimum}");
+    let blocking = std::fs::read_to_string(dir.join("policies/throughput/controller/measured_optimum.csv")).unwrap();
+    assert!(blocking.starts_with("l,r,p,c,d,blocking\n") && blocking.lines().nth(2).unwrap().ends_with(",0.5"), "{blocking}");
+    for f in ["control.csv", "curves.csv", "curves.png", "config.resolved.toml", "policies/scaling/tnsm2023/ppo.csv"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+
+    // The same seed gives the same bytes.
+    let again =
+        meshrl(&["run", config.to_str().unwrap(), "--set", &format!("out_dir=\"{}\"", tmp.path().join("again").display())], tmp.path());
+    assert_ok(&again);
+    for f in ["control.md", "control.csv", "curves.csv", "policies/throughput/controller/ppo.csv"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(tmp.path().join("again").join(f)).unwrap(), "{f} differs");
+    }
+
+    // One row applied to a cluster, with the config's names.
+    let policy = dir.join("policies/scaling/controller/measured_optimum.csv");
+    let apply = meshrl(&["apply-policy", policy.to_str().unwrap(), "--load", "4", "--config", config.to_str().unwrap()], tmp.path());
+    assert_ok(&apply);
+    let yaml = text(&apply.stdout);
+    assert!(yaml.contains("kind: VirtualService") && yaml.contains("subset: v1\n      weight: 100"), "{yaml}");
+    assert!(yaml.contains("kubectl scale deployment/web-v1 --replicas=2 -n default"), "{yaml}");
+    let missing = meshrl(&["apply-policy", policy.to_str().unwrap(), "--load", "3"], tmp.path());
+    assert_exit_2_naming(&missing, &["measured_optimum.csv", "no row for load 3"]);
+}
+
+#[test]
+fn control_refuses_loads_outside_the_trace_and_bad_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_control(tmp.path());
+    let outside = meshrl(&["run", config.to_str().unwrap(), "--set", "loads.values=[1, 8]"], tmp.path());
+    assert_exit_2_naming(&outside, &["load 8", "outside", "extrapolation"]);
+    let unmeasured = meshrl(
+        &["run", config.to_str().unwrap(), "--set", "objectives=[{name=\"x\", reward=\"replicas\", routing=[50], replicas=[1]}]"],
+        tmp.path(),
+    );
+    assert_exit_2_naming(&unmeasured, &["objective x", "no rows", "routing 50"]);
+    let trace = tmp.path().join("trace.csv");
+    let text_trace = std::fs::read_to_string(&trace).unwrap().replacen(",1,0.2\n", ",0,0.2\n", 1);
+    std::fs::write(&trace, text_trace).unwrap();
+    let bad = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_exit_2_naming(&bad, &["trace.csv", "row 1", "c1"]);
+    assert!(!tmp.path().join("out").exists(), "nothing written before the inputs load");
+}

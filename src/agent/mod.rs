@@ -83,6 +83,36 @@ pub trait Learner: Send {
     }
 }
 
+/// Which learner trains the agents (a config's `learner = "dqn"` or `"ppo"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnerKind {
+    #[default]
+    Dqn,
+    Ppo,
+}
+
+impl LearnerKind {
+    pub fn is_dqn(&self) -> bool {
+        *self == LearnerKind::Dqn
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            LearnerKind::Dqn => "dqn",
+            LearnerKind::Ppo => "ppo",
+        }
+    }
+
+    /// "DQN", "PPO", for tables.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LearnerKind::Dqn => "DQN",
+            LearnerKind::Ppo => "PPO",
+        }
+    }
+}
+
 /// A learner's settings: builds the learner for a layout and names its diagnostics.
 pub trait LearnerSpec {
     /// A learner for `layout`; every random choice comes from seeds drawn from `rng`.

@@ -48,6 +48,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Compute a Table 5 cell's Val. from real Fortio runs of its exported pairs.
     Validate(ValidateArgs),
+    /// Print the VirtualService and `kubectl scale` command that apply one load's row of a
+    /// control policy file (`policies/.../*.csv` of a control run).
+    ApplyPolicy(ApplyPolicyArgs),
 }
 
 /// Runs one parsed command line.
@@ -65,6 +68,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ingest(IngestSource::Fortio(args)) => Ok(meshrl::ingest::run_fortio(&args.into())?),
         Command::Export(args) => Ok(meshrl::export::run(&args.into())?),
         Command::Validate(args) => Ok(meshrl::validate::run(&args.fortio)?),
+        Command::ApplyPolicy(args) => {
+            use meshrl::experiment::control::{apply, ControlConfig};
+            let names = match &args.config {
+                Some(path) => {
+                    let table = meshrl::experiment::load_experiment(path, &[])?;
+                    meshrl::experiment::parse_config::<ControlConfig>(table, path, &[], ControlConfig::validate)?.deploy
+                }
+                None => apply::DeployNames::default(),
+            };
+            print!("{}", apply::render(&apply::read_row(&args.policy, args.load)?, &names)?);
+            Ok(())
+        }
         Command::Inspect(args) => {
             let spec = if args.features.is_empty() && args.targets.is_empty() {
                 TableSpec::default()
@@ -86,6 +101,19 @@ pub struct RunArgs {
     /// without the report. Run `meshrl prepare` first, `meshrl report` after all shards.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyPolicyArgs {
+    /// A policy file with header `l,r,p,c,d` (optionally `,blocking`).
+    pub policy: PathBuf,
+    /// The offered load (req/s) whose row to apply.
+    #[arg(long)]
+    pub load: f64,
+    /// The control experiment whose `[deploy]` names to use (default: service and deployment
+    /// "compute", subsets "node1" and "node2", namespace "default").
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

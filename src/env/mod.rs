@@ -24,6 +24,7 @@
 
 #[cfg(test)]
 pub(crate) mod chain;
+pub mod control;
 pub mod load_search;
 
 use rand_chacha::ChaCha8Rng;

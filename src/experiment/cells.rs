@@ -141,6 +141,19 @@ pub fn split_by_stage<J, C>(
     (kept, missing)
 }
 
+/// After a stage's cells: a shard says what it wrote, a report names the cells it lacks.
+/// Returns whether the stage goes on to write the report.
+pub fn report_due(stage: super::Stage, computed: usize, total: usize, missing: &[String], out_dir: &std::path::Path) -> bool {
+    if !stage.reports() {
+        println!("wrote {computed} of {total} cells' share to {}", out_dir.display());
+        return false;
+    }
+    if !missing.is_empty() {
+        println!("missing {} of {total} cells (not in the report): {}", missing.len(), missing.join(", "));
+    }
+    true
+}
+
 /// How runs sharing a run directory split the cells: a cell is computed by the run that
 /// claims it; the others read it back once it is written.
 pub trait Coordinate<J, C>: Sync {

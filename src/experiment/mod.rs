@@ -3,11 +3,13 @@
 //!
 //! Every kind writes a run directory ([`rundir`]) of resumable cells, computed by the cell
 //! scheduler ([`cells`]); the kinds themselves are a config, a cell and a report:
-//! [`table4`] (simulators), [`table5`] (agents on the load search).
+//! [`table4`] (simulators), [`table5`] (agents on the load search), [`control`] (agents
+//! choosing routing, blocking and replicas on a model of a testbed's trace).
 
 pub mod cells;
 pub mod claims;
 pub mod compare;
+pub mod control;
 pub mod metrics;
 pub mod rundir;
 pub mod table4;
@@ -120,9 +122,10 @@ pub fn run(path: &Path, overrides: &[String], stage: Stage) -> Result<()> {
     match kind {
         "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?, stage),
         "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?, stage),
+        "control" => control::run(&parse_config(table, path, overrides, control::ControlConfig::validate)?, stage),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
-            message: format!("unknown experiment kind {other:?}; expected \"table4\" or \"table5\""),
+            message: format!("unknown experiment kind {other:?}; expected \"table4\", \"table5\" or \"control\""),
         }),
     }
 }

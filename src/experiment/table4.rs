@@ -13,7 +13,7 @@ use std::time::Instant;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::cells::{run_resumable, split_by_stage, Label, Planned, Workers};
+use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::rundir::{Cell, CellJob, DirCoordination, OutputSet, RunDir};
 use super::Stage;
@@ -391,12 +391,8 @@ pub fn run(cfg: &Table4Config, stage: Stage) -> Result<()> {
         ));
         Ok(cell)
     })?;
-    if !stage.reports() {
-        println!("wrote {} of {total} cells' share to {}", cells.len(), cfg.out_dir.display());
+    if !report_due(stage, cells.len(), total, &missing, &cfg.out_dir) {
         return Ok(());
-    }
-    if !missing.is_empty() {
-        println!("missing {} of {total} cells (not in the report): {}", missing.len(), missing.join(", "));
     }
     let summary = Summary::new(cfg, &cells);
     let claim = summary.claim_mlp_lowest();

@@ -26,6 +26,7 @@ use super::timing;
 use super::Stage;
 use crate::agent::dqn::DqnConfig;
 use crate::agent::ppo::PpoConfig;
+pub use crate::agent::LearnerKind;
 use crate::agent::LearnerSpec;
 use crate::data::{load_table, prepare, TableSpec};
 use crate::emulator::Scenario;
@@ -132,21 +133,6 @@ pub struct Table5Config {
     /// PPO's settings (stable-baselines3's defaults when `learner = "ppo"` names none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ppo: Option<PpoConfig>,
-}
-
-/// Which learner trains the agents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LearnerKind {
-    #[default]
-    Dqn,
-    Ppo,
-}
-
-impl LearnerKind {
-    fn is_dqn(&self) -> bool {
-        *self == LearnerKind::Dqn
-    }
 }
 
 fn one() -> u64 {

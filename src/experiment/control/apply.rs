@@ -1,0 +1,145 @@
+//! One row of a control policy as what a cluster operator runs: the VirtualService that
+//! splits traffic between the two subsets by the routing weight, and the `kubectl scale`
+//! command that sets the replicas (`meshrl apply-policy`).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+
+/// The cluster's names (the control config's `[deploy]` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployNames {
+    /// The VirtualService's name and the service host it routes (default "compute").
+    pub service: String,
+    pub namespace: String,
+    /// The DestinationRule subsets: the routing weight goes to the first, the rest to the second.
+    pub subsets: [String; 2],
+    /// The deployment whose replicas the policy sets (default "compute").
+    pub deployment: String,
+}
+
+impl Default for DeployNames {
+    fn default() -> Self {
+        DeployNames {
+            service: "compute".into(),
+            namespace: "default".into(),
+            subsets: ["node1".into(), "node2".into()],
+            deployment: "compute".into(),
+        }
+    }
+}
+
+/// One row of a policy file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyRow {
+    pub load: f64,
+    pub routing: f64,
+    pub replicas: u32,
+    pub blocking: Option<f64>,
+}
+
+/// Reads the row of `load` from a policy CSV (`l,r,p,c,d[,blocking]`).
+pub fn read_row(path: &Path, load: f64) -> Result<PolicyRow> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let blocking = match header.trim() {
+        "l,r,p,c,d" => false,
+        "l,r,p,c,d,blocking" => true,
+        other => return Err(Error::file(path, format!("header must be `l,r,p,c,d` or `l,r,p,c,d,blocking`, but is `{other}`"))),
+    };
+    let names = ["l", "r", "p", "c", "d", "blocking"];
+    let mut loads = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        let want = if blocking { 6 } else { 5 };
+        if fields.len() != want {
+            return Err(Error::field(path, i + 1, "l", format!("expected {want} fields, found {}", fields.len())));
+        }
+        let mut v = [0.0; 6];
+        for (j, f) in fields.iter().enumerate() {
+            v[j] = f
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| Error::field(path, i + 1, names[j], format!("not a number: {f:?}")))?;
+        }
+        if !(0.0..=100.0).contains(&v[2]) {
+            return Err(Error::field(path, i + 1, "p", format!("routing weight must lie in [0, 100], but is {}", v[2])));
+        }
+        if v[3] < 1.0 || v[3].fract() != 0.0 {
+            return Err(Error::field(path, i + 1, "c", format!("replicas must be a whole number >= 1, but is {}", v[3])));
+        }
+        if (v[0] - load).abs() < 1e-9 {
+            return Ok(PolicyRow { load, routing: v[2], replicas: v[3] as u32, blocking: blocking.then_some(v[5]) });
+        }
+        loads.push(fields[0].trim().to_string());
+    }
+    Err(Error::file(path, format!("no row for load {load}; the policy covers loads {}", loads.join(", "))))
+}
+
+/// The VirtualService YAML and the scale command for one row.
+pub fn render(row: &PolicyRow, names: &DeployNames) -> Result<String> {
+    let first = row.routing.round() as u32;
+    let vs = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": { "name": names.service, "namespace": names.namespace },
+        "spec": {
+            "hosts": [names.service],
+            "http": [{ "route": [
+                { "destination": { "host": names.service, "subset": names.subsets[0] }, "weight": first },
+                { "destination": { "host": names.service, "subset": names.subsets[1] }, "weight": 100 - first },
+            ]}],
+        },
+    });
+    let yaml = serde_yaml::to_string(&vs).map_err(|e| Error::config(e.to_string()))?;
+    let mut text = format!("# The policy's setting at offered load {} req/s.\n{yaml}", row.load);
+    text.push_str(&format!(
+        "---\n# Then set the replicas:\n#   kubectl scale deployment/{} --replicas={} -n {}\n",
+        names.deployment, row.replicas, names.namespace
+    ));
+    if let Some(b) = row.blocking.filter(|b| *b > 0.0) {
+        text.push_str(&format!(
+            "# and have the front end's rate limiter admit {:.3} req/s ({} % blocked).\n",
+            (1.0 - b) * row.load,
+            (b * 100.0).round()
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_becomes_weights_and_a_scale_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "l,r,p,c,d\n1,5,100,1,0.28\n4,4,60,2,0.3\n").unwrap();
+        let row = read_row(&path, 4.0).unwrap();
+        assert_eq!(row, PolicyRow { load: 4.0, routing: 60.0, replicas: 2, blocking: None });
+        let text = render(&row, &DeployNames::default()).unwrap();
+        assert!(text.contains("subset: node1\n      weight: 60") && text.contains("subset: node2\n      weight: 40"), "{text}");
+        assert!(text.contains("kubectl scale deployment/compute --replicas=2 -n default"), "{text}");
+        let err = read_row(&path, 3.0).unwrap_err().to_string();
+        assert!(err.contains("no row for load 3") && err.contains("1, 4"), "{err}");
+    }
+
+    #[test]
+    fn bad_rows_name_the_file_row_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "l,r,p,c,d\n1,5,100,0,0.28\n").unwrap();
+        let err = read_row(&path, 1.0).unwrap_err().to_string();
+        assert!(err.contains("p.csv") && err.contains("row 1") && err.contains("c"), "{err}");
+        std::fs::write(&path, "l,p,c\n").unwrap();
+        assert!(read_row(&path, 1.0).unwrap_err().to_string().contains("header"));
+    }
+}
