@@ -338,6 +338,10 @@ pub fn run(cfg: &ControlConfig, stage: Stage) -> Result<()> {
         2 * cfg.models.len() * cfg.seeds
     );
     let fitted = fit_models(cfg, &trace)?;
+    // As in Table 5: candle's kernels on one thread each (and it then stops asking the
+    // system for its core count at every product), whole cells in parallel instead. Set
+    // after the fits, which use rayon's global pool; the cells run in pools of their own.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
     let mut tables = Tables { measured: vec![], models: vec![] };
     for o in &cfg.objectives {
         tables.measured.push(measured_table(cfg, o, &trace));
