@@ -1219,3 +1219,283 @@ fn control_refuses_loads_outside_the_trace_and_bad_rows() {
     assert_exit_2_naming(&bad, &["trace.csv", "row 1", "c1"]);
     assert!(!tmp.path().join("out").exists(), "nothing written before the inputs load");
 }
+
+/// A `meshrl serve` child process and the address it printed.
+struct Served {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+fn serve_policy(policy: &Path) -> Served {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshrl"))
+        .args(["serve", policy.to_str().unwrap(), "--addr", "127.0.0.1:0", "--workers", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().find_map(|w| w.strip_prefix("http://")).and_then(|a| a.parse().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("no address printed: {line:?}\nstderr:\n{}", text(&out.stderr));
+    };
+    Served { child, addr }
+}
+
+/// One request on a keep-alive connection; the answer's status and body.
+fn http(stream: &mut std::net::TcpStream, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut chunk).expect("an answer within the read timeout");
+        assert!(n > 0, "the server closed the connection after {method} {path}: {}", text(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = text(&buf[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            break (end + 4, length);
+        }
+    };
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "truncated answer");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let status = text(&buf[9..12]).parse().unwrap();
+    (status, text(&buf[head_end..head_end + length]))
+}
+
+/// Sends SIGTERM; the server must exit 0 within a few seconds, although a keep-alive
+/// connection is still open.
+fn stop_gracefully(mut served: Served) {
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = served.child.kill();
+            panic!("still running 5 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = served.child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("stopped"), "{}", text(&out.stderr));
+}
+
+fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    stream
+}
+
+#[track_caller]
+fn assert_refused(answer: (u16, String), status: u16, needles: &[&str]) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    let message: serde_json::Value = serde_json::from_str(&answer.1).unwrap_or_else(|e| panic!("not JSON ({e}): {}", answer.1));
+    let message = message["error"].as_str().unwrap_or_else(|| panic!("no error message: {}", answer.1));
+    for n in needles {
+        assert!(message.contains(n), "the message should name {n:?}: {message}");
+    }
+}
+
+#[test]
+fn serve_answers_a_lookup_policy_over_http_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("lookup.csv");
+    std::fs::write(
+        &policy,
+        "load,ready,starting,delta,replicas,predicted_latency_s\n\
+         1,1,0,0,1,0.3\n1,2,0,-1,1,0.3\n4,1,0,1,2,2.0\n4,1,1,0,2,2.0\n4,2,0,0,2,0.5\n",
+    )
+    .unwrap();
+    let served = serve_policy(&policy);
+    let mut s = connect(served.addr);
+    assert_eq!(http(&mut s, "GET", "/healthz", ""), (200, "ok".to_string()));
+
+    // Seed 004's five fields; 3 req/s rounds up to the table's 4.
+    let (status, body) = http(&mut s, "POST", "/predict", r#"{"cpu_usage":0.8,"memory_usage":0.4,"n_replicas":1,"latency":950.0,"rps":3}"#);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((answer["action"].as_u64(), answer["delta"].as_i64(), answer["replicas"].as_u64()), (Some(2), Some(1), Some(2)), "{body}");
+    assert_eq!(answer["predicted_latency_s"].as_f64(), Some(2.0), "{body}");
+    // Our own names, and a scale-down.
+    let (status, body) = http(&mut s, "POST", "/predict", r#"{"load":1,"ready":2,"starting":0}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""action":0"#) && body.contains(r#""delta":-1"#), "{body}");
+    let (status, body) = http(&mut s, "POST", "/predict", r#"{"rps":4,"n_replicas":1,"starting":1}"#);
+    assert!(status == 200 && body.contains(r#""action":1"#), "{status} {body}");
+
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":3,"n_replicas":"#), 400, &["malformed JSON"]);
+    assert_refused(http(&mut s, "POST", "/predict", ""), 400, &["malformed JSON"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":-5,"n_replicas":1}"#), 400, &["rps", ">= 0"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":50,"n_replicas":1}"#), 400, &["rps 50", "above"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":1,"n_replicas":1.5}"#), 400, &["n_replicas", "whole"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":1,"n_replicas":9}"#), 400, &["no decision"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":1}"#), 400, &["missing", "n_replicas"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":1,"replicas":1}"#), 400, &["unknown field `replicas`"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":1,"n_replicas":1,"cpu_usage":"high"}"#), 400, &["cpu_usage"]);
+    assert_refused(http(&mut s, "GET", "/predict", ""), 405, &["POST"]);
+    assert_refused(http(&mut s, "DELETE", "/healthz", ""), 405, &["GET"]);
+    assert_refused(http(&mut s, "POST", "/suggest", "{}"), 404, &["/suggest"]);
+    // After all that, the same connection still answers.
+    assert_eq!(http(&mut s, "GET", "/healthz", ""), (200, "ok".to_string()));
+
+    let addr = served.addr;
+    stop_gracefully(served);
+    assert!(std::net::TcpStream::connect(addr).is_err(), "nothing listens after the shutdown");
+}
+
+#[test]
+fn serve_answers_a_network_policy_and_refuses_bad_policy_files() {
+    use meshrl::agent::dqn::DqnConfig;
+    use meshrl::agent::ppo::PpoConfig;
+    use meshrl::agent::{LearnerKind, LearnerSpec};
+    use meshrl::env::autoscale::{LoadDynamics, ScalingEnv, ScalingReward, ScalingSpec};
+    use meshrl::env::Environment;
+    use meshrl::policy::{NetworkPolicy, ScalingPolicy, ScalingQuery};
+    use rand::SeedableRng;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = ScalingSpec {
+        loads: vec![1.0, 4.0],
+        min_replicas: 1,
+        max_replicas: 3,
+        start_replicas: 1,
+        provision_steps: 1,
+        horizon: 20,
+        step_s: 10.0,
+        dynamics: LoadDynamics::Markov { transition: vec![vec![0.5, 0.5], vec![0.5, 0.5]], start: vec![1.0, 0.0] },
+        reward: ScalingReward { soft_s: 0.35, hard_s: 1.0, replica_weight: 0.3, latency_weight: 0.7, invalid_reward: -1.0 },
+        model_latency: vec![vec![0.3, 0.3, 0.3], vec![2.0, 0.5, 0.3]],
+        truth_latency: vec![vec![0.3, 0.3, 0.3], vec![2.0, 0.5, 0.3]],
+    };
+    let env = ScalingEnv::new(spec.clone()).unwrap();
+    let ppo = PpoConfig::default();
+    let learner = ppo.build(env.layout(), &mut rand_chacha::ChaCha8Rng::seed_from_u64(11)).unwrap();
+    let path = tmp.path().join("ppo.policy");
+    NetworkPolicy::save(&path, &spec, LearnerKind::Ppo, &DqnConfig::default(), &ppo, learner.as_ref()).unwrap();
+    let want = NetworkPolicy::load(&path).unwrap().decide(&ScalingQuery { load: 4.0, ready: 2, starting: 0 }).unwrap();
+
+    let served = serve_policy(&path);
+    let mut s = connect(served.addr);
+    let (status, body) = http(&mut s, "POST", "/predict", r#"{"cpu_usage":0.5,"memory_usage":0.5,"n_replicas":2,"latency":400,"rps":2.5}"#);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["delta"].as_i64(), Some(want.delta as i64), "{body}");
+    assert_eq!(answer["action"].as_i64(), Some(want.delta as i64 + 1), "{body}");
+    assert_eq!(answer["replicas"].as_u64(), Some(want.replicas as u64), "{body}");
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":2,"n_replicas":5}"#), 400, &["replicas must lie in [1, 3]"]);
+    assert_refused(http(&mut s, "POST", "/predict", r#"{"rps":9,"n_replicas":1}"#), 400, &["above"]);
+    assert_eq!(http(&mut s, "GET", "/healthz", ""), (200, "ok".to_string()));
+    stop_gracefully(served);
+
+    // A policy file that does not load: exit 2, naming it, before listening.
+    let missing = meshrl(&["serve", "nowhere.csv", "--addr", "127.0.0.1:0"], tmp.path());
+    assert_exit_2_naming(&missing, &["nowhere.csv", "cannot read"]);
+    std::fs::write(tmp.path().join("bad.csv"), "load,ready,starting,delta,replicas,predicted_latency_s\n1,1,0,3,1,0.3\n").unwrap();
+    let bad = meshrl(&["serve", "bad.csv", "--addr", "127.0.0.1:0"], tmp.path());
+    assert_exit_2_naming(&bad, &["bad.csv", "row 1", "delta"]);
+    std::fs::write(tmp.path().join("junk.policy"), b"not a policy").unwrap();
+    let junk = meshrl(&["serve", "junk.policy", "--addr", "127.0.0.1:0"], tmp.path());
+    assert_exit_2_naming(&junk, &["junk.policy", "magic"]);
+    assert!(text(&junk.stdout).is_empty(), "nothing listened: {}", text(&junk.stdout));
+}
+
+fn tiny_autoscale(dir: &Path) -> PathBuf {
+    let trace = control_trace(dir);
+    let config = format!(
+        r#"kind = "autoscale"
+seed = 2
+seeds = 2
+out_dir = "{out}"
+loads = [1, 4]
+min_replicas = 1
+max_replicas = 2
+horizon = 20
+epochs = 2
+steps_per_epoch = 100
+eval_episodes = 3
+
+[trace]
+path = "{trace}"
+
+[forest]
+trees = 5
+
+[[scenarios]]
+name = "drift"
+load = {{ kind = "markov", stay = 0.8 }}
+
+[[scenarios]]
+name = "ramp"
+load = {{ kind = "profile", start = 1, stages = [[5, 4], [10, 4]] }}
+
+[ppo]
+n_steps = 40
+batch_size = 20
+n_epochs = 2
+
+[dqn]
+hidden = 16
+learning_starts = 20
+"#,
+        out = dir.join("out").display(),
+        trace = trace.display()
+    );
+    let path = dir.join("autoscale.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn autoscale_tiny_run_scores_the_optimum_the_hpa_and_the_agents_and_is_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_autoscale(tmp.path());
+    assert_ok(&meshrl(&["run", config.to_str().unwrap()], tmp.path()));
+    let dir = tmp.path().join("out");
+    let md = std::fs::read_to_string(dir.join("autoscale.md")).unwrap();
+    for needle in [
+        "Scenario `drift`",
+        "Scenario `ramp`",
+        "Optimum on the model",
+        "Myopic",
+        "HPA, target",
+        "DQN (greedy)",
+        "PPO (greedy)",
+        "over the myopic policy",
+    ] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    assert!(!md.contains("NaN"), "{md}");
+    let hpa = std::fs::read_to_string(dir.join("hpa.yaml")).unwrap();
+    assert!(hpa.contains("apiVersion: autoscaling/v2") && hpa.contains("stabilizationWindowSeconds: 300"), "{hpa}");
+    let optimum = std::fs::read_to_string(dir.join("policies/ramp/optimum.csv")).unwrap();
+    assert!(optimum.starts_with("load,ready,starting,delta,replicas,predicted_latency_s\n"), "{optimum}");
+    for f in
+        ["autoscale.csv", "curves.png", "episode.png", "policies/drift/ppo.json", "policies/drift/dqn.csv", "policies/drift/ppo.policy"]
+    {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let again = tmp.path().join("again");
+    assert_ok(&meshrl(&["run", config.to_str().unwrap(), "--set", &format!("out_dir=\"{}\"", again.display())], tmp.path()));
+    for f in ["autoscale.md", "autoscale.csv", "policies/ramp/ppo.csv"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{f} differs");
+    }
+    let outside = meshrl(&["run", config.to_str().unwrap(), "--set", "loads=[1, 6]"], tmp.path());
+    assert_exit_2_naming(&outside, &["load 6", "outside"]);
+    let bad = meshrl(&["run", config.to_str().unwrap(), "--set", "max_replicas=3"], tmp.path());
+    assert_exit_2_naming(&bad, &["3 replicas"]);
+}

@@ -104,6 +104,22 @@ impl LearnerKind {
         }
     }
 
+    /// The settings of this learner among a config's `[dqn]` and `[ppo]`.
+    pub fn spec<'a>(&self, dqn: &'a dqn::DqnConfig, ppo: &'a ppo::PpoConfig) -> &'a dyn LearnerSpec {
+        match self {
+            LearnerKind::Dqn => dqn,
+            LearnerKind::Ppo => ppo,
+        }
+    }
+
+    /// Those settings as JSON, for cell keys.
+    pub fn settings_json(&self, dqn: &dqn::DqnConfig, ppo: &ppo::PpoConfig) -> String {
+        match self {
+            LearnerKind::Dqn => serde_json::to_string(dqn).unwrap_or_default(),
+            LearnerKind::Ppo => serde_json::to_string(ppo).unwrap_or_default(),
+        }
+    }
+
     /// "DQN", "PPO", for tables.
     pub fn label(&self) -> &'static str {
         match self {

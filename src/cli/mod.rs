@@ -3,6 +3,7 @@
 
 mod emulate;
 mod predict;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ use meshrl::ingest::FortioOptions;
 
 use emulate::EmulateArgs;
 use predict::PredictArgs;
+use serve::ServeArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "meshrl", version, about = "Model-based RL for service-mesh fault resiliency (SFR2L)")]
@@ -51,6 +53,9 @@ pub enum Command {
     /// Print the VirtualService and `kubectl scale` command that apply one load's row of a
     /// control policy file (`policies/.../*.csv` of a control run).
     ApplyPolicy(ApplyPolicyArgs),
+    /// Serve a scaling policy over HTTP: `POST /predict` with the state as JSON (seed 004's
+    /// fields) answers the action; `GET /healthz`. Stops gracefully on SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
 }
 
 /// Runs one parsed command line.
@@ -65,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prepare(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Prepare)?),
         Command::Report(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Report)?),
         Command::Predict(args) => predict::predict(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Ingest(IngestSource::Fortio(args)) => Ok(meshrl::ingest::run_fortio(&args.into())?),
         Command::Export(args) => Ok(meshrl::export::run(&args.into())?),
         Command::Validate(args) => Ok(meshrl::validate::run(&args.fortio)?),

@@ -22,6 +22,7 @@
 //!
 //! The training loop over any environment and any learner is [`crate::train`].
 
+pub mod autoscale;
 #[cfg(test)]
 pub(crate) mod chain;
 pub mod control;

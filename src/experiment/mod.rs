@@ -6,6 +6,7 @@
 //! [`table4`] (simulators), [`table5`] (agents on the load search), [`control`] (agents
 //! choosing routing, blocking and replicas on a model of a testbed's trace).
 
+pub mod autoscale;
 pub mod cells;
 pub mod claims;
 pub mod compare;
@@ -122,10 +123,11 @@ pub fn run(path: &Path, overrides: &[String], stage: Stage) -> Result<()> {
     match kind {
         "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?, stage),
         "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?, stage),
+        "autoscale" => autoscale::run(&parse_config(table, path, overrides, autoscale::AutoscaleConfig::validate)?, stage),
         "control" => control::run(&parse_config(table, path, overrides, control::ControlConfig::validate)?, stage),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
-            message: format!("unknown experiment kind {other:?}; expected \"table4\", \"table5\" or \"control\""),
+            message: format!("unknown experiment kind {other:?}; expected \"table4\", \"table5\", \"control\" or \"autoscale\""),
         }),
     }
 }

@@ -111,6 +111,11 @@ const PALETTE: [RGBColor; 6] = [
 
 /// A grid of curve panels (`columns` per row), each curve a line over a shaded band.
 pub fn curves_grid(path: &Path, title: &str, y_desc: &str, panels: &[CurvePanel], columns: usize) -> Result<()> {
+    series_grid(path, title, "epoch", y_desc, panels, columns)
+}
+
+/// [`curves_grid`] against another x axis (`x_desc`: "step").
+pub fn series_grid(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels: &[CurvePanel], columns: usize) -> Result<()> {
     register_font();
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
@@ -138,7 +143,7 @@ pub fn curves_grid(path: &Path, title: &str, y_desc: &str, panels: &[CurvePanel]
                 .map_err(|e| plot_error(path, e))?;
             chart
                 .configure_mesh()
-                .x_desc("epoch")
+                .x_desc(x_desc)
                 .y_desc(y_desc)
                 .x_labels(5)
                 .y_labels(5)

@@ -33,7 +33,7 @@ use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
 use super::Stage;
 use crate::agent::dqn::DqnConfig;
 use crate::agent::ppo::PpoConfig;
-use crate::agent::{LearnerKind, LearnerSpec};
+use crate::agent::LearnerKind;
 use crate::env::control::{ControlEnv, ControlTables};
 use crate::error::{Error, Result};
 use crate::simulator::baselines::ForestConfig;
@@ -160,13 +160,6 @@ impl ControlConfig {
         let raw = self.loads.weights.clone().unwrap_or_else(|| vec![1.0; self.loads.values.len()]);
         let total: f64 = raw.iter().sum();
         raw.iter().map(|w| w / total).collect()
-    }
-
-    fn spec(&self, learner: LearnerKind) -> &dyn LearnerSpec {
-        match learner {
-            LearnerKind::Dqn => &self.dqn,
-            LearnerKind::Ppo => &self.ppo,
-        }
     }
 
     fn seed_list(&self) -> Vec<u64> {
@@ -366,10 +359,7 @@ pub fn run(cfg: &ControlConfig, stage: Stage) -> Result<()> {
                         model,
                         (cfg.epochs, cfg.steps_per_epoch),
                         learner.name(),
-                        match learner {
-                            LearnerKind::Dqn => json(&cfg.dqn),
-                            LearnerKind::Ppo => json(&cfg.ppo),
-                        },
+                        learner.settings_json(&cfg.dqn, &cfg.ppo),
                         seed,
                     ));
                     let job = Job { index: planned.len(), objective: oi, objective_name: o.name.clone(), model, learner, seed, key };
@@ -416,7 +406,7 @@ fn train_cell(cfg: &ControlConfig, job: &Job, tables: &Tables, o: &Objective, ba
         truth: tables.measured[job.objective].reward.clone(),
     })?;
     let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
-    let mut learner = cfg.spec(job.learner).build(crate::env::Environment::layout(&env), &mut rng)?;
+    let mut learner = job.learner.spec(&cfg.dqn, &cfg.ppo).build(crate::env::Environment::layout(&env), &mut rng)?;
     let schedule = Schedule { epochs: cfg.epochs, steps_per_epoch: cfg.steps_per_epoch };
     let training = train(&env, learner.as_mut(), schedule, &mut rng, bar, None)?;
     let mut policy = Vec::with_capacity(cfg.loads.values.len());

@@ -1,0 +1,345 @@
+//! Scaling policies as files a server can load (`meshrl serve`), apart from the training
+//! that made them: a lookup table (CSV or JSON: the decision at every load, ready and
+//! starting replica count) or a network (a trained learner with the problem it was
+//! trained on, CBOR).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::dqn::DqnConfig;
+use crate::agent::ppo::PpoConfig;
+use crate::agent::{Learner, LearnerKind};
+use crate::env::autoscale::{delta_of, ScaleState, ScalingEnv, ScalingSpec, Source};
+use crate::env::Environment;
+use crate::error::{Error, Result};
+
+/// What a caller knows about the deployment now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScalingQuery {
+    /// Offered load, requests per second.
+    pub load: f64,
+    /// Replicas serving.
+    pub ready: u32,
+    /// Replicas started but not serving yet.
+    pub starting: u32,
+}
+
+/// A policy's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScalingDecision {
+    /// Replicas to add (-1, 0, +1).
+    pub delta: i32,
+    /// Replicas after the decision (ready and starting).
+    pub replicas: u32,
+    /// The model's latency at this load with the replicas serving after the decision, s.
+    pub predicted_latency_s: f64,
+}
+
+/// A policy a server can ask; a query it cannot answer (a load outside its table, replicas
+/// outside its bounds) gets a message, not a panic.
+pub trait ScalingPolicy: Send + Sync {
+    fn decide(&self, q: &ScalingQuery) -> std::result::Result<ScalingDecision, String>;
+}
+
+/// One row of a lookup table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LookupRow {
+    pub load: f64,
+    pub ready: u32,
+    pub starting: u32,
+    pub delta: i32,
+    pub replicas: u32,
+    pub predicted_latency_s: f64,
+}
+
+/// A decision for every (load, ready, starting) of a grid. A query's load is rounded up to
+/// the next load of the table (provision for at least the load asked about).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookupPolicy {
+    pub rows: Vec<LookupRow>,
+}
+
+const CSV_HEADER: &str = "load,ready,starting,delta,replicas,predicted_latency_s";
+
+impl LookupPolicy {
+    /// The table of a policy over every state of `spec` at step `t`, the latency predicted
+    /// at the same load after the decision.
+    pub fn tabulate(spec: &ScalingSpec, t: usize, mut decide: impl FnMut(&ScaleState) -> Result<i32>) -> Result<LookupPolicy> {
+        let mut rows = Vec::new();
+        for state in spec.states_at(t) {
+            // Starting replicas are tabulated as one count: all in the newest slot.
+            if state.starting.iter().rev().skip(1).any(|&s| s > 0) {
+                continue;
+            }
+            let state = ScaleState { next_load: state.load, ..state };
+            let delta = decide(&state)?;
+            let o = spec.transition(&state, delta, state.load, Source::Model);
+            rows.push(LookupRow {
+                load: spec.loads[state.load],
+                ready: state.ready,
+                starting: state.starting.iter().sum(),
+                delta,
+                replicas: o.replicas,
+                predicted_latency_s: o.latency_s,
+            });
+        }
+        Ok(LookupPolicy { rows })
+    }
+
+    pub fn to_csv(&self) -> String {
+        let mut out = format!("{CSV_HEADER}\n");
+        for r in &self.rows {
+            out.push_str(&format!("{},{},{},{},{},{:.6}\n", r.load, r.ready, r.starting, r.delta, r.replicas, r.predicted_latency_s));
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Reads a `.csv` or `.json` table; errors name the file, row and field.
+    pub fn load(path: &Path) -> Result<LookupPolicy> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        let is_json = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let policy = if is_json {
+            serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a lookup policy: {e}")))?
+        } else {
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or("").trim();
+            if header != CSV_HEADER {
+                return Err(Error::file(path, format!("header must be `{CSV_HEADER}`, but is `{header}`")));
+            }
+            let names: Vec<&str> = CSV_HEADER.split(',').collect();
+            let mut rows = Vec::new();
+            for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let f: Vec<&str> = line.split(',').map(str::trim).collect();
+                if f.len() != names.len() {
+                    return Err(Error::field(path, i + 1, names[0], format!("expected {} fields, found {}", names.len(), f.len())));
+                }
+                let num = |j: usize| {
+                    f[j].parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| Error::field(path, i + 1, names[j], format!("not a number: {:?}", f[j])))
+                };
+                let whole = |j: usize| {
+                    f[j].parse::<i64>().map_err(|_| Error::field(path, i + 1, names[j], format!("not a whole number: {:?}", f[j])))
+                };
+                let count = |j: usize| {
+                    whole(j).and_then(|v| {
+                        u32::try_from(v).map_err(|_| Error::field(path, i + 1, names[j], format!("must be >= 0, but is {v}")))
+                    })
+                };
+                let delta = whole(3)?;
+                if !(-1..=1).contains(&delta) {
+                    return Err(Error::field(path, i + 1, "delta", format!("must be -1, 0 or 1, but is {delta}")));
+                }
+                rows.push(LookupRow {
+                    load: num(0)?,
+                    ready: count(1)?,
+                    starting: count(2)?,
+                    delta: delta as i32,
+                    replicas: count(4)?,
+                    predicted_latency_s: num(5)?,
+                });
+            }
+            LookupPolicy { rows }
+        };
+        if policy.rows.is_empty() {
+            return Err(Error::file(path, "the policy has no rows"));
+        }
+        Ok(policy)
+    }
+
+    fn loads(&self) -> Vec<f64> {
+        let mut loads: Vec<f64> = self.rows.iter().map(|r| r.load).collect();
+        loads.sort_by(f64::total_cmp);
+        loads.dedup();
+        loads
+    }
+}
+
+/// The table's load for a query: the smallest at or above it.
+fn round_up(loads: &[f64], load: f64) -> std::result::Result<usize, String> {
+    if !(load.is_finite() && load >= 0.0) {
+        return Err(format!("rps must be a number >= 0, but is {load}"));
+    }
+    loads
+        .iter()
+        .position(|&l| l >= load - 1e-9)
+        .ok_or_else(|| format!("rps {load} is above the policy's largest load {}", loads.last().copied().unwrap_or(0.0)))
+}
+
+impl ScalingPolicy for LookupPolicy {
+    fn decide(&self, q: &ScalingQuery) -> std::result::Result<ScalingDecision, String> {
+        let loads = self.loads();
+        let load = loads[round_up(&loads, q.load)?];
+        self.rows
+            .iter()
+            .find(|r| r.load == load && r.ready == q.ready && r.starting == q.starting)
+            .map(|r| ScalingDecision { delta: r.delta, replicas: r.replicas, predicted_latency_s: r.predicted_latency_s })
+            .ok_or_else(|| format!("no decision for {} ready and {} starting replicas at load {load}", q.ready, q.starting))
+    }
+}
+
+/// A trained learner with the problem it was trained on, as saved.
+#[derive(Serialize, Deserialize)]
+struct NetworkFile {
+    spec: ScalingSpec,
+    learner: LearnerKind,
+    dqn: DqnConfig,
+    ppo: PpoConfig,
+    #[serde(with = "serde_bytes_vec")]
+    weights: Vec<u8>,
+}
+
+/// `Vec<u8>` as a CBOR byte string (not an array of numbers).
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let bytes: ciborium::value::Value = Deserialize::deserialize(d)?;
+        bytes.into_bytes().map_err(|_| serde::de::Error::custom("expected a byte string"))
+    }
+}
+
+/// A trained agent answering through its greedy action.
+pub struct NetworkPolicy {
+    env: ScalingEnv,
+    learner: Mutex<Box<dyn Learner>>,
+}
+
+const NETWORK_MAGIC: &[u8] = b"meshrlP1";
+
+impl NetworkPolicy {
+    /// Writes a learner with its problem and settings (atomically).
+    pub fn save(
+        path: &Path,
+        spec: &ScalingSpec,
+        learner_kind: LearnerKind,
+        dqn: &DqnConfig,
+        ppo: &PpoConfig,
+        learner: &dyn Learner,
+    ) -> Result<()> {
+        let file = NetworkFile { spec: spec.clone(), learner: learner_kind, dqn: dqn.clone(), ppo: ppo.clone(), weights: learner.save()? };
+        let mut bytes = NETWORK_MAGIC.to_vec();
+        ciborium::into_writer(&file, &mut bytes).map_err(|e| Error::config(format!("encoding {}: {e}", path.display())))?;
+        crate::atomic::write_file(path, bytes)
+    }
+
+    pub fn load(path: &Path) -> Result<NetworkPolicy> {
+        let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        let body = bytes.strip_prefix(NETWORK_MAGIC).ok_or_else(|| Error::file(path, "not a meshrl network policy (wrong magic)"))?;
+        let file: NetworkFile = ciborium::from_reader(body).map_err(|e| Error::file(path, format!("damaged network policy: {e}")))?;
+        let env = ScalingEnv::new(file.spec).map_err(|e| Error::file(path, e.to_string()))?;
+        let spec = file.learner.spec(&file.dqn, &file.ppo);
+        use rand::SeedableRng;
+        let mut learner = spec.build(env.layout(), &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))?;
+        learner.restore(&file.weights).map_err(|e| Error::file(path, format!("cannot restore the learner: {e}")))?;
+        Ok(NetworkPolicy { env, learner: Mutex::new(learner) })
+    }
+
+    pub fn spec(&self) -> &ScalingSpec {
+        &self.env.spec
+    }
+}
+
+impl ScalingPolicy for NetworkPolicy {
+    fn decide(&self, q: &ScalingQuery) -> std::result::Result<ScalingDecision, String> {
+        let spec = &self.env.spec;
+        let load = round_up(&spec.loads, q.load)?;
+        let total = q.ready + q.starting;
+        if q.ready < spec.min_replicas || total > spec.max_replicas {
+            return Err(format!(
+                "replicas must lie in [{}, {}], but {} are ready and {} starting",
+                spec.min_replicas, spec.max_replicas, q.ready, q.starting
+            ));
+        }
+        let mut starting = vec![0; spec.provision_steps];
+        match starting.last_mut() {
+            Some(newest) => *newest = q.starting,
+            None if q.starting > 0 => return Err("this policy's replicas start at once: starting must be 0".into()),
+            None => {}
+        }
+        let state = ScaleState { t: 0, load, next_load: load, ready: q.ready, starting };
+        let observation = spec.observe(&state);
+        let action = self
+            .learner
+            .lock()
+            .map_err(|_| "the policy is unavailable".to_string())?
+            .act_greedy(0, &[observation])
+            .map_err(|e| e.to_string())?[0];
+        let delta = delta_of(action);
+        let o = spec.transition(&state, delta, load, Source::Model);
+        Ok(ScalingDecision { delta, replicas: o.replicas, predicted_latency_s: o.latency_s })
+    }
+}
+
+/// Loads a policy file: `.csv` or `.json` as a lookup table, anything else as a network.
+pub fn load_policy(path: &Path) -> Result<Box<dyn ScalingPolicy>> {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("csv") | Some("json") => Ok(Box::new(LookupPolicy::load(path)?)),
+        _ => Ok(Box::new(NetworkPolicy::load(path)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::LearnerSpec;
+    use crate::env::autoscale::tests::spec;
+
+    fn scale_up_when_slow(spec: &ScalingSpec) -> impl FnMut(&ScaleState) -> Result<i32> + '_ {
+        move |s| {
+            Ok(if spec.latency(Source::Model, s.load, s.ready) > spec.reward.soft_s && s.replicas() < spec.max_replicas { 1 } else { 0 })
+        }
+    }
+
+    #[test]
+    fn a_lookup_table_round_trips_through_csv_and_json_and_answers_queries() {
+        let spec = spec(1);
+        let table = LookupPolicy::tabulate(&spec, 0, scale_up_when_slow(&spec)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("p.csv", table.to_csv()), ("p.json", table.to_json())] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let back = LookupPolicy::load(&path).unwrap();
+            assert_eq!(back.rows.len(), table.rows.len());
+            let d = back.decide(&ScalingQuery { load: 3.0, ready: 1, starting: 0 }).unwrap();
+            assert_eq!((d.delta, d.replicas), (1, 2), "3 req/s rounds up to 4, where one replica is slow");
+            assert!(back.decide(&ScalingQuery { load: 9.0, ready: 1, starting: 0 }).unwrap_err().contains("above"));
+            assert!(back.decide(&ScalingQuery { load: 1.0, ready: 7, starting: 0 }).unwrap_err().contains("no decision"));
+        }
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(&bad, format!("{CSV_HEADER}\n1,1,0,2,1,0.3\n")).unwrap();
+        let err = LookupPolicy::load(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.csv") && err.contains("row 1") && err.contains("delta"), "{err}");
+    }
+
+    #[test]
+    fn a_network_policy_answers_as_the_learner_it_saved() {
+        use rand::SeedableRng;
+        let spec = spec(1);
+        let env = ScalingEnv::new(spec.clone()).unwrap();
+        let ppo = PpoConfig { n_steps: 16, batch_size: 8, ..PpoConfig::default() };
+        let learner = ppo.build(env.layout(), &mut rand_chacha::ChaCha8Rng::seed_from_u64(4)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ppo.policy");
+        NetworkPolicy::save(&path, &spec, LearnerKind::Ppo, &DqnConfig::default(), &ppo, learner.as_ref()).unwrap();
+        let policy = load_policy(&path).unwrap();
+        let q = ScalingQuery { load: 4.0, ready: 2, starting: 0 };
+        let state = ScaleState { t: 0, load: 1, next_load: 1, ready: 2, starting: vec![0] };
+        let want = delta_of(learner.act_greedy(0, &[spec.observe(&state)]).unwrap()[0]);
+        assert_eq!(policy.decide(&q).unwrap().delta, want);
+        assert!(policy.decide(&ScalingQuery { load: 1.0, ready: 0, starting: 0 }).is_err());
+        std::fs::write(&path, b"meshrlP1garbage").unwrap();
+        assert!(load_policy(&path).err().unwrap().to_string().contains("damaged"));
+    }
+}
