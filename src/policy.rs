@@ -54,6 +54,16 @@ pub struct LookupRow {
     pub predicted_latency_s: f64,
 }
 
+/// A decision as served: one past the replica bounds becomes 0 (stay), never an invalid
+/// scale; with its outcome at the same load.
+fn served(spec: &ScalingSpec, state: &ScaleState, delta: i32) -> (i32, crate::env::autoscale::Outcome) {
+    let o = spec.transition(state, delta, state.load, Source::Model);
+    match o.ended {
+        Some(crate::env::autoscale::Ending::Invalid) => (0, spec.transition(state, 0, state.load, Source::Model)),
+        _ => (delta, o),
+    }
+}
+
 /// A decision for every (load, ready, starting) of a grid. A query's load is rounded up to
 /// the next load of the table (provision for at least the load asked about).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,8 +84,7 @@ impl LookupPolicy {
                 continue;
             }
             let state = ScaleState { next_load: state.load, ..state };
-            let delta = decide(&state)?;
-            let o = spec.transition(&state, delta, state.load, Source::Model);
+            let (delta, o) = served(spec, &state, decide(&state)?);
             rows.push(LookupRow {
                 load: spec.loads[state.load],
                 ready: state.ready,
@@ -276,8 +285,7 @@ impl ScalingPolicy for NetworkPolicy {
             .map_err(|_| "the policy is unavailable".to_string())?
             .act_greedy(0, &[observation])
             .map_err(|e| e.to_string())?[0];
-        let delta = delta_of(action);
-        let o = spec.transition(&state, delta, load, Source::Model);
+        let (delta, o) = served(spec, &state, delta_of(action));
         Ok(ScalingDecision { delta, replicas: o.replicas, predicted_latency_s: o.latency_s })
     }
 }

@@ -157,6 +157,21 @@ impl ScalingSpec {
         Ok(())
     }
 
+    /// Whether the load follows a fixed profile (a policy then depends on time).
+    pub fn is_profile(&self) -> bool {
+        matches!(self.dynamics, LoadDynamics::Profile { .. })
+    }
+
+    /// The same problem with the load held where it is: what a stationary policy, served
+    /// without a clock, should answer at each load.
+    pub fn with_load_held(&self) -> ScalingSpec {
+        let n = self.loads.len();
+        let transition = (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect();
+        let mut start = vec![0.0; n];
+        start[0] = 1.0;
+        ScalingSpec { dynamics: LoadDynamics::Markov { transition, start }, ..self.clone() }
+    }
+
     /// Probabilities of the next load index from load `l` at step `t`.
     pub fn next_load_distribution(&self, l: usize, t: usize) -> Vec<(usize, f64)> {
         match &self.dynamics {
@@ -216,7 +231,8 @@ impl ScalingSpec {
         let wanted = state.replicas() as i64 + delta as i64;
         if wanted < self.min_replicas as i64 || wanted > self.max_replicas as i64 {
             let next = ScaleState { t: state.t + 1, load: state.next_load, next_load: after, ..state.clone() };
-            let latency_s = self.latency(source, state.load, state.ready);
+            // Nothing changes but time: the latency at the next load with the same pods.
+            let latency_s = self.latency(source, state.next_load, state.ready);
             return Outcome {
                 next,
                 reward: self.reward.invalid_reward,

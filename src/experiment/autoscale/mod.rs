@@ -423,8 +423,9 @@ fn train_cell(cfg: &AutoscaleConfig, job: &Job, spec: &ScalingSpec, dir: &RunDir
     let (on_model, episode) = run_episodes(spec, Source::Model, job.seed, cfg.eval_episodes, greedy)?;
     let (measured, _) = run_episodes(spec, Source::Truth, job.seed, cfg.eval_episodes, greedy)?;
     let table = crate::policy::LookupPolicy::tabulate(spec, 0, greedy)?;
-    if job.seed == cfg.seed {
-        // The master seed's network, for `meshrl serve`.
+    if job.seed == cfg.seed && !spec.is_profile() {
+        // The master seed's network, for `meshrl serve` (not under a profile: its policy
+        // depends on the time, which a server is not told).
         let path = dir.join(format!("policies/{}/{}.policy", job.scenario_name, job.learner.name()));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;

@@ -129,12 +129,19 @@ pub fn write(cfg: &AutoscaleConfig, specs: &[ScalingSpec], cells: &[AutoscaleCel
                 per_seed: mine.iter().map(|c| (c.seed, c.on_model.clone(), c.measured.clone())).collect(),
                 episode,
             });
-            if let Some(c) = mine.iter().find(|c| c.seed == cfg.seed) {
+            // Under a profile the agents' policies depend on the time: no table serves them.
+            if let Some(c) = mine.iter().find(|c| c.seed == cfg.seed).filter(|_| !spec.is_profile()) {
                 out.write(format!("policies/{}/{}.csv", scenario.name, learner.name()), c.table.to_csv())?;
                 out.write(format!("policies/{}/{}.json", scenario.name, learner.name()), c.table.to_json())?;
             }
         }
-        let optimum_table = LookupPolicy::tabulate(spec, 0, |s| Ok(optimum.decide(s)))?;
+        // A served table has no clock: under a profile, the optimum with the load held.
+        let held = spec.with_load_held();
+        let served_optimum = if spec.is_profile() { Some(Optimum::solve(&held, Source::Model)) } else { None };
+        let optimum_table = match &served_optimum {
+            Some(o) => LookupPolicy::tabulate(&held, 0, |s| Ok(o.decide(s)))?,
+            None => LookupPolicy::tabulate(spec, 0, |s| Ok(optimum.decide(s)))?,
+        };
         out.write(format!("policies/{}/optimum.csv", scenario.name), optimum_table.to_csv())?;
         out.write(format!("policies/{}/optimum.json", scenario.name), optimum_table.to_json())?;
 
@@ -176,6 +183,9 @@ pub fn write(cfg: &AutoscaleConfig, specs: &[ScalingSpec], cells: &[AutoscaleCel
         md.push_str(&markdown_table(&header, &body));
         md.push('\n');
         md.push_str(&findings(&rows));
+        if spec.is_profile() {
+            md.push_str("Under this profile every policy depends on the time, so `policies/` serves only the optimum with the load held where it is (a policy without a clock); the agents' tables and networks are not exported.\n\n");
+        }
         curve_panels.push(curve_panel(cfg, &scenario.name, cells, &rows[0]));
         episode_panels.extend(episode_plot(&scenario.name, &rows));
     }
@@ -185,7 +195,7 @@ pub fn write(cfg: &AutoscaleConfig, specs: &[ScalingSpec], cells: &[AutoscaleCel
     let png = out.stage("curves.png")?;
     curves_grid(&png, "Mean reward per step of the agents' actions while training", "reward per step", &curve_panels, 2)?;
     let png = out.stage("episode.png")?;
-    series_grid(&png, "One evaluation episode (seed 1, episode 1), on the model", "step", "", &episode_panels, 3)?;
+    series_grid(&png, &format!("One evaluation episode (seed {}, episode 1), on the model", cfg.seed), "step", "", &episode_panels, 3)?;
     out.commit()
 }
 
@@ -304,11 +314,11 @@ fn hpa_yaml(cfg: &AutoscaleConfig, spec: &ScalingSpec) -> Result<String> {
                     "selectPolicy": "Max",
                     "policies": [
                         { "type": "Pods", "value": h.scale_up_pods, "periodSeconds": 15 },
-                        { "type": "Percent", "value": h.scale_up_percent, "periodSeconds": 15 },
+                        { "type": "Percent", "value": h.scale_up_percent.round() as i64, "periodSeconds": 15 },
                     ],
                 },
                 "scaleDown": {
-                    "stabilizationWindowSeconds": h.scale_down_window_s,
+                    "stabilizationWindowSeconds": h.scale_down_window_s.round() as i64,
                     "policies": [{ "type": "Percent", "value": 100, "periodSeconds": 15 }],
                 },
             },

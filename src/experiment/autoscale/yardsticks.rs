@@ -165,9 +165,27 @@ impl<'a> Hpa<'a> {
         }
         let now = first;
         let current = s.replicas();
-        // Requests per second per ready pod against the target (pods not ready yet have no metric).
-        let ratio = spec.loads[s.load] / s.ready as f64 / self.target;
-        let mut recommended = if (ratio - 1.0).abs() <= self.cfg.tolerance { current } else { (s.ready as f64 * ratio).ceil() as u32 };
+        let starting = current - s.ready;
+        // Requests per second per ready pod against the target. Pods not ready yet have no
+        // metric: the controller counts them at 0 when scaling up and at the target when
+        // scaling down, and keeps the count if that flips the direction or lands within
+        // the tolerance.
+        let load = spec.loads[s.load];
+        let ratio = load / s.ready as f64 / self.target;
+        let within = |r: f64| (r - 1.0).abs() <= self.cfg.tolerance;
+        let mut recommended = if within(ratio) {
+            current
+        } else if starting == 0 {
+            (s.ready as f64 * ratio).ceil() as u32
+        } else {
+            let assumed = if ratio > 1.0 { 0.0 } else { starting as f64 * self.target };
+            let adjusted = (load + assumed) / current as f64 / self.target;
+            if within(adjusted) || (adjusted > 1.0) != (ratio > 1.0) {
+                current
+            } else {
+                (current as f64 * adjusted).ceil() as u32
+            }
+        };
         recommended = recommended.clamp(spec.min_replicas, spec.max_replicas);
         self.history.retain(|(t, _)| now - t < self.cfg.scale_down_window_s);
         self.history.push((now, recommended));
@@ -176,7 +194,9 @@ impl<'a> Hpa<'a> {
             // Scale down only to the highest recommendation of the window.
             desired = self.history.iter().map(|h| h.1).max().unwrap_or(desired).min(current);
         }
-        let limit = current + self.cfg.scale_up_pods.max((current as f64 * self.cfg.scale_up_percent / 100.0).floor() as u32);
+        // The larger of the two scale-up policies (selectPolicy Max), per period.
+        let by_percent = (current as f64 * (1.0 + self.cfg.scale_up_percent / 100.0)).ceil() as u32;
+        let limit = (current + self.cfg.scale_up_pods).max(by_percent);
         desired = desired.min(limit).clamp(spec.min_replicas, spec.max_replicas);
         desired as i32 - current as i32
     }
@@ -233,5 +253,14 @@ mod tests {
         let later = ScaleState { t: 33, ..low.clone() };
         assert_eq!(hpa.decide(&s, &later), -2);
         assert_eq!(HpaConfig::default().targets(&s), vec![1.0, 0.5], "one replica meets the soft bound only at 1 req/s");
+        // A pod still starting counts at the target when scaling down: 1 req/s on one ready
+        // pod and one starting is on target, so nothing is removed.
+        let s1 = spec(1);
+        let mut hpa = Hpa::new(&cfg, 1.0);
+        let fresh = ScaleState { t: 0, load: 0, next_load: 0, ready: 1, starting: vec![1] };
+        assert_eq!(hpa.decide(&s1, &fresh), 0);
+        // And at zero when scaling up: 4 req/s on one ready pod and one starting asks for 4, capped at 3.
+        let mut hpa = Hpa::new(&cfg, 1.0);
+        assert_eq!(hpa.decide(&s1, &ScaleState { load: 1, ..fresh }), 1);
     }
 }
