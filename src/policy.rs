@@ -162,30 +162,38 @@ impl LookupPolicy {
         }
         Ok(policy)
     }
+}
 
-    fn loads(&self) -> Vec<f64> {
-        let mut loads: Vec<f64> = self.rows.iter().map(|r| r.load).collect();
-        loads.sort_by(f64::total_cmp);
-        loads.dedup();
-        loads
+/// A query's load must be a number >= 0.
+fn check_load(load: f64) -> std::result::Result<(), String> {
+    if load.is_finite() && load >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("rps must be a number >= 0, but is {load}"))
     }
 }
 
-/// The table's load for a query: the smallest at or above it.
+fn above_largest(load: f64, largest: f64) -> String {
+    format!("rps {load} is above the policy's largest load {largest}")
+}
+
+/// The index of a query's load in ascending `loads`: the smallest at or above it.
 fn round_up(loads: &[f64], load: f64) -> std::result::Result<usize, String> {
-    if !(load.is_finite() && load >= 0.0) {
-        return Err(format!("rps must be a number >= 0, but is {load}"));
-    }
-    loads
-        .iter()
-        .position(|&l| l >= load - 1e-9)
-        .ok_or_else(|| format!("rps {load} is above the policy's largest load {}", loads.last().copied().unwrap_or(0.0)))
+    check_load(load)?;
+    loads.iter().position(|&l| l >= load - 1e-9).ok_or_else(|| above_largest(load, loads.last().copied().unwrap_or(0.0)))
 }
 
 impl ScalingPolicy for LookupPolicy {
     fn decide(&self, q: &ScalingQuery) -> std::result::Result<ScalingDecision, String> {
-        let loads = self.loads();
-        let load = loads[round_up(&loads, q.load)?];
+        // One pass over the rows, no allocation: this runs on every request.
+        check_load(q.load)?;
+        let load = self
+            .rows
+            .iter()
+            .map(|r| r.load)
+            .filter(|&l| l >= q.load - 1e-9)
+            .min_by(f64::total_cmp)
+            .ok_or_else(|| above_largest(q.load, self.rows.iter().map(|r| r.load).fold(0.0, f64::max)))?;
         self.rows
             .iter()
             .find(|r| r.load == load && r.ready == q.ready && r.starting == q.starting)
