@@ -1284,9 +1284,11 @@ fn stop_gracefully(mut served: Served) {
         if let Some(status) = served.child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > std::time::Duration::from_secs(5) {
+        // A guard against a server that never stops, not a speed check: generous, so that a
+        // busy machine cannot fail it.
+        if started.elapsed() > std::time::Duration::from_secs(60) {
             let _ = served.child.kill();
-            panic!("still running 5 s after SIGTERM");
+            panic!("still running 60 s after SIGTERM");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
