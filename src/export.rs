@@ -1,8 +1,9 @@
 //! `meshrl export`: the best loads the agents found in one Table 5 cell, as things to run on
-//! a real cluster: one DestinationRule YAML per run (for `kubectl apply`) and a manifest
-//! with the Fortio command of each. The results come back with `meshrl ingest fortio`,
-//! which reads the same YAML (or the manifest), so a real check of the agents' findings
-//! needs no hand-copying of rules.
+//! a real cluster: one DestinationRule YAML per run (for `kubectl apply`), a VirtualService
+//! YAML beside it when the run's rules retry, and a manifest with the Fortio command of
+//! each. The results come back with `meshrl ingest fortio`, which reads the same YAML (or
+//! the manifest), so a real check of the agents' findings needs no hand-copying of rules.
+//! [`write_rule_bundle`] writes one rule and its loads the same way for other experiments.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,10 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::data::{load_table, TableSpec, TraceTable};
+use crate::destination_rule::{
+    retry_spelling, rule_spelling, virtual_service_beside, DestinationRule, VirtualService, BUNDLE_DESTINATION_RULE, BUNDLE_VIRTUAL_SERVICE,
+};
 use crate::env::load_search::Pair;
 use crate::error::{Error, Result};
-use crate::ingest::DestinationRule;
-use crate::rules::{TrafficRules, RULE_COLUMNS};
+use crate::rules::{Load, TrafficRules, KNOB_COLUMNS, RULE_COLUMNS};
 
 /// What [`export`] reads and writes.
 #[derive(Debug, Clone)]
@@ -67,9 +70,10 @@ pub struct ExportedRun {
     pub pair: Pair,
 }
 
-/// The rules of a dataset row, as `emulate()` in Table 5 builds them.
+/// The rules of a dataset row: the seven rule columns, as `emulate()` in Table 5 builds
+/// them, and the optional rule columns where the dataset has them.
 fn rules_of(table: &TraceTable, row: usize) -> TrafficRules {
-    TrafficRules::from_features(table.feature_row(row))
+    table.traffic_rules(row)
 }
 
 /// The `k` validated pairs with the highest emulator reward (ties: lower row first), each
@@ -161,8 +165,9 @@ fn validation_runs(path: &Path, cell: &CellFile, table: &TraceTable) -> Result<V
 }
 
 /// Checks that export may replace `out` whole: it does not exist, is an empty directory,
-/// or holds a previous export and nothing else (its `manifest.csv` and the `run_<i>.yaml`
-/// files that manifest lists in its `yaml` column). A user's files, and the Fortio results of the previous
+/// or holds a previous export and nothing else (its `manifest.csv`, the `run_<i>.yaml`
+/// files that manifest lists in its `yaml` column and their `run_<i>.virtual-service.yaml`
+/// files). A user's files, and the Fortio results of the previous
 /// export's runs (`run_<i>.json`, measurements from a cluster), are never deleted: their
 /// presence is an error naming the first one.
 fn check_replaceable(out: &Path) -> Result<()> {
@@ -206,9 +211,15 @@ fn check_replaceable(out: &Path) -> Result<()> {
     let Some((yamls, results)) = columns else {
         return refuse("holds a manifest.csv without the `yaml` and `result` columns of a meshrl export".to_string());
     };
+    let run_number = |name: &str, suffix: &str| {
+        name.strip_prefix("run_").and_then(|n| n.strip_suffix(suffix)).is_some_and(|i| i.parse::<usize>().is_ok())
+    };
     for (name, is_file) in &entries {
-        let run_yaml = name.strip_prefix("run_").and_then(|n| n.strip_suffix(".yaml")).is_some_and(|i| i.parse::<usize>().is_ok());
-        if name == "manifest.csv" || (*is_file && run_yaml && yamls.contains(name)) {
+        let run_yaml = run_number(name, ".yaml") && yamls.contains(name);
+        // A run's VirtualService goes with its listed DestinationRule.
+        let run_vs = run_number(name, ".virtual-service.yaml")
+            && yamls.iter().any(|y| virtual_service_beside(Path::new(y)).to_str() == Some(name.as_str()));
+        if name == "manifest.csv" || (*is_file && (run_yaml || run_vs)) {
             continue;
         }
         if results.contains(name) {
@@ -278,9 +289,14 @@ fn dataset_path(config: &Path, name: &str) -> Result<PathBuf> {
     Ok(entry.path)
 }
 
-/// Reads the cell, picks the runs, writes `run_<i>.yaml` and `manifest.csv` into `args.out`,
-/// all or nothing: the folder is replaced whole (see [`crate::atomic::write_dir`]) after
-/// [`check_replaceable`]; on any error an existing `args.out` is left as it was.
+/// Reads the cell, picks the runs, writes `run_<i>.yaml` (and `run_<i>.virtual-service.yaml`
+/// for a run whose rules retry) and `manifest.csv` into `args.out`, all or nothing: the
+/// folder is replaced whole (see [`crate::atomic::write_dir`]) after [`check_replaceable`];
+/// on any error an existing `args.out` is left as it was. Runs of the seven rule columns
+/// alone export exactly the files they did before the other rule settings existed. Once
+/// some run sets one of those, the manifest gets the optional rule columns and every run is
+/// written in full ([`DestinationRule::new_full`], and a VirtualService, `attempts: 0` when
+/// it does not retry), so that no run falls back to Istio's own defaults.
 pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
     if args.top == 0 {
         return Err(Error::config("--top must be >= 1"));
@@ -296,9 +312,12 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
     let runs =
         if args.validation { validation_runs(&args.cell, &cell, &table)? } else { select(&args.cell, &cell.best_rl, &table, args.top)? };
 
+    let knobs = runs.iter().any(|r| !r.rules.has_default_knobs());
+    let knob_header: &[&str] = if knobs { &KNOB_COLUMNS } else { &[] };
     let header = ["run", "side", "yaml", "fortio_command", "result"]
         .iter()
         .chain(&RULE_COLUMNS)
+        .chain(knob_header)
         .chain(&["threads", "calls", "sim_reward", "emu_reward"])
         .copied()
         .collect::<Vec<_>>()
@@ -313,22 +332,40 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
         let (p, k) = (&run.pair, &run.rules);
         let command =
             format!("fortio load -c {} -qps 0 -n {} -json {result} {}", p.candidate.threads, p.candidate.calls, shell_word(&args.url));
-        let rule = DestinationRule::new(&object_name(&cell.dataset, i), &args.host, k)
-            .map_err(|e| Error::field(&data, p.candidate.row + 1, "max_ejection_percent", e))?;
+        let name = object_name(&cell.dataset, i);
+        let bad_row = |(column, why): (&str, String)| Error::field(&data, p.candidate.row + 1, column, why);
+        rule_spelling(k).map_err(bad_row)?;
+        // Once the export records settings beyond the seven, every run states all of them
+        // (retries off included: `attempts: 0`), or Istio's own defaults (LEAST_REQUEST,
+        // 2 retries) would run where the manifest says otherwise.
+        let with_vs = knobs || !k.retries.is_off();
+        retry_spelling(&k.retries).map_err(bad_row)?;
+        let build = if knobs { DestinationRule::new_full } else { DestinationRule::new };
+        let rule = build(&name, &args.host, k).map_err(|e| Error::field(&data, p.candidate.row + 1, "rules", e))?;
         let body = rule.to_yaml().map_err(|e| Error::config(format!("writing {yaml}: {e}")))?;
-        let text = format!(
-            "# meshrl export of {}: dataset {} row {}, emulator reward {:.2} 503/s.\n# kubectl apply -f {yaml}, then: {command}\n{body}",
+        let vs_file = virtual_service_beside(Path::new(&yaml)).display().to_string();
+        let apply = if with_vs { format!("{yaml} -f {vs_file}") } else { yaml.clone() };
+        let origin = format!(
+            "# meshrl export of {}: dataset {} row {}, emulator reward {:.2} 503/s.\n# kubectl apply -f {apply}, then: {command}\n",
             args.cell.display(),
             cell.dataset,
             p.candidate.row + 1,
             p.truth_reward.unwrap_or(f64::NAN)
         );
+        let text = format!("{origin}{body}");
+        if with_vs {
+            let vs = VirtualService::new(&name, &args.host, &k.retries)
+                .map_err(|e| Error::field(&data, p.candidate.row + 1, "retry_attempts", e))?;
+            let vs_body = vs.to_yaml().map_err(|e| Error::config(format!("writing {vs_file}: {e}")))?;
+            files.push((vs_file, format!("{origin}{vs_body}")));
+        }
+        let rules = if knobs { format!("{},{}", k.csv_fields(), k.knob_csv_fields()) } else { k.csv_fields() };
         let _ = writeln!(
             manifest,
             "{i},{},{yaml},{},{result},{},{},{},{:.4},{:.4}",
             run.side,
             csv_cell(&command),
-            k.csv_fields(),
+            rules,
             p.candidate.threads,
             p.candidate.calls,
             p.model_reward,
@@ -364,10 +401,75 @@ pub fn run(args: &ExportOptions) -> Result<()> {
         );
     }
     println!(
-        "apply each run_<i>.yaml, run its fortio_command (manifest.csv), then: meshrl ingest fortio {} --out trace.csv",
+        "apply each run_<i>.yaml (and its run_<i>.virtual-service.yaml, if any), run its fortio_command (manifest.csv), \
+         then: meshrl ingest fortio {} --out trace.csv",
         args.out.display()
     );
     Ok(())
+}
+
+/// The Fortio script of a rule bundle.
+pub const BUNDLE_FORTIO: &str = "fortio.sh";
+
+/// Writes one rule and the loads to run under it into `dir` (created if needed), for a
+/// cluster: `destination-rule.yaml` (every setting written out, defaults included:
+/// [`DestinationRule::new_full`]), `virtual-service.yaml` (the route's retries, `attempts: 0`
+/// when off, so Istio's own default retries do not apply) and `fortio.sh`, one
+/// `fortio load -c T -qps 0 -n N -json load_<k>.json http://<host>:8000/get` line per load
+/// (httpbin's port and path, as Istio's circuit-breaking task), in export's command format.
+/// Every file is built before any is written, and each is written atomically, so an error
+/// leaves none half-written; other files in `dir` are left alone. The results, once run,
+/// ingest with `meshrl ingest fortio <dir>` (a bundle's rules apply to every result in it).
+pub fn write_rule_bundle(dir: &Path, name: &str, host: &str, rules: &TrafficRules, loads: &[Load]) -> Result<()> {
+    let valid_name = !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid_name {
+        return Err(Error::config(format!(
+            "rule bundle name `{name}` is not a Kubernetes object name (lower-case letters, digits, `-` and `.`)"
+        )));
+    }
+    if host.trim().is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(Error::config(format!("rule bundle `{name}`: host `{host}` is empty or has blanks")));
+    }
+    if loads.is_empty() {
+        return Err(Error::config(format!("rule bundle `{name}`: no load to run")));
+    }
+    for (k, load) in loads.iter().enumerate() {
+        if load.threads == 0 || load.calls < load.threads {
+            return Err(Error::config(format!(
+                "rule bundle `{name}`: load {k} (-c {} -n {}) is no load: it needs 1 <= threads <= calls",
+                load.threads, load.calls
+            )));
+        }
+    }
+    let bad = |what: &str, why: String| Error::config(format!("rule bundle `{name}`: {what}: {why}"));
+    let rule = DestinationRule::new_full(name, host, rules).map_err(|e| bad(BUNDLE_DESTINATION_RULE, e))?;
+    let vs = VirtualService::new(name, host, &rules.retries).map_err(|e| bad(BUNDLE_VIRTUAL_SERVICE, e))?;
+    let url = shell_word(&format!("http://{host}:8000/get"));
+    let apply = format!("kubectl apply -f {BUNDLE_DESTINATION_RULE} -f {BUNDLE_VIRTUAL_SERVICE}");
+    let header = format!("# meshrl rule bundle {name}: {apply}, then run {BUNDLE_FORTIO}.\n");
+    let mut script = format!("#!/bin/sh\n{header}set -e\n");
+    for (k, load) in loads.iter().enumerate() {
+        let _ = writeln!(script, "fortio load -c {} -qps 0 -n {} -json load_{}.json {url}", load.threads, load.calls, k + 1);
+    }
+    let files = [
+        (BUNDLE_DESTINATION_RULE, header.clone() + &rule.to_yaml().map_err(|e| bad(BUNDLE_DESTINATION_RULE, e))?),
+        (BUNDLE_VIRTUAL_SERVICE, header + &vs.to_yaml().map_err(|e| bad(BUNDLE_VIRTUAL_SERVICE, e))?),
+        (BUNDLE_FORTIO, script),
+    ];
+    for (file, text) in &files {
+        crate::atomic::write_file(&dir.join(file), text)?;
+    }
+    Ok(())
+}
+
+/// The rules a rule bundle directory holds ([`write_rule_bundle`]): its DestinationRule and
+/// the retries of its VirtualService.
+pub fn read_rule_bundle(dir: &Path) -> Result<TrafficRules> {
+    crate::destination_rule::read_rule_files(&dir.join(BUNDLE_DESTINATION_RULE))
 }
 
 #[cfg(test)]
@@ -464,6 +566,139 @@ mod tests {
         );
         let yaml = std::fs::read_to_string(out.join("run_1.yaml")).unwrap();
         assert!(yaml.contains("name: meshrl-s1-1") && yaml.contains("host: productpage"), "{yaml}");
+    }
+
+    /// S1's header and first `rows` rows, with the optional rule columns: odd rows retry with
+    /// Istio's default policy under least request and a limit of 16 requests; row 9 (0-based)
+    /// has a connect timeout of 1.5 ms, which a trace may hold but Istio cannot.
+    fn s1_with_rule_settings(dir: &Path, rows: usize) -> PathBuf {
+        let s1 = std::fs::read_to_string(repo().join("datasets/S1.csv")).unwrap();
+        let mut lines: Vec<String> = s1.lines().take(rows + 1).map(str::to_string).collect();
+        lines[0] += ",load_balancer,retry_attempts,http2_max_requests,connect_timeout_ms";
+        for (k, line) in lines.iter_mut().enumerate().skip(1) {
+            let row = k - 1;
+            let timeout = if row == 9 { "1.5" } else { "10000" };
+            *line += &if row % 2 == 1 { format!(",LEAST_REQUEST,2,16,{timeout}") } else { format!(",ROUND_ROBIN,0,4294967295,{timeout}") };
+        }
+        let path = dir.join("S1_rules.csv");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    }
+
+    #[test]
+    fn rule_settings_of_the_dataset_are_exported_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = s1_with_rule_settings(dir.path(), 12);
+        let pairs = [pair(0, 3, 30, Some(9.0)), pair(1, 3, 30, Some(8.0)), pair(3, 4, 40, Some(7.0))];
+        let cell = small_run_of(dir.path(), &pairs, &[], &dataset);
+        let out = dir.path().join("export");
+        let runs = export(&args(cell.clone(), out.clone(), 5)).unwrap();
+        assert_eq!(runs.len(), 3);
+        assert!(runs[0].rules.has_default_knobs() && !runs[1].rules.has_default_knobs());
+        assert_eq!(runs[1].rules.retries, crate::rules::RetryPolicy::istio_default());
+        // Every run states all its settings, run_1's no-retries and round robin included.
+        assert_eq!(
+            names(&out),
+            [
+                "manifest.csv",
+                "run_1.virtual-service.yaml",
+                "run_1.yaml",
+                "run_2.virtual-service.yaml",
+                "run_2.yaml",
+                "run_3.virtual-service.yaml",
+                "run_3.yaml"
+            ]
+        );
+        let yaml = std::fs::read_to_string(out.join("run_1.yaml")).unwrap();
+        assert!(yaml.contains("simple: ROUND_ROBIN") && yaml.contains("connectTimeout: 10s"), "{yaml}");
+        assert!(std::fs::read_to_string(out.join("run_1.virtual-service.yaml")).unwrap().ends_with("retries:\n      attempts: 0\n"));
+        for (n, run) in runs.iter().enumerate() {
+            assert_eq!(crate::ingest::read_rule_files(&out.join(format!("run_{}.yaml", n + 1))).unwrap(), run.rules, "run_{}", n + 1);
+        }
+        let yaml = std::fs::read_to_string(out.join("run_2.yaml")).unwrap();
+        assert!(yaml.contains("# kubectl apply -f run_2.yaml -f run_2.virtual-service.yaml, then: fortio load -c 3"), "{yaml}");
+        let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+        assert!(manifest.starts_with(&format!(
+            "run,side,yaml,fortio_command,result,{},{},threads,",
+            RULE_COLUMNS.join(","),
+            KNOB_COLUMNS.join(",")
+        )));
+        let by_result = crate::ingest::read_manifest(&out.join("manifest.csv")).unwrap();
+        assert_eq!(by_result["run_2.json"], runs[1].rules);
+        // The VirtualService files are the export's own: a new export replaces them.
+        export(&args(cell, out.clone(), 1)).unwrap();
+        assert_eq!(names(&out), ["manifest.csv", "run_1.yaml"]);
+        // A value Istio cannot hold is refused naming the dataset, row and column.
+        let cell = small_run_of(dir.path(), &[pair(9, 3, 30, Some(9.0))], &[], &dataset);
+        let err = export(&args(cell, out.clone(), 5)).unwrap_err().to_string();
+        assert!(err.contains("S1_rules.csv") && err.contains("row 10") && err.contains("connect_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_dataset_of_the_seven_rules_exports_what_it_always_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let cell = small_run(dir.path(), &[pair(0, 3, 30, Some(4.0)), pair(5, 6, 200, Some(8.0))]);
+        let out = dir.path().join("export");
+        export(&args(cell, out.clone(), 5)).unwrap();
+        assert_eq!(names(&out), ["manifest.csv", "run_1.yaml", "run_2.yaml"]);
+        let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+        assert_eq!(
+            manifest.lines().next().unwrap(),
+            "run,side,yaml,fortio_command,result,max_pending_requests,max_connections,max_requests_per_connection,\
+             ejection_time_s,max_ejection_percent,interval_s,consecutive_errors,threads,calls,sim_reward,emu_reward"
+        );
+        let yaml = std::fs::read_to_string(out.join("run_1.yaml")).unwrap();
+        assert!(yaml.contains("# kubectl apply -f run_1.yaml, then: fortio load") && !yaml.contains("connectTimeout"), "{yaml}");
+    }
+
+    #[test]
+    fn a_rule_bundle_holds_the_rule_and_its_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir(&bundle).unwrap();
+        std::fs::write(bundle.join("notes.txt"), "mine").unwrap();
+        let loads = [Load { threads: 4, calls: 40 }, Load { threads: 2, calls: 200 }];
+        let every = TrafficRules {
+            http2_max_requests: Some(8),
+            max_retries: Some(1),
+            connect_timeout_ms: 2_000.0,
+            load_balancer: crate::rules::LoadBalancer::Random,
+            retries: crate::rules::RetryPolicy::istio_1_24_default(),
+            ..TrafficRules::default()
+        };
+        for rules in [TrafficRules::default(), every] {
+            write_rule_bundle(&bundle, "meshrl-defend-1", "httpbin", &rules, &loads).unwrap();
+            assert_eq!(read_rule_bundle(&bundle).unwrap(), rules);
+        }
+        assert_eq!(names(&bundle), ["destination-rule.yaml", "fortio.sh", "notes.txt", "virtual-service.yaml"]);
+        let script = std::fs::read_to_string(bundle.join("fortio.sh")).unwrap();
+        let lines: Vec<&str> = script.lines().filter(|l| l.starts_with("fortio")).collect();
+        assert_eq!(
+            lines,
+            [
+                "fortio load -c 4 -qps 0 -n 40 -json load_1.json http://httpbin:8000/get",
+                "fortio load -c 2 -qps 0 -n 200 -json load_2.json http://httpbin:8000/get"
+            ]
+        );
+        // At the defaults every setting is still written out: the cluster runs the emulator's.
+        write_rule_bundle(&bundle, "meshrl-defend-1", "httpbin", &TrafficRules::default(), &loads).unwrap();
+        let rule = std::fs::read_to_string(bundle.join("destination-rule.yaml")).unwrap();
+        assert!(rule.contains("connectTimeout: 10s") && rule.contains("simple: ROUND_ROBIN"), "{rule}");
+        assert!(std::fs::read_to_string(bundle.join("virtual-service.yaml")).unwrap().ends_with("retries:\n      attempts: 0\n"));
+        // Bad input: an error, and nothing written.
+        let before = snapshot(&bundle);
+        let odd = TrafficRules { connect_timeout_ms: 1.5, ..TrafficRules::default() };
+        for (name, rules, loads, needle) in [
+            ("Meshrl_1", TrafficRules::default(), &loads[..], "Meshrl_1"),
+            ("meshrl-1", TrafficRules::default(), &[Load { threads: 0, calls: 10 }][..], "load 0"),
+            ("meshrl-1", TrafficRules::default(), &[Load { threads: 5, calls: 4 }][..], "load 0"),
+            ("meshrl-1", TrafficRules::default(), &[][..], "no load"),
+            ("meshrl-1", odd, &loads[..], "connect_timeout_ms"),
+        ] {
+            let err = write_rule_bundle(&bundle, name, "httpbin", &rules, loads).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+            assert_eq!(snapshot(&bundle), before);
+        }
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! the protocol schema, so that a real testbed's runs train and check simulators exactly
 //! like the emulated datasets.
 //!
-//! The rules of each run come from its DestinationRule ([`crate::destination_rule`]) or from
-//! a manifest CSV.
+//! The rules of each run come from its DestinationRule and VirtualService
+//! ([`crate::destination_rule`]) or from a manifest CSV. The rule settings beyond the seven
+//! trace columns (issue 15) become the optional columns [`KNOB_COLUMNS`], written only when
+//! some run sets one to other than its default, so a trace of the seven alone is the same
+//! file, byte for byte, as before they existed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,9 +18,10 @@ use polars::prelude::{CsvReadOptions, DataFrame, SerReader};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-pub use crate::destination_rule::{read_destination_rule, DestinationRule};
+use crate::destination_rule::BUNDLE_DESTINATION_RULE;
+pub use crate::destination_rule::{read_destination_rule, read_rule_files, read_virtual_service, DestinationRule, VirtualService};
 use crate::error::{Error, Result};
-use crate::rules::{TrafficRules, LOAD_COLUMNS, RESPONSE_COLUMNS, RULE_COLUMNS};
+use crate::rules::{knob_field_of, TrafficRules, KNOB_COLUMNS, LOAD_COLUMNS, RESPONSE_COLUMNS, RULE_COLUMNS};
 
 /// Detail columns an ingested trace carries: the ones Fortio measures directly. The loader
 /// accepts any subset of [`crate::data::DETAIL_COLUMNS`]; the 503 causes, ejections and
@@ -28,9 +32,12 @@ pub const FORTIO_DETAIL_COLUMNS: [&str; 5] = ["latency_mean_ms", "latency_p50_ms
 #[derive(Debug, Clone)]
 pub struct FortioOptions {
     /// Directory of Fortio JSON results; each `<stem>.json` takes its rules from `<stem>.yaml`
-    /// beside it unless `rules` is given.
+    /// beside it (and its retries from `<stem>.virtual-service.yaml` when there is one), or
+    /// from a rule bundle's `destination-rule.yaml` (and `virtual-service.yaml`) in the
+    /// directory, unless `rules` is given.
     pub dir: PathBuf,
-    /// Manifest CSV with a `result` column (JSON file name) and the seven rule columns.
+    /// Manifest CSV with a `result` column (JSON file name), the seven rule columns and any of
+    /// the optional rule columns ([`KNOB_COLUMNS`]).
     pub rules: Option<PathBuf>,
     /// The trace CSV to write.
     pub out: PathBuf,
@@ -239,8 +246,9 @@ pub(crate) fn read_csv_as_text(path: &Path) -> Result<DataFrame> {
 }
 
 /// Reads a manifest CSV: column `result` (a JSON file name) and the seven rule columns, in
-/// the trace's units (seconds, percent). Other columns (e.g. those `meshrl export` writes)
-/// are ignored. Returns the rules by result file name.
+/// the trace's units (seconds, percent), and any of the optional rule columns
+/// ([`KNOB_COLUMNS`]; an absent one keeps its default). Other columns (e.g. those `meshrl
+/// export` writes) are ignored. Returns the rules by result file name.
 pub fn read_manifest(path: &Path) -> Result<BTreeMap<String, TrafficRules>> {
     Ok(read_manifest_rows(path)?.into_iter().map(|r| (r.result, r.rules)).collect())
 }
@@ -263,6 +271,12 @@ pub fn read_manifest_rows(path: &Path) -> Result<Vec<ManifestRow>> {
     };
     let results = text_column("result")?;
     let columns: Vec<Vec<Option<String>>> = RULE_COLUMNS.iter().map(|c| text_column(c)).collect::<Result<_>>()?;
+    let mut knob_columns = Vec::new();
+    for name in frame.get_column_names() {
+        if let Some(&known) = KNOB_COLUMNS.iter().find(|k| **k == name.as_str()) {
+            knob_columns.push((known, text_column(known)?));
+        }
+    }
     let mut out: Vec<ManifestRow> = Vec::new();
     let mut first_row: BTreeMap<String, usize> = BTreeMap::new();
     for (i, result) in results.iter().enumerate() {
@@ -283,7 +297,7 @@ pub fn read_manifest_rows(path: &Path) -> Result<Vec<ManifestRow>> {
             }
             Ok(x as u32)
         };
-        let rules = TrafficRules {
+        let mut rules = TrafficRules {
             max_pending_requests: whole(0)?,
             max_connections: whole(1)?,
             max_requests_per_connection: whole(2)?,
@@ -303,6 +317,14 @@ pub fn read_manifest_rows(path: &Path) -> Result<Vec<ManifestRow>> {
                 return Err(Error::field(path, row, RULE_COLUMNS[j], format!("expected a number {range}, found {x}")));
             }
         }
+        for (name, cells) in &knob_columns {
+            let text = cells[i].as_deref().ok_or_else(|| Error::field(path, row, *name, "empty cell (missing value)"))?;
+            rules.set_knob(name, text).map_err(|why| Error::field(path, row, *name, why))?;
+        }
+        rules.validate_knobs().map_err(|why| match knob_field_of(&why) {
+            Some((field, rest)) => Error::field(path, row, field.column, rest),
+            None => Error::file(path, format!("row {row}: {why}")),
+        })?;
         if let Some(first) = first_row.insert(result.clone(), row) {
             return Err(Error::field(path, row, "result", format!("`{result}` is listed twice (first in row {first})")));
         }
@@ -331,7 +353,9 @@ pub struct Ingested {
 }
 
 /// Every `*.json` result of `dir` (sorted by file name, so the output is deterministic)
-/// with its rules: from `manifest` when given, else from `<stem>.yaml` beside it.
+/// with its rules: from `manifest` when given, else from `<stem>.yaml` beside it, else from
+/// the rule bundle's `destination-rule.yaml` in `dir`; with the VirtualService that goes
+/// with that file, if any ([`read_rule_files`]).
 pub fn ingest_fortio(dir: &Path, manifest: Option<&Path>) -> Result<Vec<TraceRow>> {
     Ok(ingest(dir, manifest)?.rows)
 }
@@ -364,13 +388,21 @@ pub fn ingest(dir: &Path, manifest: Option<&Path>) -> Result<Ingested> {
                 }
                 None => {
                     let yaml = path.with_extension("yaml");
-                    if !yaml.is_file() {
+                    let bundle = dir.join(BUNDLE_DESTINATION_RULE);
+                    if yaml.is_file() {
+                        read_rule_files(&yaml)?
+                    } else if bundle.is_file() {
+                        read_rule_files(&bundle)?
+                    } else {
                         return Err(Error::file(
                             path,
-                            format!("no rules: expected the DestinationRule {} beside it, or pass --rules <manifest.csv>", yaml.display()),
+                            format!(
+                                "no rules: expected the DestinationRule {} beside it (or a rule bundle's {BUNDLE_DESTINATION_RULE} \
+                                 in its folder), or pass --rules <manifest.csv>",
+                                yaml.display()
+                            ),
                         ));
                     }
-                    read_destination_rule(&yaml)?
                 }
             };
             Ok(TraceRow { result: name, rules, run })
@@ -396,18 +428,28 @@ pub fn ingest(dir: &Path, manifest: Option<&Path>) -> Result<Ingested> {
 }
 
 /// The trace CSV: the 11 protocol columns then [`FORTIO_DETAIL_COLUMNS`], with the
-/// datasets' precision for measured values.
+/// datasets' precision for measured values; the optional rule columns ([`KNOB_COLUMNS`])
+/// follow the seven rule columns when some row sets one to other than its default.
 pub fn trace_csv(rows: &[TraceRow]) -> String {
-    let header: Vec<&str> =
-        RULE_COLUMNS.iter().chain(&LOAD_COLUMNS).chain(&RESPONSE_COLUMNS).chain(&FORTIO_DETAIL_COLUMNS).copied().collect();
+    let knobs = rows.iter().any(|r| !r.rules.has_default_knobs());
+    let knob_header: &[&str] = if knobs { &KNOB_COLUMNS } else { &[] };
+    let header: Vec<&str> = RULE_COLUMNS
+        .iter()
+        .chain(knob_header)
+        .chain(&LOAD_COLUMNS)
+        .chain(&RESPONSE_COLUMNS)
+        .chain(&FORTIO_DETAIL_COLUMNS)
+        .copied()
+        .collect();
     let mut s = header.join(",");
     s.push('\n');
     for r in rows {
         let (k, f) = (&r.rules, &r.run);
+        let rules = if knobs { format!("{},{}", k.csv_fields(), k.knob_csv_fields()) } else { k.csv_fields() };
         let _ = writeln!(
             s,
             "{},{},{},{:.3},{:.6},{:.4},{:.4},{:.4},{:.4},{:.6}",
-            k.csv_fields(),
+            rules,
             f.threads,
             f.calls,
             f.qps,
@@ -545,7 +587,9 @@ mod tests {
             (good.replace("interval: 1s", "interval: 1d"), "interval"),
             (good.replace("interval: 1s", "interval: 1"), "interval"),
             (good.replace("tcp:\n        maxConnections: 1\n", "tcp: {}\n"), "missing field `maxConnections`"),
-            (good.replace("maxConnections: 1", "maxConnections: 1\n        connectTimeout: 30ms"), "connectTimeout"),
+            // A connection-pool setting the trace has no column for.
+            (good.replace("maxConnections: 1", "maxConnections: 1\n        idleTimeout: 30s"), "idleTimeout"),
+            (good.replace("maxConnections: 1", "maxConnections: 1\n        connectTimeout: 30"), "connectTimeout"),
             (good.replace("maxEjectionPercent: 100", "maxEjectionPercent: 101"), "maxEjectionPercent"),
             (good.replace("maxEjectionPercent: 100", "maxEjectionPercent: many"), "maxEjectionPercent"),
             (good.replace("consecutive5xxErrors: 1", "consecutive5xxErrors: 0"), "consecutive5xxErrors"),
@@ -676,17 +720,98 @@ mod tests {
                 "    trafficPolicy:\n      portLevelSettings:\n      - port:\n          number: 8000\n        connectionPool:\n          tcp:\n            maxConnections: 9\n",
                 "spec.subsets[0].trafficPolicy.portLevelSettings",
             ),
+            // The load balancer is a rule setting the trace records (issue 15).
+            ("    trafficPolicy:\n      loadBalancer:\n        simple: LEAST_REQUEST\n", "spec.subsets[0].trafficPolicy.loadBalancer"),
         ];
         for (policy, needle) in cases {
             let path = write(dir.path(), "bad.yaml", &with_subsets(policy));
             let err = read_destination_rule(&path).unwrap_err().to_string();
             assert!(err.contains("bad.yaml") && err.contains(needle), "{needle}: {err}");
         }
-        // Subsets that leave the circuit breakers alone change nothing the trace records.
-        for policy in ["", "    trafficPolicy:\n      loadBalancer:\n        simple: LEAST_REQUEST\n"] {
+        // Subsets that leave the rule's settings alone change nothing the trace records.
+        // (A subset's load balancer equal to the rule's, round robin here, is no override.)
+        for policy in [
+            "",
+            "    trafficPolicy:\n      tls:\n        mode: ISTIO_MUTUAL\n",
+            "    trafficPolicy:\n      loadBalancer:\n        simple: ROUND_ROBIN\n",
+        ] {
             let path = write(dir.path(), "ok.yaml", &with_subsets(policy));
             assert_eq!(read_destination_rule(&path).unwrap(), read_destination_rule(&fixtures().join("run_a.yaml")).unwrap());
         }
+    }
+
+    /// `rules()` with every setting beyond the seven away from its default.
+    fn every_setting() -> TrafficRules {
+        TrafficRules {
+            http2_max_requests: Some(16),
+            max_retries: Some(2),
+            connect_timeout_ms: 500.0,
+            load_balancer: crate::rules::LoadBalancer::LeastRequest,
+            retries: crate::rules::RetryPolicy::istio_default(),
+            ..rules()
+        }
+    }
+
+    #[test]
+    fn the_virtual_service_and_the_other_rule_settings_reach_the_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["run_a.json", "run_a.yaml", "run_b.json"] {
+            std::fs::copy(fixtures().join(f), dir.path().join(f)).unwrap();
+        }
+        let b = every_setting();
+        write(dir.path(), "run_b.yaml", &DestinationRule::new("b", "httpbin", &b).unwrap().to_yaml().unwrap());
+        let vs = VirtualService::new("b", "httpbin", &b.retries).unwrap().to_yaml().unwrap();
+        write(dir.path(), "run_b.virtual-service.yaml", &vs);
+        let rows = ingest_fortio(dir.path(), None).unwrap();
+        assert_eq!(rows[0].rules, read_destination_rule(&fixtures().join("run_a.yaml")).unwrap());
+        assert_eq!(rows[1].rules, b);
+        // The optional columns follow the seven, and load back as the same rules.
+        let csv = trace_csv(&rows);
+        let header: Vec<&str> = RULE_COLUMNS
+            .iter()
+            .chain(&KNOB_COLUMNS)
+            .chain(&LOAD_COLUMNS)
+            .chain(&RESPONSE_COLUMNS)
+            .chain(&FORTIO_DETAIL_COLUMNS)
+            .copied()
+            .collect();
+        assert_eq!(csv.lines().next().unwrap(), header.join(","));
+        let out = write(dir.path(), "trace.csv", &csv);
+        let table = load_table(&out, &TableSpec::default()).unwrap();
+        assert_eq!(table.traffic_rules(0), rows[0].rules);
+        assert_eq!(table.traffic_rules(1), b);
+        // Rules of the seven alone: the trace as before, without them.
+        let old: Vec<&str> =
+            RULE_COLUMNS.iter().chain(&LOAD_COLUMNS).chain(&RESPONSE_COLUMNS).chain(&FORTIO_DETAIL_COLUMNS).copied().collect();
+        assert_eq!(trace_csv(&rows[..1]).lines().next().unwrap(), old.join(","));
+        // A manifest with the optional columns says the same as the YAML files.
+        let mut manifest = format!("result,{},{}\n", RULE_COLUMNS.join(","), KNOB_COLUMNS.join(","));
+        for r in &rows {
+            manifest += &format!("{},{},{}\n", r.result, r.rules.csv_fields(), r.rules.knob_csv_fields());
+        }
+        let m = write(dir.path(), "m.csv", &manifest);
+        assert_eq!(ingest_fortio(dir.path(), Some(&m)).unwrap(), rows);
+        let bad = manifest.replace(",ROUND_ROBIN,", ",SOMETIMES,");
+        let err = read_manifest(&write(dir.path(), "m.csv", &bad)).unwrap_err().to_string();
+        assert!(err.contains("m.csv") && err.contains("row 1") && err.contains("load_balancer") && err.contains("SOMETIMES"), "{err}");
+        // A bad VirtualService is named with its field.
+        write(dir.path(), "run_b.virtual-service.yaml", &vs.replace("retryOn: connect-failure,", "retryOn: sometimes,"));
+        let err = ingest_fortio(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("run_b.virtual-service.yaml") && err.contains("spec.http[0].retries.retryOn"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_bundle_folder_ingests_under_its_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let loads = [crate::rules::Load { threads: 3, calls: 30 }];
+        crate::export::write_rule_bundle(dir.path(), "meshrl-b", "httpbin", &every_setting(), &loads).unwrap();
+        std::fs::copy(fixtures().join("run_a.json"), dir.path().join("load_1.json")).unwrap();
+        let rows = ingest_fortio(dir.path(), None).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].rules, every_setting());
+        // A result's own `<stem>.yaml` comes first.
+        std::fs::copy(fixtures().join("run_a.yaml"), dir.path().join("load_1.yaml")).unwrap();
+        assert_eq!(ingest_fortio(dir.path(), None).unwrap()[0].rules, read_destination_rule(&fixtures().join("run_a.yaml")).unwrap());
     }
 
     #[test]

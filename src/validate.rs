@@ -3,11 +3,15 @@
 //! of the cell, the agents' and the random baseline's, with its DestinationRule and Fortio
 //! command; once they have run on a cluster (`run_<i>.json` beside the manifest), this
 //! takes the same ratio as Table 5: total 503/s of the agents' pairs over the baseline's.
+//! The rules of each measured run are read back from its YAML files and must be the
+//! manifest's, those the emulator's Val. was computed for.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::ingest::{read_csv_as_text, read_fortio};
+use crate::ingest::{read_csv_as_text, read_fortio, read_manifest_rows, read_rule_files};
+use crate::rules::{KNOB_COLUMNS, RULE_COLUMNS};
 
 /// Val. of one cell from real runs, beside the emulator's Val. of the same pairs.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +63,52 @@ fn read_validation_manifest(path: &Path) -> Result<Vec<ManifestRun>> {
     Ok(runs)
 }
 
+/// For an export's manifest (a `yaml` column and the seven rule columns): each measured
+/// run's DestinationRule, with its VirtualService if there is one, must hold the manifest's
+/// rules, or the run measured other rules than the ones the emulator's Val. is of (a YAML
+/// edited or swapped after export): an error naming the file and the first column that
+/// differs. A run whose YAML file is gone is not checked (it may have been applied from
+/// elsewhere); a manifest without these columns (written by hand) is not either.
+fn check_rule_files(dir: &Path, manifest: &Path, measured: &BTreeSet<&str>) -> Result<()> {
+    let frame = read_csv_as_text(manifest)?;
+    let Ok(column) = frame.column("yaml") else { return Ok(()) };
+    if RULE_COLUMNS.iter().any(|c| frame.column(c).is_err()) {
+        return Ok(());
+    }
+    let yamls: Vec<Option<String>> = match column.str() {
+        Ok(cells) => cells.iter().map(|c| c.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())).collect(),
+        Err(e) => return Err(Error::file(manifest, format!("column `yaml`: {e}"))),
+    };
+    for (listed, yaml) in read_manifest_rows(manifest)?.iter().zip(yamls) {
+        let Some(yaml) = yaml.filter(|_| measured.contains(listed.result.as_str())) else { continue };
+        let path = dir.join(&yaml);
+        if !path.is_file() {
+            continue;
+        }
+        let found = read_rule_files(&path)?;
+        if found == listed.rules {
+            continue;
+        }
+        let fields = |r: &crate::rules::TrafficRules| format!("{},{}", r.csv_fields(), r.knob_csv_fields());
+        let (a, b) = (fields(&found), fields(&listed.rules));
+        let columns = RULE_COLUMNS.iter().chain(&KNOB_COLUMNS);
+        let differs = a.split(',').zip(b.split(',')).zip(columns).find(|((x, y), _)| x != y);
+        let what = match differs {
+            Some(((x, y), column)) => format!("`{column}` is {x} there but {y} in row {} of the manifest", listed.row),
+            None => format!("its rules differ from row {} of the manifest", listed.row),
+        };
+        return Err(Error::file(
+            &path,
+            format!(
+                "{what}: the run {} was not made under the rules the emulator's Val. is of (restore the exported file, \
+                 or export again and rerun)",
+                listed.result
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the manifest and every present result. A side with fewer than half of its runs
 /// measured is an error naming the missing results: a mean over a few runs (and maybe
 /// not a random few: the quick ones, the ones that did not crash) is no Val. of the cell.
@@ -79,6 +129,8 @@ pub fn validate(dir: &Path) -> Result<Validation> {
         let r = read_fortio(&file)?;
         measured[k].push((r.qps * r.failure_rate, run.emu_reward));
     }
+    let present: BTreeSet<&str> = runs.iter().map(|r| r.result.as_str()).filter(|r| !missing.iter().any(|m| m.as_str() == *r)).collect();
+    check_rule_files(dir, &manifest, &present)?;
     for (k, side) in ["rl", "baseline"].iter().enumerate() {
         let (have, listed) = (measured[k].len(), measured[k].len() + missing_of[k].len());
         if listed == 0 {
@@ -199,6 +251,40 @@ mod tests {
         std::fs::write(dir.path().join("manifest.csv"), "run,result\n1,run_1.json\n").unwrap();
         let e = validate(dir.path()).unwrap_err().to_string();
         assert!(e.contains("missing column `side`") && e.contains("--validation"), "{e}");
+    }
+
+    #[test]
+    fn a_rule_file_changed_after_export_is_refused() {
+        use crate::destination_rule::{DestinationRule, VirtualService};
+        use crate::rules::{LoadBalancer, RetryPolicy, TrafficRules};
+        let dir = tempfile::tempdir().unwrap();
+        let one = TrafficRules { max_connections: 2, interval_s: 0.5, ..TrafficRules::default() };
+        let two = TrafficRules { load_balancer: LoadBalancer::LeastRequest, retries: RetryPolicy::istio_default(), ..one };
+        let mut manifest = format!("run,side,yaml,result,{},{},emu_reward\n", RULE_COLUMNS.join(","), KNOB_COLUMNS.join(","));
+        for (i, (side, rules)) in [("rl", one), ("baseline", two)].iter().enumerate() {
+            let i = i + 1;
+            manifest += &format!("{i},{side},run_{i}.yaml,run_{i}.json,{},{},4\n", rules.csv_fields(), rules.knob_csv_fields());
+            let yaml = DestinationRule::new("x", "httpbin", rules).unwrap().to_yaml().unwrap();
+            std::fs::write(dir.path().join(format!("run_{i}.yaml")), yaml).unwrap();
+            std::fs::write(dir.path().join(format!("run_{i}.json")), fortio_json(100.0, 10, 2)).unwrap();
+        }
+        let vs = VirtualService::new("x", "httpbin", &two.retries).unwrap().to_yaml().unwrap();
+        std::fs::write(dir.path().join("run_2.virtual-service.yaml"), vs).unwrap();
+        std::fs::write(dir.path().join("manifest.csv"), manifest).unwrap();
+        assert!(validate(dir.path()).is_ok());
+        // A DestinationRule edited after export.
+        let yaml = std::fs::read_to_string(dir.path().join("run_1.yaml")).unwrap();
+        std::fs::write(dir.path().join("run_1.yaml"), yaml.replace("interval: 500ms", "interval: 1s")).unwrap();
+        let e = validate(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("run_1.yaml") && e.contains("`interval_s` is 1 there but 0.5 in row 1") && e.contains("run_1.json"), "{e}");
+        std::fs::write(dir.path().join("run_1.yaml"), yaml).unwrap();
+        // A VirtualService gone: the run retried as Istio's default policy says, or not at all.
+        std::fs::remove_file(dir.path().join("run_2.virtual-service.yaml")).unwrap();
+        let e = validate(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("run_2.yaml") && e.contains("`retry_attempts` is 0 there but 2 in row 2"), "{e}");
+        // Rule files that are gone are not checked.
+        std::fs::remove_file(dir.path().join("run_2.yaml")).unwrap();
+        assert!(validate(dir.path()).is_ok());
     }
 
     /// A manifest of `rl` and `baseline` runs `run_<i>.json` with emulator reward `emu`.

@@ -743,6 +743,62 @@ fn export_writes_rules_that_ingest_reads_back() {
 }
 
 #[test]
+fn export_ingest_and_validate_carry_the_rule_settings_beyond_the_seven() {
+    let tmp = tempfile::tempdir().unwrap();
+    // S1's first 8 rows with three of the optional rule columns: the odd rows retry.
+    let s1 = std::fs::read_to_string(repo().join("datasets/S1.csv")).unwrap();
+    let mut lines: Vec<String> = s1.lines().take(9).map(str::to_string).collect();
+    lines[0] += ",load_balancer,retry_attempts,http2_max_requests";
+    for (k, line) in lines.iter_mut().enumerate().skip(1) {
+        *line += if k % 2 == 0 { ",LEAST_REQUEST,2,16" } else { ",ROUND_ROBIN,0,4294967295" };
+    }
+    let dataset = tmp.path().join("S1_rules.csv");
+    std::fs::write(&dataset, lines.join("\n") + "\n").unwrap();
+    assert_ok(&meshrl(&["inspect", dataset.to_str().unwrap()], tmp.path()));
+    let pair = |row: usize, emu: f64| serde_json::json!({ "service": 0, "row": row, "threads": 3, "calls": 30, "sim_reward": emu, "emu_reward": emu });
+    let cell = tmp.path().join("run/cells/S1/thread-call_seed2.json");
+    std::fs::create_dir_all(cell.parent().unwrap()).unwrap();
+    let json =
+        serde_json::json!({ "dataset": "S1", "best_rl": [pair(1, 9.0), pair(2, 8.0)], "best_baseline": [pair(3, 4.0), pair(4, 4.0)] });
+    std::fs::write(&cell, json.to_string()).unwrap();
+    let config = format!("[[dataset]]\nname = \"S1\"\npath = \"{}\"\n", dataset.display());
+    std::fs::write(tmp.path().join("run/config.resolved.toml"), config).unwrap();
+    let val = tmp.path().join("val");
+    assert_ok(&meshrl(&["export", cell.to_str().unwrap(), "--validation", "--out", val.to_str().unwrap()], tmp.path()));
+    // Rows 1 and 3 (runs 1 and 3) retry; runs 2 and 4 say so too (`attempts: 0`), or Istio's
+    // default retries would run there.
+    for (i, attempts) in [(1, 2), (2, 0), (3, 2), (4, 0)] {
+        let vs = std::fs::read_to_string(val.join(format!("run_{i}.virtual-service.yaml"))).unwrap();
+        assert!(vs.contains(&format!("attempts: {attempts}\n")), "run_{i}: {vs}");
+        std::fs::copy(fortio_fixtures().join("run_a.json"), val.join(format!("run_{i}.json"))).unwrap();
+    }
+    let manifest = std::fs::read_to_string(val.join("manifest.csv")).unwrap();
+    assert!(manifest.lines().next().unwrap().contains(",consecutive_errors,http2_max_requests,max_retries,"), "{manifest}");
+    assert_ok(&meshrl(&["validate", "--fortio", val.to_str().unwrap()], tmp.path()));
+    // Ingest reads the same rules from the YAML files as from the manifest.
+    let (by_yaml, by_manifest) = (tmp.path().join("by_yaml.csv"), tmp.path().join("by_manifest.csv"));
+    assert_ok(&meshrl(&["ingest", "fortio", val.to_str().unwrap(), "--out", by_yaml.to_str().unwrap()], tmp.path()));
+    let m = val.join("manifest.csv");
+    let args = ["ingest", "fortio", val.to_str().unwrap(), "--rules", m.to_str().unwrap(), "--out", by_manifest.to_str().unwrap()];
+    assert_ok(&meshrl(&args, tmp.path()));
+    let trace = std::fs::read_to_string(&by_yaml).unwrap();
+    assert_eq!(trace, std::fs::read_to_string(&by_manifest).unwrap());
+    assert!(trace.lines().next().unwrap().contains(",load_balancer,retry_attempts,"), "{trace}");
+    assert!(trace.lines().nth(1).unwrap().contains(",16,4294967295,10000,LEAST_REQUEST,2,1,1,1,25,"), "{trace}");
+    assert_ok(&meshrl(&["inspect", by_yaml.to_str().unwrap()], tmp.path()));
+    // A VirtualService edited after export: both refuse it, naming the file and the field.
+    let vs = val.join("run_1.virtual-service.yaml");
+    let text = std::fs::read_to_string(&vs).unwrap();
+    std::fs::write(&vs, text.replace("retryOn: connect-failure,", "retryOn: sometimes,")).unwrap();
+    assert_exit_2_naming(&meshrl(&["validate", "--fortio", val.to_str().unwrap()], tmp.path()), &["run_1.virtual-service.yaml", "retryOn"]);
+    let out = meshrl(&["ingest", "fortio", val.to_str().unwrap(), "--out", by_yaml.to_str().unwrap()], tmp.path());
+    assert_exit_2_naming(&out, &["run_1.virtual-service.yaml", "spec.http[0].retries.retryOn", "sometimes"]);
+    // One that still parses but says other retries: validate names the column that differs.
+    std::fs::write(&vs, text.replace("attempts: 2", "attempts: 5")).unwrap();
+    assert_exit_2_naming(&meshrl(&["validate", "--fortio", val.to_str().unwrap()], tmp.path()), &["run_1.yaml", "retry_attempts"]);
+}
+
+#[test]
 fn export_rejects_bad_inputs_with_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let cell = hand_made_run(tmp.path());

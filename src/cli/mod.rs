@@ -167,16 +167,18 @@ pub struct InspectArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum IngestSource {
-    /// Fortio JSON results (`fortio load -json`) plus the DestinationRule of each run.
+    /// Fortio JSON results (`fortio load -json`) plus the DestinationRule (and VirtualService) of each run.
     Fortio(FortioArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct FortioArgs {
     /// Directory of Fortio JSON results; each `<stem>.json` takes its rules from `<stem>.yaml`
-    /// beside it unless `--rules` is given.
+    /// beside it (retries from `<stem>.virtual-service.yaml`, if there is one), or from a rule
+    /// bundle's `destination-rule.yaml` in the directory, unless `--rules` is given.
     pub dir: PathBuf,
-    /// Manifest CSV with a `result` column (JSON file name) and the seven rule columns.
+    /// Manifest CSV with a `result` column (JSON file name), the seven rule columns and any of
+    /// the optional rule columns (http2_max_requests ... retry_backoff_ms).
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// The trace CSV to write.
@@ -197,10 +199,10 @@ pub struct ExportArgs {
     /// How many of the best validated pairs to export.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
-    /// Directory for `run_<i>.yaml` and `manifest.csv`.
+    /// Directory for `run_<i>.yaml` (and `run_<i>.virtual-service.yaml`) and `manifest.csv`.
     #[arg(long)]
     pub out: PathBuf,
-    /// `spec.host` of the DestinationRules: the service under test.
+    /// `spec.host` of the DestinationRules (and VirtualServices): the service under test.
     #[arg(long, default_value = "productpage")]
     pub host: String,
     /// The URL Fortio loads.

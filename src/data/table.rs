@@ -9,6 +9,7 @@ use polars::prelude::*;
 
 use super::spec::{Domain, TableSpec, DETAIL_COLUMNS};
 use crate::error::{Error, Result};
+use crate::rules::{knob_field_of, TrafficRules, KNOB_COLUMNS};
 
 /// A loaded, checked trace table.
 ///
@@ -24,6 +25,9 @@ pub struct TraceTable {
     targets: Vec<f64>,
     n_rows: usize,
     frame: DataFrame,
+    /// Per row, the settings of the optional rule columns ([`KNOB_COLUMNS`]) of a protocol
+    /// file (the seven rules left at their defaults); `None` when it has none of them.
+    knobs: Option<Vec<TrafficRules>>,
 }
 
 impl TraceTable {
@@ -71,6 +75,26 @@ impl TraceTable {
     pub fn target_row(&self, i: usize) -> &[f64] {
         let t = self.n_targets();
         &self.targets[i * t..(i + 1) * t]
+    }
+
+    /// The traffic rules of row `i` (0-based) of a protocol table: the seven rule columns
+    /// (the first seven features) with the optional rule columns ([`KNOB_COLUMNS`]) where the
+    /// file has them, their defaults where it does not. Not model inputs: the simulators see
+    /// only the features.
+    ///
+    /// # Panics
+    /// If `i >= n_rows()`, or the table has fewer than seven features.
+    pub fn traffic_rules(&self, i: usize) -> TrafficRules {
+        let x = self.feature_row(i);
+        match &self.knobs {
+            Some(knobs) => TrafficRules::from_features_and_knobs(x, &knobs[i]),
+            None => TrafficRules::from_features(x),
+        }
+    }
+
+    /// Whether the file has any of the optional rule columns ([`KNOB_COLUMNS`]).
+    pub fn has_knob_columns(&self) -> bool {
+        self.knobs.is_some()
     }
 
     /// The features of the given rows, row-major, in the given order (e.g. a training split).
@@ -125,6 +149,7 @@ pub fn load_table(path: &Path, spec: &TableSpec) -> Result<TraceTable> {
     check_column_names(path, &raw, spec)?;
 
     let checked = check_values(path, &raw, spec)?;
+    let knobs = if spec.is_protocol() { knob_rows(path, &raw)? } else { None };
     let column = |name: &str| checked.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
     let n_rows = raw.height();
     let features = row_major(n_rows, spec.features.iter().filter_map(|n| column(n)));
@@ -138,6 +163,7 @@ pub fn load_table(path: &Path, spec: &TableSpec) -> Result<TraceTable> {
         targets,
         n_rows,
         frame: typed_frame(path, raw)?,
+        knobs,
     })
 }
 
@@ -225,15 +251,17 @@ fn check_column_names(path: &Path, frame: &DataFrame, spec: &TableSpec) -> Resul
         return Err(Error::file(path, format!("missing required column `{missing}`; the file has: {}", listing())));
     }
     if spec.is_protocol() {
-        let known = |name: &str| spec.required_columns().any(|r| r == name) || DETAIL_COLUMNS.contains(&name);
+        let known =
+            |name: &str| spec.required_columns().any(|r| r == name) || DETAIL_COLUMNS.contains(&name) || KNOB_COLUMNS.contains(&name);
         if let Some(unknown) = present.iter().find(|name| !known(name)) {
             return Err(Error::file(
                 path,
                 format!(
-                    "unknown column `{unknown}`: a protocol trace has only the columns {} \
-                     and the detail columns {}",
+                    "unknown column `{unknown}`: a protocol trace has only the columns {}, \
+                     the detail columns {} and the optional rule columns {}",
                     spec.required_columns().collect::<Vec<_>>().join(", "),
-                    DETAIL_COLUMNS.join(", ")
+                    DETAIL_COLUMNS.join(", "),
+                    KNOB_COLUMNS.join(", ")
                 ),
             ));
         }
@@ -254,6 +282,8 @@ fn check_values(path: &Path, frame: &DataFrame, spec: &TableSpec) -> Result<Vec<
         let domain = match (required, protocol) {
             (true, true) => Domain::of_protocol_column(name),
             (true, false) => Domain::Finite,
+            // The optional rule columns have their own reader ([`knob_rows`]).
+            (false, true) if KNOB_COLUMNS.contains(&name) => continue,
             // In a protocol file every other column is a known (numeric) detail column.
             (false, true) => Domain::Finite,
             (false, false) => continue,
@@ -323,6 +353,55 @@ fn column_values(path: &Path, column: &Column, domain: Domain) -> Result<Vec<f64
             cells.iter().enumerate().map(|(i, cell)| check(i + 1, cell)).collect()
         }
         dtype => Err(Error::file(path, format!("column `{name}` holds values of type {dtype}, expected numbers"))),
+    }
+}
+
+/// The settings of the optional rule columns ([`KNOB_COLUMNS`]) of a protocol file, one rule
+/// per row, or `None` when the file has none of them. A column the file lacks keeps its
+/// default. Each cell is read by [`TrafficRules::set_knob`], then each row's settings are
+/// checked together ([`TrafficRules::validate_knobs`]); the first bad row (leftmost column)
+/// is the error, naming the file, row and column.
+fn knob_rows(path: &Path, frame: &DataFrame) -> Result<Option<Vec<TrafficRules>>> {
+    let mut columns = Vec::new();
+    for column in frame.columns() {
+        let name = column.name().as_str();
+        if KNOB_COLUMNS.contains(&name) {
+            columns.push((name, cell_texts(path, column)?));
+        }
+    }
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let mut rows = Vec::with_capacity(frame.height());
+    for i in 0..frame.height() {
+        let row = i + 1;
+        let mut rules = TrafficRules::default();
+        for (name, cells) in &columns {
+            let text = cells[i].as_deref().ok_or_else(|| Error::field(path, row, *name, "empty cell (missing value)"))?;
+            rules.set_knob(name, text).map_err(|why| Error::field(path, row, *name, why))?;
+        }
+        rules.validate_knobs().map_err(|why| match knob_field_of(&why) {
+            Some((field, rest)) => Error::field(path, row, field.column, rest),
+            None => Error::file(path, format!("row {row}: {why}")),
+        })?;
+        rows.push(rules);
+    }
+    Ok(Some(rows))
+}
+
+/// Every cell of a column as text (`None` for a blank or null cell): text as it is, numbers
+/// as Rust writes them (whole numbers without a decimal point), booleans as `true`/`false`.
+fn cell_texts(path: &Path, column: &Column) -> Result<Vec<Option<String>>> {
+    let name = column.name().as_str();
+    let polars_error = |e: PolarsError| Error::file(path, format!("column `{name}`: {e}"));
+    match column.dtype() {
+        DataType::String => Ok(column.str().map_err(polars_error)?.iter().map(|c| non_blank(c).map(str::to_string)).collect()),
+        DataType::Boolean => Ok(column.bool().map_err(polars_error)?.iter().map(|c| c.map(|b| b.to_string())).collect()),
+        dtype if dtype.is_numeric() => {
+            let cast = column.cast(&DataType::Float64).map_err(polars_error)?;
+            Ok(cast.f64().map_err(polars_error)?.iter().map(|c| c.map(|x| x.to_string())).collect())
+        }
+        dtype => Err(Error::file(path, format!("column `{name}` holds values of type {dtype}, expected numbers or names"))),
     }
 }
 
@@ -510,6 +589,65 @@ mod tests {
         assert_eq!(table.frame().column("seed").unwrap().dtype(), &DataType::UInt64);
         assert_eq!(table.frame().column("calls").unwrap().dtype(), &DataType::Int64);
         assert!(table.column_f64("no_such_column").is_none());
+    }
+
+    /// [`good_rows`] with the optional rule columns `columns` set to `cells` (one per row).
+    fn csv_with_knobs(dir: &Path, columns: &[&str], cells: &[&[&str]]) -> PathBuf {
+        let mut h = header();
+        h.extend(columns);
+        let rows: Vec<Vec<String>> = good_rows()
+            .into_iter()
+            .zip(cells)
+            .map(|(mut r, extra)| {
+                r.extend(extra.iter().map(|c| c.to_string()));
+                r
+            })
+            .collect();
+        write_csv(dir, &h, &rows)
+    }
+
+    #[test]
+    fn optional_rule_columns_read_with_defaults_where_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let columns = ["load_balancer", "http2_max_requests", "retry_attempts"];
+        let cells: [&[&str]; 3] = [&["ROUND_ROBIN", "4294967295", "0"], &["LEAST_REQUEST", "8", "2"], &["RANDOM", "1", "0"]];
+        let path = csv_with_knobs(dir.path(), &columns, &cells);
+        let table = load_table(&path, &TableSpec::default()).unwrap();
+        assert!(table.has_knob_columns());
+        assert_eq!(table.n_features(), 9, "not model inputs");
+        assert_eq!(table.traffic_rules(0), TrafficRules::from_features(table.feature_row(0)));
+        let second = table.traffic_rules(1);
+        assert_eq!(second.to_features(), table.feature_row(1)[..7]);
+        assert_eq!(second.load_balancer, crate::rules::LoadBalancer::LeastRequest);
+        assert_eq!(second.http2_max_requests, Some(8));
+        // Only the attempts column: the rest of the policy is the default's (Istio's conditions).
+        assert_eq!(second.retries, crate::rules::RetryPolicy { attempts: 2, ..crate::rules::RetryPolicy::off() });
+        assert_eq!(second.connect_timeout_ms, 10_000.0);
+        // Text columns are kept as text, and left out of numeric summaries.
+        assert!(table.column_f64("load_balancer").is_none());
+        assert_eq!(table.column_f64("retry_attempts").unwrap(), [0.0, 2.0, 0.0]);
+        // A file without them reads as before.
+        let plain = load_table(&write_csv(dir.path(), &header(), &good_rows()), &TableSpec::default()).unwrap();
+        assert!(!plain.has_knob_columns());
+        assert_eq!(plain.traffic_rules(2), TrafficRules::from_features(plain.feature_row(2)));
+    }
+
+    #[test]
+    fn bad_optional_rule_cells_name_the_file_row_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        for (column, bad, needle) in [
+            ("load_balancer", "PASSTHROUGH", "ROUND_ROBIN"),
+            ("http2_max_requests", "0", "1..=4294967295"),
+            ("retry_on_503", "2", "0 or 1"),
+            ("connect_timeout_ms", "0.5", ">= 1"),
+            ("retry_attempts", "", "empty cell"),
+        ] {
+            let good = if column == "load_balancer" { "RANDOM" } else { "1" };
+            let cells: [&[&str]; 3] = [&[good], &[bad], &[good]];
+            let path = csv_with_knobs(dir.path(), &[column], &cells);
+            let msg = assert_rejected(&path, &TableSpec::default(), Some(2), Some(column));
+            assert!(msg.contains(needle), "{column}: {msg}");
+        }
     }
 
     #[test]

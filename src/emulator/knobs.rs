@@ -65,6 +65,27 @@ impl LoadBalancer {
     pub fn is_round_robin(&self) -> bool {
         *self == LoadBalancer::RoundRobin
     }
+
+    /// The `loadBalancer.simple` value, as YAML and the trace's `load_balancer` column write it.
+    pub fn istio_name(self) -> &'static str {
+        match self {
+            LoadBalancer::RoundRobin => "ROUND_ROBIN",
+            LoadBalancer::LeastRequest => "LEAST_REQUEST",
+            LoadBalancer::Random => "RANDOM",
+        }
+    }
+
+    /// The load balancer of a `loadBalancer.simple` value (`LEAST_CONN` is Istio's old name
+    /// of `LEAST_REQUEST`); `None` for anything the emulator does not model (`PASSTHROUGH`,
+    /// `UNSPECIFIED`, a typo).
+    pub fn from_istio_name(name: &str) -> Option<LoadBalancer> {
+        match name {
+            "ROUND_ROBIN" => Some(LoadBalancer::RoundRobin),
+            "LEAST_REQUEST" | "LEAST_CONN" => Some(LoadBalancer::LeastRequest),
+            "RANDOM" => Some(LoadBalancer::Random),
+            _ => None,
+        }
+    }
 }
 
 /// A route's retry policy (VirtualService `http[].retries`, Envoy's `RetryPolicy`), as far as

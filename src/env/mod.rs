@@ -26,6 +26,7 @@ pub mod autoscale;
 #[cfg(test)]
 pub(crate) mod chain;
 pub mod control;
+pub mod defend;
 pub mod load_search;
 
 use rand_chacha::ChaCha8Rng;

@@ -4,13 +4,15 @@
 //! Every kind writes a run directory ([`rundir`]) of resumable cells, computed by the cell
 //! scheduler ([`cells`]); the kinds themselves are a config, a cell and a report:
 //! [`table4`] (simulators), [`table5`] (agents on the load search), [`control`] (agents
-//! choosing routing, blocking and replicas on a model of a testbed's trace).
+//! choosing routing, blocking and replicas on a model of a testbed's trace), [`autoscale`]
+//! (agents scaling replicas over time) and [`defend`] (agents choosing the DestinationRule).
 
 pub mod autoscale;
 pub mod cells;
 pub mod claims;
 pub mod compare;
 pub mod control;
+pub mod defend;
 pub mod metrics;
 pub mod rundir;
 pub mod table4;
@@ -125,9 +127,12 @@ pub fn run(path: &Path, overrides: &[String], stage: Stage) -> Result<()> {
         "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?, stage),
         "autoscale" => autoscale::run(&parse_config(table, path, overrides, autoscale::AutoscaleConfig::validate)?, stage),
         "control" => control::run(&parse_config(table, path, overrides, control::ControlConfig::validate)?, stage),
+        "defend" => defend::run(&parse_config(table, path, overrides, defend::DefendConfig::validate)?, stage),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
-            message: format!("unknown experiment kind {other:?}; expected \"table4\", \"table5\", \"control\" or \"autoscale\""),
+            message: format!(
+                "unknown experiment kind {other:?}; expected \"table4\", \"table5\", \"control\", \"autoscale\" or \"defend\""
+            ),
         }),
     }
 }

@@ -71,7 +71,8 @@ pub fn best_fixed_choice(rewards: &[Vec<f64>]) -> usize {
     argmax((0..width).map(|a| rewards.iter().map(|r| r[a]).sum::<f64>()))
 }
 
-fn argmax(values: impl Iterator<Item = f64>) -> usize {
+/// Index of the largest value (the first on ties).
+pub fn argmax(values: impl Iterator<Item = f64>) -> usize {
     let mut best = (0, f64::NEG_INFINITY);
     for (i, v) in values.enumerate() {
         if v > best.1 {

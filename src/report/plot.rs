@@ -94,6 +94,30 @@ pub struct Curve {
     pub hi: Vec<f64>,
 }
 
+impl Curve {
+    /// One line without a band (a yardstick, a single run).
+    pub fn line(label: impl Into<String>, values: Vec<f64>) -> Curve {
+        Curve { label: label.into(), lo: values.clone(), hi: values.clone(), mean: values }
+    }
+
+    /// A flat line at `value` over `len` epochs.
+    pub fn flat(label: impl Into<String>, value: f64, len: usize) -> Curve {
+        Curve::line(label, vec![value; len])
+    }
+
+    /// Several runs of one series (seeds): the mean of the finite values at each of the
+    /// first `len` points, in a band from their minimum to their maximum.
+    pub fn over_runs(label: impl Into<String>, runs: &[&[f64]], len: usize) -> Curve {
+        let at = |e: usize| runs.iter().filter_map(|r| r.get(e).copied()).filter(|v| v.is_finite()).collect::<Vec<f64>>();
+        Curve {
+            label: label.into(),
+            mean: (0..len).map(|e| crate::report::mean_std(&at(e)).0).collect(),
+            lo: (0..len).map(|e| at(e).into_iter().fold(f64::INFINITY, f64::min)).collect(),
+            hi: (0..len).map(|e| at(e).into_iter().fold(f64::NEG_INFINITY, f64::max)).collect(),
+        }
+    }
+}
+
 /// One panel of curves against epochs.
 pub struct CurvePanel {
     pub title: String,

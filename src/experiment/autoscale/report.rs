@@ -250,36 +250,25 @@ fn curve_panel(cfg: &AutoscaleConfig, scenario: &str, cells: &[AutoscaleCell], o
         if mine.is_empty() {
             continue;
         }
-        let at = |e: usize| finite(&mine.iter().filter_map(|c| c.curve.0.get(e).copied()).collect::<Vec<_>>());
-        curves.push(Curve {
-            label: learner.label().into(),
-            mean: (0..cfg.epochs).map(|e| mean_std(&at(e)).0).collect(),
-            lo: (0..cfg.epochs).map(|e| at(e).into_iter().fold(f64::INFINITY, f64::min)).collect(),
-            hi: (0..cfg.epochs).map(|e| at(e).into_iter().fold(f64::NEG_INFINITY, f64::max)).collect(),
-        });
+        let runs: Vec<&[f64]> = mine.iter().map(|c| c.curve.0.as_slice()).collect();
+        curves.push(Curve::over_runs(learner.label(), &runs, cfg.epochs));
     }
     let per_step = mean_std(&optimum.per_seed.iter().map(|(_, m, _)| m.episode_return / m.steps.max(1.0)).collect::<Vec<_>>()).0;
-    curves.push(Curve {
-        label: "optimum".into(),
-        mean: vec![per_step; cfg.epochs],
-        lo: vec![per_step; cfg.epochs],
-        hi: vec![per_step; cfg.epochs],
-    });
+    curves.push(Curve::flat("optimum", per_step, cfg.epochs));
     CurvePanel { title: scenario.to_string(), curves }
 }
 
 fn episode_plot(scenario: &str, rows: &[Row]) -> Vec<CurvePanel> {
-    let flat = |v: Vec<f64>| Curve { label: String::new(), lo: v.clone(), hi: v.clone(), mean: v };
     let pick = |f: &dyn Fn(&Trace) -> f64| -> Vec<Curve> {
         rows.iter()
             .filter(|r| !r.label.starts_with("Optimum on the measured") && !r.episode.is_empty())
-            .map(|r| Curve { label: r.label.split(" (").next().unwrap_or(&r.label).to_string(), ..flat(r.episode.iter().map(f).collect()) })
+            .map(|r| Curve::line(r.label.split(" (").next().unwrap_or(&r.label), r.episode.iter().map(f).collect()))
             .collect()
     };
     let load = rows
         .iter()
         .find(|r| !r.episode.is_empty())
-        .map(|r| vec![Curve { label: "offered load".into(), ..flat(r.episode.iter().map(|t| t.load).collect()) }])
+        .map(|r| vec![Curve::line("offered load", r.episode.iter().map(|t| t.load).collect())])
         .unwrap_or_default();
     vec![
         CurvePanel { title: format!("{scenario}: load (req/s)"), curves: load },

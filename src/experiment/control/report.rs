@@ -417,18 +417,13 @@ fn curve_panel(p: &Problem, rows: &[PolicyRow], cells: &[ControlCell], csv: &mut
         if mine.is_empty() {
             continue;
         }
-        let at = |e: usize| finite(&mine.iter().filter_map(|c| c.curve.0.get(e).copied()).collect::<Vec<_>>());
-        curves.push(Curve {
-            label: learner.label().into(),
-            mean: (0..epochs).map(|e| mean_std(&at(e)).0).collect(),
-            lo: (0..epochs).map(|e| at(e).into_iter().fold(f64::INFINITY, f64::min)).collect(),
-            hi: (0..epochs).map(|e| at(e).into_iter().fold(f64::NEG_INFINITY, f64::max)).collect(),
-        });
+        let runs: Vec<&[f64]> = mine.iter().map(|c| c.curve.0.as_slice()).collect();
+        curves.push(Curve::over_runs(learner.label(), &runs, epochs));
     }
     for (file, label) in [("model_optimum", "optimum (model)"), ("best_fixed_model", "best fixed (model)")] {
         let row = rows.iter().find(|r| r.file == file).expect("always a row");
         let v = mean_std(&row.per_seed.iter().map(|(s, pol)| value(pol, &p.model(*s).reward, &p.w)).collect::<Vec<_>>()).0;
-        curves.push(Curve { label: label.into(), mean: vec![v; epochs], lo: vec![v; epochs], hi: vec![v; epochs] });
+        curves.push(Curve::flat(label, v, epochs));
     }
     CurvePanel { title: p.title(), curves }
 }

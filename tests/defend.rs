@@ -1,0 +1,153 @@
+//! The defend experiment through the real CLI, on a tiny grid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn meshrl(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshrl")).args(args).current_dir(cwd).output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Two searched fields (4 joint rules), two loads, two seeds, both learners and modes.
+fn tiny_defend(dir: &Path) -> PathBuf {
+    let config = format!(
+        r#"kind = "defend"
+seed = 3
+seeds = 2
+out_dir = "{out}"
+epochs = 2
+steps_per_epoch = 40
+select_runs = 2
+score_runs = 3
+midpoints_from = "{datasets}"
+
+[scenario]
+replicas = 3
+run_speed_sigma = 0.15
+fault_share = 0.0
+replica_behaviour = [{{ fault_share = 0.5 }}]
+
+[loads]
+threads = [2, 16]
+calls = [200]
+
+[grid]
+max_connections = ["unlimited"]
+max_pending_requests = ["unlimited"]
+http2_max_requests = [4, "unlimited"]
+consecutive_errors = [1, "unlimited"]
+max_ejection_percent = [34]
+ejection_time_s = [30]
+retry_attempts = [0]
+load_balancer = ["ROUND_ROBIN"]
+
+[[objectives]]
+name = "goodput"
+
+[[objectives]]
+name = "share"
+reward = "share_503"
+reward_unit = 0.1
+
+[dqn]
+hidden = 16
+batch_size = 8
+buffer_size = 64
+
+[ppo]
+gamma = 0.0
+n_steps = 16
+batch_size = 8
+shared_layers = [16]
+
+[attack]
+threads = [1, 8]
+calls = [100]
+epochs = 2
+steps_per_epoch = 20
+"#,
+        out = dir.join("out").display(),
+        datasets = repo().join("configs/datasets.toml").display()
+    );
+    let path = dir.join("defend.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn defend_tiny_run_writes_tables_rule_yaml_and_is_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_defend(tmp.path());
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+    let dir = tmp.path().join("out");
+    let md = std::fs::read_to_string(dir.join("defend.md")).unwrap();
+    for needle in [
+        "4 joint rules over 2 fields",
+        "Mode `per_load`",
+        "Mode `robust`",
+        "oracle (per load)",
+        "best single rule (worst load)",
+        "Istio defaults (>= 1.24)",
+        "S3 midpoint",
+        "DQN (greedy)",
+        "PPO (greedy)",
+        "(2 of 2)",
+        "against best single rule (mean)",
+        "Attacker against defender",
+    ] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    assert!(!md.contains("NaN"), "{md}");
+    // The oracle is never beaten on the mean over loads by more than the fresh runs' noise,
+    // and its regret against itself is 0.
+    let csv = std::fs::read_to_string(dir.join("defend.csv")).unwrap();
+    let oracle = csv.lines().find(|l| l.starts_with("goodput,per_load,\"oracle")).unwrap();
+    assert_eq!(oracle.split(',').nth(8), Some("0.0000"), "{oracle}");
+    for f in ["per_load.csv", "attack.csv", "curves.png", "curves.csv", "share_503_by_load.png", "timing.md", "config.resolved.toml"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    // Every field written out, no limit as the largest int32 (Istio's fields are int32).
+    let yaml = std::fs::read_to_string(dir.join("recommended/goodput/destination-rule.yaml")).unwrap();
+    for field in ["apiVersion: networking.istio.io/v1", "http2MaxRequests: ", "maxRetries: ", "connectTimeout: ", "simple: ROUND_ROBIN"] {
+        assert!(yaml.contains(field), "{field} missing:\n{yaml}");
+    }
+    assert!(!yaml.contains("4294967295"), "{yaml}");
+    let vs = std::fs::read_to_string(dir.join("recommended/goodput/virtual-service.yaml")).unwrap();
+    assert!(vs.contains("kind: VirtualService") && vs.contains("attempts: 0"), "{vs}");
+    let fortio = std::fs::read_to_string(dir.join("recommended/goodput/fortio.sh")).unwrap();
+    assert!(fortio.contains("fortio load -c 16 -qps 0 -n 200"), "{fortio}");
+
+    // The same seed gives the same bytes.
+    let again = tmp.path().join("again");
+    let out = meshrl(&["run", config.to_str().unwrap(), "--set", &format!("out_dir=\"{}\"", again.display())], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in ["defend.md", "defend.csv", "per_load.csv", "attack.csv", "curves.csv", "recommended/share/destination-rule.yaml"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{f} differs");
+    }
+}
+
+#[test]
+fn a_bad_rule_value_exits_2_naming_the_field_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_defend(tmp.path());
+    for (set, field) in [
+        ("grid.http2_max_requests=[0]", "grid.http2_max_requests[0]"),
+        ("grid.max_ejection_percent=[150]", "grid.max_ejection_percent[0]"),
+        ("scenario.replicas=0", "scenario.replicas"),
+        ("loads.threads=[0]", "loads.threads[0]"),
+    ] {
+        let out = meshrl(&["run", config.to_str().unwrap(), "--set", set], tmp.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{set}: {err}");
+        assert!(err.contains(field) && !err.contains("panicked"), "{set} should name {field}: {err}");
+        assert!(!tmp.path().join("out").exists(), "{set}: nothing is written");
+    }
+}
