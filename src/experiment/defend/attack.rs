@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::table::{istio_defaults, Source, Tables};
+use super::table::{istio_defaults, refined, Policy, Source, Tables};
 use super::DefendConfig;
 use crate::agent::LearnerKind;
 use crate::emulator::run_load_test;
@@ -43,24 +43,20 @@ fn mean_rate(cfg: &DefendConfig, rules: &TrafficRules, load: &Load, stream: u64,
 }
 
 /// The rule the toolkit recommends for an objective: among the robust-mode agents, the rule
-/// with the best worst load on the selection runs (never on the fresh runs it is scored
-/// on); without robust cells, the exhaustive robust optimum.
+/// with the best worst load on the refine runs (never on the fresh runs it is scored on);
+/// without robust cells, the exhaustive robust optimum.
 pub fn recommended(cfg: &DefendConfig, tables: &Tables, objective: usize) -> (String, TrafficRules) {
     let t = &tables.objectives[objective];
     let robust = t.modes.iter().find(|m| m.mode == Mode::Robust);
-    let worst_selected = |rules: &TrafficRules| {
-        // Agents' rules are grid rules: find their index to read the selection table.
-        (0..cfg.grid.joint_rules())
-            .find(|&k| cfg.grid.rule(&cfg.grid.choice(k)) == *rules)
-            .map(|k| t.selection.iter().map(|row| row[k]).fold(f64::INFINITY, f64::min))
-            .unwrap_or(f64::NEG_INFINITY)
-    };
+    // Judged on the refine runs, never on the fresh runs the rule is scored on.
+    let worst_refined =
+        |p: &Policy| p.grid.as_ref().map_or(f64::NEG_INFINITY, |g| refined(cfg, objective, g[0]).into_iter().fold(f64::INFINITY, f64::min));
     if let Some(m) = robust {
         let agents: Vec<_> = m.policies.iter().filter(|p| matches!(p.source, Source::Agent { .. })).collect();
         // The first agent (config order of learners, then seeds) wins ties.
-        let mut best: Option<(f64, &&super::table::Policy)> = None;
+        let mut best: Option<(f64, &&Policy)> = None;
         for a in &agents {
-            let v = worst_selected(&a.rules[0]);
+            let v = worst_refined(a);
             if best.is_none_or(|(b, _)| v > b) {
                 best = Some((v, a));
             }

@@ -9,8 +9,10 @@
 //! - Istio's real defaults, and each dataset's (S1-S5) midpoint rule.
 //!
 //! Every candidate is chosen on the mean of `select_runs` runs per (load, rule), the same
-//! seeds for every rule, and every policy is scored on `score_runs` fresh runs per load, the
-//! same fresh seeds for every policy ([`table`]). [`attack`] turns the SFR2L attacker on the
+//! seeds for every rule; the `shortlist` best are run `refine_runs` times more and the best
+//! of those is taken (the maximum of thousands of noisy means is mostly luck); every policy
+//! is scored on `score_runs` fresh runs per load, the same fresh seeds for every policy
+//! ([`table`]). [`attack`] turns the SFR2L attacker on the
 //! recommended rule and on Istio's defaults; [`report`] writes the tables, curves, plots and
 //! the recommended rule's YAML.
 //!
@@ -174,6 +176,11 @@ pub struct DefendConfig {
     /// Runs per (load, rule) on which the exhaustive yardsticks are chosen.
     #[serde(default = "three")]
     pub select_runs: usize,
+    /// Candidates per search (per load for the oracle) run again `refine_runs` times.
+    #[serde(default = "fifty")]
+    pub shortlist: usize,
+    #[serde(default = "twenty")]
+    pub refine_runs: usize,
     /// Fresh runs per (load, rule) on which every policy is scored.
     #[serde(default = "twenty")]
     pub score_runs: usize,
@@ -194,6 +201,9 @@ fn one() -> u64 {
 }
 fn three() -> usize {
     3
+}
+fn fifty() -> usize {
+    50
 }
 fn twenty() -> usize {
     20
@@ -216,8 +226,9 @@ impl DefendConfig {
         if self.kind != "defend" {
             return Err(Error::config(format!("kind must be \"defend\", but is {:?}", self.kind)));
         }
-        if self.seeds == 0 || self.epochs == 0 || self.steps_per_epoch == 0 || self.select_runs == 0 || self.score_runs == 0 {
-            return Err(Error::config("seeds, epochs, steps_per_epoch, select_runs and score_runs must be >= 1"));
+        let counts = [self.seeds, self.epochs, self.steps_per_epoch, self.select_runs, self.shortlist, self.refine_runs, self.score_runs];
+        if counts.contains(&0) {
+            return Err(Error::config("seeds, epochs, steps_per_epoch, select_runs, shortlist, refine_runs and score_runs must be >= 1"));
         }
         self.scenario.validate().map_err(Error::config)?;
         self.loads.validate("loads")?;

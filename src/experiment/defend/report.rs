@@ -362,20 +362,17 @@ fn write_share_plot(cfg: &DefendConfig, tables: &Tables, dir: &RunDir) -> Result
                 curves.push(Curve::line(label, p.outcomes.iter().map(|o| o.share_503).collect()));
             }
         }
-        panels.push(CurvePanel { title: format!("{}: 503 share by load", t.name), curves });
+        panels.push(CurvePanel { title: format!("objective {}", t.name), curves });
     }
     let loads = cfg.loads.loads();
-    let x = format!(
-        "load 1..{} (threads x calls: {})",
-        loads.len(),
-        loads.iter().map(|l| format!("{}x{}", l.threads, l.calls)).collect::<Vec<_>>().join(", ")
-    );
+    let name = |l: &crate::rules::Load| format!("{}x{}", l.threads, l.calls);
+    let x = format!("load, threads x calls ({} .. {})", name(&loads[0]), name(&loads[loads.len() - 1]));
     series_grid(
         &dir.join("share_503_by_load.png"),
-        "503 share of the recommended rule, Istio's defaults and the best single rule",
+        "503 share by load (per_load.csv lists the loads in order)",
         &x,
         "503 share",
         &panels,
-        1,
+        2,
     )
 }
