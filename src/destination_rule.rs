@@ -321,8 +321,8 @@ impl DestinationRule {
     /// [`DestinationRule::new`] writing every setting, defaults included: `connectTimeout`
     /// (Istio's 10 s unless set) and `loadBalancer.simple` (ROUND_ROBIN unless set), so the
     /// cluster runs the emulator's defaults rather than Istio's (LEAST_REQUEST since 1.14).
-    /// `http2MaxRequests` and `maxRetries` without a limit are still left out: Istio's
-    /// "no limit" is the field left out (or 0); its 2^32-1 does not fit the int32 field.
+    /// No limit is written out too, as the largest int32 (Istio's 2^32-1 does not fit its
+    /// int32 fields).
     pub fn new_full(name: &str, host: &str, rules: &TrafficRules) -> std::result::Result<Self, String> {
         Self::build(name, host, rules, true)
     }

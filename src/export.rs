@@ -411,16 +411,9 @@ pub fn run(args: &ExportOptions) -> Result<()> {
 /// The Fortio script of a rule bundle.
 pub const BUNDLE_FORTIO: &str = "fortio.sh";
 
-/// Writes one rule and the loads to run under it into `dir` (created if needed), for a
-/// cluster: `destination-rule.yaml` (every setting written out, defaults included:
-/// [`DestinationRule::new_full`]), `virtual-service.yaml` (the route's retries, `attempts: 0`
-/// when off, so Istio's own default retries do not apply) and `fortio.sh`, one
-/// `fortio load -c T -qps 0 -n N -json load_<k>.json http://<host>:8000/get` line per load
-/// (httpbin's port and path, as Istio's circuit-breaking task), in export's command format.
-/// Every file is built before any is written, and each is written atomically, so an error
-/// leaves none half-written; other files in `dir` are left alone. The results, once run,
-/// ingest with `meshrl ingest fortio <dir>` (a bundle's rules apply to every result in it).
-pub fn write_rule_bundle(dir: &Path, name: &str, host: &str, rules: &TrafficRules, loads: &[Load]) -> Result<()> {
+/// Checks a rule bundle's object name (a Kubernetes name) and service host, so that an
+/// experiment can refuse them before it runs rather than when it writes the bundle.
+pub fn check_bundle_names(name: &str, host: &str) -> Result<()> {
     let valid_name = !name.is_empty()
         && name.len() <= 253
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
@@ -434,6 +427,20 @@ pub fn write_rule_bundle(dir: &Path, name: &str, host: &str, rules: &TrafficRule
     if host.trim().is_empty() || host.chars().any(char::is_whitespace) {
         return Err(Error::config(format!("rule bundle `{name}`: host `{host}` is empty or has blanks")));
     }
+    Ok(())
+}
+
+/// Writes one rule and the loads to run under it into `dir` (created if needed), for a
+/// cluster: `destination-rule.yaml` (every setting written out, defaults included:
+/// [`DestinationRule::new_full`]), `virtual-service.yaml` (the route's retries, `attempts: 0`
+/// when off, so Istio's own default retries do not apply) and `fortio.sh`, one
+/// `fortio load -c T -qps 0 -n N -json load_<k>.json http://<host>:8000/get` line per load
+/// (httpbin's port and path, as Istio's circuit-breaking task), in export's command format.
+/// Every file is built before any is written, and each is written atomically, so an error
+/// leaves none half-written; other files in `dir` are left alone. The results, once run,
+/// ingest with `meshrl ingest fortio <dir>` (a bundle's rules apply to every result in it).
+pub fn write_rule_bundle(dir: &Path, name: &str, host: &str, rules: &TrafficRules, loads: &[Load]) -> Result<()> {
+    check_bundle_names(name, host)?;
     if loads.is_empty() {
         return Err(Error::config(format!("rule bundle `{name}`: no load to run")));
     }

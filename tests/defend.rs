@@ -143,6 +143,10 @@ fn a_bad_rule_value_exits_2_naming_the_field_and_writes_nothing() {
         ("grid.max_ejection_percent=[150]", "grid.max_ejection_percent[0]"),
         ("scenario.replicas=0", "scenario.replicas"),
         ("loads.threads=[0]", "loads.threads[0]"),
+        // Refused before the run, not when the recommended rule is written at its end.
+        ("grid.connect_timeout_ms=[2.5]", "grid.connect_timeout_ms[0]"),
+        ("deploy.name=\"Not_A_Name\"", "deploy"),
+        ("modes=[\"robust\",\"robust\"]", "modes"),
     ] {
         let out = meshrl(&["run", config.to_str().unwrap(), "--set", set], tmp.path());
         let err = text(&out.stderr);

@@ -149,7 +149,7 @@ impl RuleGrid {
 
     /// Number of joint rules.
     pub fn joint_rules(&self) -> usize {
-        self.sizes().iter().product()
+        self.sizes().iter().fold(1usize, |acc, &n| acc.saturating_mul(n))
     }
 
     /// Checks every value as Istio would, naming the field (`grid.http2_max_requests[0]`).
@@ -189,6 +189,22 @@ impl RuleGrid {
         }
         if let Some((i, v)) = self.retry_attempts.iter().enumerate().find(|(_, v)| **v > 10) {
             return Err(format!("grid.retry_attempts[{i}] must be <= 10, but is {v}"));
+        }
+        if self.searched().is_empty() {
+            return Err("grid: every field has one value, so there is nothing to choose; give some field two or more".into());
+        }
+        // Every value must have a DestinationRule spelling: the recommended rule is written
+        // as YAML at the end of a run, and that must not fail after hours of work.
+        let sizes = self.sizes();
+        for (f, &n) in sizes.iter().enumerate() {
+            for i in 0..n {
+                let mut choice = [0; 12];
+                choice[f] = i;
+                let rule = self.rule(&choice);
+                if let Err((_, why)) = crate::destination_rule::rule_spelling(&rule) {
+                    return Err(format!("grid.{}[{i}] has no Istio spelling: {why}", FIELDS[f]));
+                }
+            }
         }
         if self.joint_rules() > 2_000_000 {
             return Err(format!("grid spans {} joint rules; at most 2 000 000 can be searched exhaustively", self.joint_rules()));

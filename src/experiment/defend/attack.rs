@@ -42,35 +42,38 @@ fn mean_rate(cfg: &DefendConfig, rules: &TrafficRules, load: &Load, stream: u64,
     (0..runs).map(|j| run_load_test(rules, load, &cfg.scenario, seed(j)).reward()).sum::<f64>() / runs as f64
 }
 
-/// The rule the toolkit recommends for an objective: among the robust-mode agents, the rule
-/// with the best worst load on the refine runs (never on the fresh runs it is scored on);
-/// without robust cells, the exhaustive robust optimum.
+/// The rule the toolkit recommends for an objective: the best, by its worst load and then
+/// by its mean over loads on the refine runs (never on the fresh runs it is scored on), of
+/// the robust agents' rules and the exhaustive robust optimum (the best single rule by
+/// the mean if the run has no robust mode).
 pub fn recommended(cfg: &DefendConfig, tables: &Tables, objective: usize) -> (String, TrafficRules) {
     let t = &tables.objectives[objective];
-    let robust = t.modes.iter().find(|m| m.mode == Mode::Robust);
-    // Judged on the refine runs, never on the fresh runs the rule is scored on.
-    let worst_refined =
-        |p: &Policy| p.grid.as_ref().map_or(f64::NEG_INFINITY, |g| refined(cfg, objective, g[0]).into_iter().fold(f64::INFINITY, f64::min));
-    if let Some(m) = robust {
-        let agents: Vec<_> = m.policies.iter().filter(|p| matches!(p.source, Source::Agent { .. })).collect();
-        // The first agent (config order of learners, then seeds) wins ties.
-        let mut best: Option<(f64, &&Policy)> = None;
-        for a in &agents {
-            let v = worst_refined(a);
-            if best.is_none_or(|(b, _)| v > b) {
-                best = Some((v, a));
-            }
-        }
-        if let Some((_, best)) = best {
-            return (format!("recommended (robust {})", best.name), best.rules[0]);
-        }
-        if let Some(p) = m.policies.iter().find(|p| p.name.starts_with("best single rule (worst load)")) {
-            return ("recommended (exhaustive robust optimum)".into(), p.rules[0]);
+    let (mode, search_name) = match t.modes.iter().find(|m| m.mode == Mode::Robust) {
+        Some(m) => (m, "best single rule (worst load)"),
+        None => (&t.modes[0], "best single rule (mean)"),
+    };
+    let weights = cfg.loads.weights();
+    let judged = |p: &Policy| -> (f64, f64) {
+        let values = p.grid.as_ref().map_or(vec![], |g| refined(cfg, objective, g[0]));
+        let worst = values.iter().copied().fold(f64::INFINITY, f64::min);
+        (worst, values.iter().zip(&weights).map(|(v, w)| v * w).sum())
+    };
+    let mut best: Option<((f64, f64), &Policy)> = None;
+    // The search first, then the agents: an agent's rule is recommended only when it is
+    // strictly better on the refine runs.
+    let agents = mode.policies.iter().filter(|p| matches!(p.source, Source::Agent { .. }) && mode.mode == Mode::Robust);
+    for p in mode.policies.iter().filter(|p| p.name == search_name).chain(agents) {
+        let v = judged(p);
+        if best.is_none_or(|(b, _)| v.0 > b.0 || (v.0 == b.0 && v.1 > b.1)) {
+            best = Some((v, p));
         }
     }
-    let per_load = &t.modes[0];
-    let p = per_load.policies.iter().find(|p| p.name.starts_with("best single rule")).expect("every mode has a best single rule");
-    ("recommended (best single rule)".into(), p.rules[0])
+    let p = best.expect("every mode has its best single rule").1;
+    let label = match p.source {
+        Source::Agent { .. } => format!("recommended (robust {})", p.name),
+        _ => format!("recommended ({})", p.name),
+    };
+    (label, p.rules[0])
 }
 
 /// Attacks the recommended rule of every objective and Istio's defaults.

@@ -245,6 +245,18 @@ impl DefendConfig {
                 return Err(Error::config(format!("two objectives are named {:?}", o.name)));
             }
         }
+        for (what, dup) in [
+            ("modes", self.modes.iter().enumerate().any(|(i, m)| self.modes[..i].contains(m))),
+            ("learners", self.learners.iter().enumerate().any(|(i, l)| self.learners[..i].contains(l))),
+        ] {
+            if dup {
+                return Err(Error::config(format!("{what} lists a value twice")));
+            }
+        }
+        crate::export::check_bundle_names(&self.deploy.name, &self.deploy.host).map_err(|e| match e {
+            Error::Config { message, .. } => Error::config(format!("deploy: {message}")),
+            other => other,
+        })?;
         let a = &self.attack;
         LoadGrid { threads: a.threads.clone(), calls: a.calls.clone(), weights: None }.validate("attack")?;
         if a.epochs == 0 || a.steps_per_epoch == 0 {
@@ -255,7 +267,7 @@ impl DefendConfig {
     }
 
     fn seed_list(&self) -> Vec<u64> {
-        (0..self.seeds as u64).map(|r| self.seed + r).collect()
+        (0..self.seeds as u64).map(|r| self.seed.wrapping_add(r)).collect()
     }
 
     /// The problem of one objective and mode.

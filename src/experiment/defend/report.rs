@@ -19,6 +19,8 @@ use crate::report::{finite, fmt_of_n, markdown_table};
 use crate::rules::TrafficRules;
 
 fn num(x: f64) -> String {
+    // A value that rounds to zero prints as 0, not -0.0000.
+    let x = if x.abs() < 5e-5 { 0.0 } else { x };
     if x.abs() >= 100.0 {
         format!("{x:.0}")
     } else if x.abs() >= 1.0 {
@@ -66,8 +68,9 @@ pub fn write(cfg: &DefendConfig, tables: &Tables, attacks: &[Attack], cells: &[D
     let _ = writeln!(
         md,
         "Service: {} replicas ({}). Loads: threads {:?} x calls {:?} ({} states). Grid: {} joint rules over {} fields \
-         ({}). Every candidate chosen on {} runs per (load, rule), every policy scored on {} fresh runs per load, the same \
-         for all. Agents: {} seeds ({}), {} epochs x {} interactions on the emulator; greedy policy after training. \
+         ({}). Every search ranks all rules on {} runs per (load, rule), reruns its {} best {} times on runs of \
+         their own and picks on those; every policy is scored on {} fresh runs per load, the same for all. The 503 \
+         share and p99 columns are plain means over the loads. Agents: {} seeds ({}), {} epochs x {} interactions on the emulator; greedy policy after training. \
          {} load tests in the search and scoring. Config: `config.resolved.toml`; wall times: `timing.md`.\n",
         cfg.scenario.replicas,
         if behaving.is_empty() { "all well-behaved".into() } else { behaving.join("; ") },
@@ -78,6 +81,8 @@ pub fn write(cfg: &DefendConfig, tables: &Tables, attacks: &[Attack], cells: &[D
         cfg.grid.searched().len(),
         cfg.grid.searched().iter().map(|&f| crate::env::defend::grid::short_name(f)).collect::<Vec<_>>().join(", "),
         cfg.select_runs,
+        cfg.shortlist,
+        cfg.refine_runs,
         cfg.score_runs,
         n_seeds,
         cfg.seed_list().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
@@ -190,7 +195,7 @@ fn mode_table(cfg: &DefendConfig, tables: &Tables, mode: Mode, policies: &[Polic
             num(by_mode(p)),
             num(by_mode(oracle) - by_mode(p)),
             num(other(p)),
-            format!("{:.4}", o.share_503),
+            num(o.share_503),
             num(o.p99_ms),
             rule,
         ]);
