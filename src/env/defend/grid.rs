@@ -195,12 +195,11 @@ impl RuleGrid {
         }
         // Every value must have a DestinationRule spelling: the recommended rule is written
         // as YAML at the end of a run, and that must not fail after hours of work.
-        let sizes = self.sizes();
-        for (f, &n) in sizes.iter().enumerate() {
+        // Each value on an otherwise default rule, so that the message names its field.
+        for (f, &n) in self.sizes().iter().enumerate() {
             for i in 0..n {
-                let mut choice = [0; 12];
-                choice[f] = i;
-                let rule = self.rule(&choice);
+                let mut rule = TrafficRules::default();
+                self.set(&mut rule, f, i);
                 if let Err((_, why)) = crate::destination_rule::rule_spelling(&rule) {
                     return Err(format!("grid.{}[{i}] has no Istio spelling: {why}", FIELDS[f]));
                 }
@@ -228,22 +227,33 @@ impl RuleGrid {
         self.sizes().iter().zip(choice).fold(0, |acc, (n, c)| acc * n + c)
     }
 
-    /// The rule of a choice; every field not in the grid keeps [`TrafficRules::default`].
+    /// The rule of a choice.
     pub fn rule(&self, c: &[usize; 12]) -> TrafficRules {
-        let attempts = self.retry_attempts[c[10]];
-        TrafficRules {
-            max_connections: self.max_connections[c[0]].value(),
-            max_pending_requests: self.max_pending_requests[c[1]].value(),
-            http2_max_requests: self.http2_max_requests[c[2]].optional(),
-            max_requests_per_connection: self.max_requests_per_connection[c[3]].value(),
-            max_retries: self.max_retries[c[4]].optional(),
-            connect_timeout_ms: self.connect_timeout_ms[c[5]],
-            consecutive_errors: self.consecutive_errors[c[6]].value(),
-            max_ejection_percent: self.max_ejection_percent[c[7]],
-            ejection_time_s: self.ejection_time_s[c[8]],
-            interval_s: self.interval_s[c[9]],
-            retries: if attempts == 0 { RetryPolicy::off() } else { RetryPolicy { attempts, ..RetryPolicy::istio_default() } },
-            load_balancer: self.load_balancer[c[11]],
+        let mut rules = TrafficRules::default();
+        for (field, &i) in c.iter().enumerate() {
+            self.set(&mut rules, field, i);
+        }
+        rules
+    }
+
+    /// Sets one field of `rules` to its `i`-th value.
+    fn set(&self, rules: &mut TrafficRules, field: usize, i: usize) {
+        match field {
+            0 => rules.max_connections = self.max_connections[i].value(),
+            1 => rules.max_pending_requests = self.max_pending_requests[i].value(),
+            2 => rules.http2_max_requests = self.http2_max_requests[i].optional(),
+            3 => rules.max_requests_per_connection = self.max_requests_per_connection[i].value(),
+            4 => rules.max_retries = self.max_retries[i].optional(),
+            5 => rules.connect_timeout_ms = self.connect_timeout_ms[i],
+            6 => rules.consecutive_errors = self.consecutive_errors[i].value(),
+            7 => rules.max_ejection_percent = self.max_ejection_percent[i],
+            8 => rules.ejection_time_s = self.ejection_time_s[i],
+            9 => rules.interval_s = self.interval_s[i],
+            10 => {
+                let attempts = self.retry_attempts[i];
+                rules.retries = if attempts == 0 { RetryPolicy::off() } else { RetryPolicy { attempts, ..RetryPolicy::istio_default() } };
+            }
+            _ => rules.load_balancer = self.load_balancer[i],
         }
     }
 
