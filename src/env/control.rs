@@ -7,7 +7,6 @@
 //!
 //! The agent observes `load / max load`, one number (the framework observed the raw load).
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -71,15 +70,7 @@ impl ControlEnv {
     }
 
     fn draw(&self, rng: &mut ChaCha8Rng) -> LoadState {
-        let u: f64 = rng.random();
-        let mut acc = 0.0;
-        for (i, w) in self.tables.weights.iter().enumerate() {
-            acc += w;
-            if u < acc {
-                return LoadState { load: i };
-            }
-        }
-        LoadState { load: self.tables.loads.len() - 1 }
+        LoadState { load: super::draw_weighted(&self.tables.weights, rng) }
     }
 }
 

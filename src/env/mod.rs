@@ -35,6 +35,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
+/// Index drawn by its weight (weights summing to 1): one uniform number, the first index
+/// whose running total exceeds it (the last one if rounding leaves a gap).
+pub fn draw_weighted(weights: &[f64], rng: &mut ChaCha8Rng) -> usize {
+    use rand::Rng;
+    let u: f64 = rng.random();
+    let mut acc = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        if u < acc {
+            return i;
+        }
+    }
+    weights.len() - 1
+}
+
 /// One group of agents: one agent per slot, all with the same observation and action sizes
 /// (in the load search: the thread agents, or the call agents, of every service).
 #[derive(Debug, Clone, PartialEq)]

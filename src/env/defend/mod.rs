@@ -160,19 +160,7 @@ impl DefendEnv {
     fn draw(&self, rng: &mut ChaCha8Rng) -> LoadState {
         let load = match self.spec.mode {
             Mode::Robust => 0,
-            Mode::PerLoad => {
-                let u: f64 = rng.random();
-                let mut acc = 0.0;
-                let mut pick = self.spec.loads.len() - 1;
-                for (i, w) in self.spec.weights.iter().enumerate() {
-                    acc += w;
-                    if u < acc {
-                        pick = i;
-                        break;
-                    }
-                }
-                pick
-            }
+            Mode::PerLoad => super::draw_weighted(&self.spec.weights, rng),
         };
         LoadState { load, seed: rng.random() }
     }

@@ -77,12 +77,10 @@ pub fn recommended(cfg: &DefendConfig, tables: &Tables, objective: usize) -> (St
 }
 
 /// Attacks the recommended rule of every objective and Istio's defaults.
-pub fn run(cfg: &DefendConfig, tables: &Tables) -> Result<Vec<Attack>> {
-    let mut targets: Vec<(String, String, TrafficRules)> = Vec::new();
-    for (o, named) in cfg.objectives.iter().enumerate() {
-        let (name, rules) = recommended(cfg, tables, o);
-        targets.push((name, named.name.clone(), rules));
-    }
+/// `recommended[o]` is objective o's ([`recommended`]).
+pub fn run(cfg: &DefendConfig, recommended: &[(String, TrafficRules)]) -> Result<Vec<Attack>> {
+    let mut targets: Vec<(String, String, TrafficRules)> =
+        cfg.objectives.iter().zip(recommended).map(|(named, (name, rules))| (name.clone(), named.name.clone(), *rules)).collect();
     targets.push(("Istio defaults (>= 1.24)".into(), String::new(), istio_defaults(RetryPolicy::istio_1_24_default())));
     let grid = super::LoadGrid { threads: cfg.attack.threads.clone(), calls: cfg.attack.calls.clone(), weights: None };
     let loads = grid.loads();

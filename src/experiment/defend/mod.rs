@@ -401,8 +401,12 @@ pub fn run(cfg: &DefendConfig, stage: Stage) -> Result<()> {
         return Ok(());
     }
     let tables = table::Tables::compute(cfg, &midpoints, &cells)?;
-    let attacks = attack::run(cfg, &tables)?;
-    report::write(cfg, &tables, &attacks, &cells, &dir, started.elapsed().as_secs_f64())?;
+    // One recommended rule per objective (its choice reruns candidates), shared by the
+    // attack and the report.
+    let recommended: Vec<(String, crate::rules::TrafficRules)> =
+        (0..cfg.objectives.len()).map(|o| attack::recommended(cfg, &tables, o)).collect();
+    let attacks = attack::run(cfg, &recommended)?;
+    report::write(cfg, &tables, &recommended, &attacks, &cells, &dir, started.elapsed().as_secs_f64())?;
     println!("wrote {}", cfg.out_dir.join("defend.md").display());
     Ok(())
 }

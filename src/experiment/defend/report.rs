@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::attack::{recommended, Attack};
+use super::attack::Attack;
 use super::table::{Policy, Source, Tables};
 use super::{DefendCell, DefendConfig};
 use crate::env::defend::objective::Outcome;
@@ -53,7 +53,15 @@ fn describe_rule(rules: &TrafficRules) -> String {
     )
 }
 
-pub fn write(cfg: &DefendConfig, tables: &Tables, attacks: &[Attack], cells: &[DefendCell], dir: &RunDir, seconds: f64) -> Result<()> {
+pub fn write(
+    cfg: &DefendConfig,
+    tables: &Tables,
+    recommended: &[(String, TrafficRules)],
+    attacks: &[Attack],
+    cells: &[DefendCell],
+    dir: &RunDir,
+    seconds: f64,
+) -> Result<()> {
     let loads = cfg.loads.loads();
     let n_seeds = cfg.seeds;
     let mut md = String::from("# Defend: which DestinationRule keeps the service up?\n\n");
@@ -161,11 +169,10 @@ pub fn write(cfg: &DefendConfig, tables: &Tables, attacks: &[Attack], cells: &[D
     dir.write("per_load.csv", &per_load)?;
     write_attack_csv(attacks, dir)?;
     write_curves(cfg, tables, cells, dir)?;
-    write_share_plot(cfg, tables, dir)?;
-    for (oi, named) in cfg.objectives.iter().enumerate() {
-        let (_, rules) = recommended(cfg, tables, oi);
+    write_share_plot(cfg, tables, recommended, dir)?;
+    for (named, (_, rules)) in cfg.objectives.iter().zip(recommended) {
         let bundle = dir.join(format!("recommended/{}", named.name));
-        crate::export::write_rule_bundle(&bundle, &cfg.deploy.name, &cfg.deploy.host, &rules, &loads)?;
+        crate::export::write_rule_bundle(&bundle, &cfg.deploy.name, &cfg.deploy.host, rules, &loads)?;
     }
     Ok(())
 }
@@ -355,13 +362,12 @@ fn write_curves(cfg: &DefendConfig, tables: &Tables, cells: &[DefendCell], dir: 
 
 /// 503 share against load (loads in config order) for the recommended rule, Istio's
 /// defaults and the best single rule, one panel per objective.
-fn write_share_plot(cfg: &DefendConfig, tables: &Tables, dir: &RunDir) -> Result<()> {
+fn write_share_plot(cfg: &DefendConfig, tables: &Tables, recommended: &[(String, TrafficRules)], dir: &RunDir) -> Result<()> {
     let mut panels = Vec::new();
-    for (oi, t) in tables.objectives.iter().enumerate() {
-        let (name, rules) = recommended(cfg, tables, oi);
-        let recommended_outcomes = super::table::score(cfg, oi, &vec![rules; cfg.loads.loads().len()]);
+    for (oi, (t, (name, rules))) in tables.objectives.iter().zip(recommended).enumerate() {
+        let recommended_outcomes = super::table::score(cfg, oi, &vec![*rules; cfg.loads.loads().len()]);
         let m = &t.modes[0];
-        let mut curves = vec![Curve::line(name, recommended_outcomes.iter().map(|o| o.share_503).collect())];
+        let mut curves = vec![Curve::line(name.clone(), recommended_outcomes.iter().map(|o| o.share_503).collect())];
         for label in ["Istio defaults (>= 1.24)", "best single rule (mean)"] {
             if let Some(p) = m.policies.iter().find(|p| p.name == label) {
                 curves.push(Curve::line(label, p.outcomes.iter().map(|o| o.share_503).collect()));
