@@ -291,7 +291,7 @@ fn dataset_path(config: &Path, name: &str) -> Result<PathBuf> {
 
 /// Reads the cell, picks the runs, writes `run_<i>.yaml` (and `run_<i>.virtual-service.yaml`
 /// for a run whose rules retry) and `manifest.csv` into `args.out`, all or nothing: the
-/// folder is replaced whole (see [`crate::atomic::write_dir`]) after [`check_replaceable`];
+/// folder is replaced whole (see [`crate::atomic::write_dir`]) after `check_replaceable`;
 /// on any error an existing `args.out` is left as it was. Runs of the seven rule columns
 /// alone export exactly the files they did before the other rule settings existed. Once
 /// some run sets one of those, the manifest gets the optional rule columns and every run is

@@ -586,7 +586,6 @@ mod tests {
         let cases = [
             (good.replace("interval: 1s", "interval: 1d"), "interval"),
             (good.replace("interval: 1s", "interval: 1"), "interval"),
-            (good.replace("tcp:\n        maxConnections: 1\n", "tcp: {}\n"), "missing field `maxConnections`"),
             // A connection-pool setting the trace has no column for.
             (good.replace("maxConnections: 1", "maxConnections: 1\n        idleTimeout: 30s"), "idleTimeout"),
             (good.replace("maxConnections: 1", "maxConnections: 1\n        connectTimeout: 30"), "connectTimeout"),

@@ -271,6 +271,56 @@ impl TrafficRules {
     }
 }
 
+impl TrafficRules {
+    /// The rule in a few words, for tables and command output.
+    pub fn describe(&self) -> String {
+        let rules = self;
+        let limit = |v: u32| if v == u32::MAX { "unlimited".to_string() } else { v.to_string() };
+        let od = if rules.consecutive_errors == u32::MAX {
+            "no outlier detection".to_string()
+        } else {
+            format!("5xx {}, eject {}% for {} s", rules.consecutive_errors, rules.max_ejection_percent, rules.ejection_time_s)
+        };
+        let retries = if rules.retries.is_off() {
+            "no retries".to_string()
+        } else {
+            format!("{} retries{}", rules.retries.attempts, if rules.retries.on_503 { " (503 too)" } else { " (connect failures)" })
+        };
+        format!(
+            "conn {}, pending {}, in-flight {}, req/conn {}, {od}, {retries}, {:?}",
+            limit(rules.max_connections),
+            limit(rules.max_pending_requests),
+            rules.http2_max_requests.map_or("unlimited".to_string(), |v| v.to_string()),
+            limit(rules.max_requests_per_connection),
+            rules.load_balancer
+        )
+    }
+
+    /// Checks the settings beyond the seven trace columns, naming the field and the value.
+    pub fn validate_knobs(&self) -> Result<(), String> {
+        if self.http2_max_requests == Some(0) {
+            return Err("http2_max_requests must be >= 1 (Istio reads 0 as unset: leave it out for no limit), but is 0".into());
+        }
+        if self.max_retries == Some(0) {
+            return Err("max_retries must be >= 1 (Istio reads 0 as unset: leave it out for no limit), but is 0".into());
+        }
+        if !(self.connect_timeout_ms.is_finite() && self.connect_timeout_ms >= 1.0) {
+            return Err(format!("connect_timeout_ms must be a finite number >= 1 (Istio: >= 1ms), but is {}", self.connect_timeout_ms));
+        }
+        let r = &self.retries;
+        if !(r.backoff_base_ms.is_finite() && r.backoff_base_ms > 0.0) {
+            return Err(format!("retries.backoff_base_ms must be a finite number > 0, but is {}", r.backoff_base_ms));
+        }
+        if r.attempts > u16::MAX as u32 {
+            return Err(format!("retries.attempts must be <= {}, but is {}", u16::MAX, r.attempts));
+        }
+        if r.host_selection_retry_max_attempts > 64 {
+            return Err(format!("retries.host_selection_retry_max_attempts must be <= 64, but is {}", r.host_selection_retry_max_attempts));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,92 @@ fn emulate_prints_the_distribution_and_the_published_runs() {
     assert_exit_2_naming(&bad, &["threads must be >= 1"]);
 }
 
+/// A DestinationRule as a user may have it: most fields left to Istio's defaults.
+const SPARSE_RULE: &str = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: httpbin
+spec:
+  host: httpbin
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 10
+    outlierDetection:
+      consecutive5xxErrors: 3
+";
+
+#[test]
+fn emulate_takes_the_users_rules_with_istio_defaults_and_flags_on_top() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dr = tmp.path().join("dr.yaml");
+    std::fs::write(&dr, SPARSE_RULE).unwrap();
+    let rule_line = |args: &[&str]| {
+        let out = meshrl(&[&["emulate", "--runs", "5"], args].concat(), tmp.path());
+        assert_ok(&out);
+        text(&out.stdout).lines().find(|l| l.starts_with("rule: ")).expect("the rule is printed").to_string()
+    };
+    // No file: the circuit-breaking task's rule, as before.
+    assert!(rule_line(&[]).starts_with("rule: conn 1, pending 1, in-flight unlimited, req/conn 1, 5xx 1, eject 100% for 180 s, no retries"));
+    // The file: what it omits takes Istio's (and Envoy's) defaults.
+    let from_file = rule_line(&["--destination-rule", "dr.yaml"]);
+    assert!(
+        from_file.starts_with("rule: conn 10, pending unlimited, in-flight unlimited, req/conn unlimited, 5xx 3, eject 10% for 30 s, no retries, RoundRobin; outlier interval 10 s, connect timeout 10000 ms"),
+        "{from_file}"
+    );
+    // Flags override the file, knobs included; the VirtualService brings its retries.
+    let vs = tmp.path().join("vs.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: httpbin\nspec:\n  hosts: [httpbin]\n  http:\n  - route:\n    - destination:\n        host: httpbin\n    retries:\n      attempts: 3\n      retryOn: 5xx\n",
+    )
+    .unwrap();
+    let both = rule_line(&[
+        "--destination-rule",
+        "dr.yaml",
+        "--virtual-service",
+        "vs.yaml",
+        "--max-connections",
+        "4",
+        "--http2-max-requests",
+        "8",
+        "--load-balancer",
+        "LEAST_REQUEST",
+    ]);
+    assert!(both.starts_with("rule: conn 4, pending unlimited, in-flight 8, req/conn unlimited, 5xx 3, eject 10% for 30 s, 3 retries (503 too), LeastRequest"), "{both}");
+    assert!(rule_line(&["--destination-rule", "dr.yaml", "--retry-attempts", "0", "--virtual-service", "vs.yaml"]).contains("no retries"));
+
+    // Bad input: the file and its field, or the flag, and exit 2.
+    std::fs::write(&dr, SPARSE_RULE.replace("maxConnections: 10", "maxConnections: 0")).unwrap();
+    assert_exit_2_naming(&meshrl(&["emulate", "--destination-rule", "dr.yaml"], tmp.path()), &["dr.yaml", "maxConnections"]);
+    std::fs::write(&dr, SPARSE_RULE.replace("maxConnections: 10", "maxConnections: 10\n        idleTimeout: 1s")).unwrap();
+    assert_exit_2_naming(&meshrl(&["emulate", "--destination-rule", "dr.yaml"], tmp.path()), &["dr.yaml", "idleTimeout"]);
+    assert_exit_2_naming(&meshrl(&["emulate", "--destination-rule", "missing.yaml"], tmp.path()), &["missing.yaml"]);
+    assert_exit_2_naming(&meshrl(&["emulate", "--load-balancer", "MAGLEV"], tmp.path()), &["--load-balancer", "MAGLEV"]);
+    assert_exit_2_naming(&meshrl(&["emulate", "--retry-on-503", "yes"], tmp.path()), &["--retry-on-503"]);
+
+    // Every knob the defender searches has a flag, listed by --help.
+    let help = text(&meshrl(&["emulate", "--help"], tmp.path()).stdout);
+    for flag in [
+        "--destination-rule",
+        "--virtual-service",
+        "--http2-max-requests",
+        "--max-retries",
+        "--connect-timeout-ms",
+        "--load-balancer",
+        "--retry-attempts",
+        "--retry-on-503",
+        "--retry-on-connect-failure",
+        "--retry-previous-hosts",
+        "--retry-backoff-ms",
+        "--consecutive-errors",
+        "--ejection-time-s",
+        "--max-ejection-percent",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from emulate --help:\n{help}");
+    }
+}
+
 /// A tiny Table 4 config: two datasets, few rows, small networks, two seeds.
 fn tiny_table4(dir: &Path, extra: &str) -> PathBuf {
     let repo = repo();
@@ -326,8 +412,12 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     }
     let md = std::fs::read_to_string(dir.join("table5.md")).unwrap();
     assert!(md.contains("## Yardsticks") && md.contains("Oracle Val."), "{md}");
-    let timing = std::fs::read_to_string(dir.join("timing.md")).unwrap();
+    // Wall times go to the uncommitted file; the committed snapshot only on request.
+    let timing = std::fs::read_to_string(dir.join("wall_time.md")).unwrap();
     assert!(timing.contains("| thread&call*5 | 1 |") && timing.contains("| 64 |"), "{timing}");
+    assert!(!dir.join("timing.md").exists(), "timing.md is written only with --timing-snapshot");
+    assert_ok(&meshrl(&["report", config.to_str().unwrap(), "--timing-snapshot"], tmp.path()));
+    assert_eq!(timing, std::fs::read_to_string(dir.join("timing.md")).unwrap());
     let pairs = std::fs::read_to_string(dir.join("pairs/S1/call_seed5.csv")).unwrap();
     assert_eq!(pairs.lines().count(), 1 + 3 * 40, "validation_pairs per side");
 
@@ -375,6 +465,46 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     let out = meshrl(&["validate", "--fortio", export_val.to_str().unwrap()], tmp.path());
     assert_ok(&out);
     assert!(text(&out.stdout).contains("Val. from 40 agent and 40 baseline runs: 1.000"), "{}", text(&out.stdout));
+}
+
+/// git, in `dir`, with an identity (for the commit of the miniature checkout).
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=meshrl", "-c", "user.email=meshrl@localhost", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The main command must leave a checkout clean: a run's committed files (everything the
+/// repository's .gitignore keeps) come out byte for byte the same on a rerun of a finished
+/// run, and on a fresh run of a fresh clone (no cells, no simulators).
+#[test]
+fn rerunning_a_committed_run_changes_no_committed_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = tmp.path();
+    std::fs::copy(repo().join(".gitignore"), checkout.join(".gitignore")).unwrap();
+    let config = tiny_table5(checkout);
+    let out = checkout.join("out").display().to_string();
+    let in_results = checkout.join("results/tiny").display().to_string();
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(&out, &in_results)).unwrap();
+    assert_ok(&meshrl(&["run", config.to_str().unwrap()], checkout));
+    git(checkout, &["init", "-q"]);
+    git(checkout, &["add", "-A"]);
+    git(checkout, &["commit", "-q", "-m", "a run"]);
+    let committed = git(checkout, &["ls-files"]);
+    assert!(committed.contains("results/tiny/table5.md") && committed.contains("results/tiny/figure7.png"), "{committed}");
+    assert!(!committed.contains("wall_time.md") && !committed.contains("cells/"), "{committed}");
+
+    assert_ok(&meshrl(&["run", config.to_str().unwrap()], checkout));
+    assert_eq!(git(checkout, &["status", "--porcelain"]), "", "a rerun of a finished run");
+    git(checkout, &["clean", "-q", "-f", "-d", "-X"]);
+    assert!(!checkout.join("results/tiny/cells").exists() && !checkout.join("results/tiny/models").exists());
+    assert_ok(&meshrl(&["run", config.to_str().unwrap()], checkout));
+    assert_eq!(git(checkout, &["status", "--porcelain"]), "", "a fresh clone's run");
 }
 
 /// A run killed (SIGKILL, no chance to clean up) after its first finished cell: every cell

@@ -111,7 +111,7 @@ fn defend_tiny_run_writes_tables_rule_yaml_and_is_reproducible() {
     let csv = std::fs::read_to_string(dir.join("defend.csv")).unwrap();
     let oracle = csv.lines().find(|l| l.starts_with("goodput,per_load,\"oracle")).unwrap();
     assert_eq!(oracle.split(',').nth(8), Some("0.0000"), "{oracle}");
-    for f in ["per_load.csv", "attack.csv", "curves.png", "curves.csv", "share_503_by_load.png", "timing.md", "config.resolved.toml"] {
+    for f in ["per_load.csv", "attack.csv", "curves.png", "curves.csv", "share_503_by_load.png", "wall_time.md", "config.resolved.toml"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     // Every field written out, no limit as the largest int32 (Istio's fields are int32).

@@ -6,26 +6,73 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use meshrl::destination_rule;
 use meshrl::emulator::calibration::{self, Distribution};
 use meshrl::emulator::Scenario;
-use meshrl::rules::{Load, TrafficRules};
+use meshrl::rules::{Load, TrafficRules, KNOB_COLUMNS};
 
+/// The rule comes from, in order: the flags given, then `--destination-rule` (and
+/// `--virtual-service`) as `meshrl ingest` reads them (a field the file omits takes Istio's
+/// default), then the circuit-breaking task's rule (1 connection, 1 pending request, 1
+/// request per connection, eject on 1 consecutive 5xx for 180 s, 100 %, every 1 s), which
+/// the published runs and `--calibration` are compared under.
 #[derive(Args, Debug)]
 pub struct EmulateArgs {
-    #[arg(long, default_value_t = 1)]
-    pub max_pending_requests: u32,
-    #[arg(long, default_value_t = 1)]
-    pub max_connections: u32,
-    #[arg(long, default_value_t = 1)]
-    pub max_requests_per_connection: u32,
-    #[arg(long, default_value_t = 180.0)]
-    pub ejection_time_s: f64,
-    #[arg(long, default_value_t = 100.0)]
-    pub max_ejection_percent: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub interval_s: f64,
-    #[arg(long, default_value_t = 1)]
-    pub consecutive_errors: u32,
+    /// A DestinationRule YAML file (networking.istio.io/v1) to emulate.
+    #[arg(long, value_name = "FILE")]
+    pub destination_rule: Option<PathBuf>,
+    /// A VirtualService YAML file whose route's `retries` apply (without it: no retries, as
+    /// `ingest` reads a run without a VirtualService file).
+    #[arg(long, value_name = "FILE")]
+    pub virtual_service: Option<PathBuf>,
+    /// `connectionPool.http.http1MaxPendingRequests` [task's rule: 1]
+    #[arg(long)]
+    pub max_pending_requests: Option<u32>,
+    /// `connectionPool.tcp.maxConnections` [task's rule: 1]
+    #[arg(long)]
+    pub max_connections: Option<u32>,
+    /// `connectionPool.http.maxRequestsPerConnection` [task's rule: 1]
+    #[arg(long)]
+    pub max_requests_per_connection: Option<u32>,
+    /// `outlierDetection.baseEjectionTime`, seconds [task's rule: 180]
+    #[arg(long)]
+    pub ejection_time_s: Option<f64>,
+    /// `outlierDetection.maxEjectionPercent`, 0-100 [task's rule: 100]
+    #[arg(long)]
+    pub max_ejection_percent: Option<f64>,
+    /// `outlierDetection.interval`, seconds [task's rule: 1]
+    #[arg(long)]
+    pub interval_s: Option<f64>,
+    /// `outlierDetection.consecutive5xxErrors` [task's rule: 1]
+    #[arg(long)]
+    pub consecutive_errors: Option<u32>,
+    /// `connectionPool.http.http2MaxRequests` (4294967295: no limit) [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub http2_max_requests: Option<String>,
+    /// `connectionPool.http.maxRetries` (4294967295: no limit) [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<String>,
+    /// `connectionPool.tcp.connectTimeout`, ms [default: Istio's 10000]
+    #[arg(long, value_name = "MS")]
+    pub connect_timeout_ms: Option<String>,
+    /// `loadBalancer.simple`: ROUND_ROBIN, LEAST_REQUEST (or LEAST_CONN) or RANDOM [default: ROUND_ROBIN]
+    #[arg(long, value_name = "NAME")]
+    pub load_balancer: Option<String>,
+    /// VirtualService `retries.attempts` (0: no retries) [default: 0]
+    #[arg(long, value_name = "N")]
+    pub retry_attempts: Option<String>,
+    /// `retryOn` includes connect-failure: 0 or 1 [default: 1]
+    #[arg(long, value_name = "0|1")]
+    pub retry_on_connect_failure: Option<String>,
+    /// `retryOn` retries an upstream 503: 0 or 1 [default: 1]
+    #[arg(long, value_name = "0|1")]
+    pub retry_on_503: Option<String>,
+    /// Retries prefer other hosts (Istio's previous_hosts predicate): 0 or 1 [default: 1]
+    #[arg(long, value_name = "0|1")]
+    pub retry_previous_hosts: Option<String>,
+    /// `retries.backoff`, ms (Envoy's base interval) [default: 25]
+    #[arg(long, value_name = "MS")]
+    pub retry_backoff_ms: Option<String>,
     /// Fortio `-c`: concurrent connections.
     #[arg(long, default_value_t = 3)]
     pub threads: u32,
@@ -57,16 +104,7 @@ pub fn emulate(args: &EmulateArgs) -> Result<()> {
         scenario.fault_share = f;
     }
     scenario.validate().map_err(meshrl::Error::config)?;
-    let rules = TrafficRules {
-        max_pending_requests: args.max_pending_requests,
-        max_connections: args.max_connections,
-        max_requests_per_connection: args.max_requests_per_connection,
-        ejection_time_s: args.ejection_time_s,
-        max_ejection_percent: args.max_ejection_percent,
-        interval_s: args.interval_s,
-        consecutive_errors: args.consecutive_errors,
-        ..TrafficRules::default()
-    };
+    let rules = resolve_rules(args)?;
     meshrl::generate::validate_rules(&rules, &Load { threads: args.threads, calls: args.calls })
         .map_err(meshrl::Error::config)
         .context("checking the command-line settings")?;
@@ -75,6 +113,7 @@ pub fn emulate(args: &EmulateArgs) -> Result<()> {
     }
     let load = Load { threads: args.threads, calls: args.calls };
     let dist = calibration::distribution(&rules, &load, &scenario, args.runs, args.seed);
+    println!("rule: {}; outlier interval {} s, connect timeout {} ms", rules.describe(), rules.interval_s, rules.connect_timeout_ms);
     println!(
         "{} runs of `fortio load -c {} -qps 0 -n {}` (seeds {}..{}), fault share {}:",
         args.runs,
@@ -118,6 +157,46 @@ pub fn emulate(args: &EmulateArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The rule to emulate: the files' rule (or the task's), then each flag given on top.
+fn resolve_rules(args: &EmulateArgs) -> Result<TrafficRules> {
+    let mut rules = match &args.destination_rule {
+        Some(path) => destination_rule::read_destination_rule(path)?,
+        None => calibration::calibration_rules(),
+    };
+    if let Some(path) = &args.virtual_service {
+        rules.retries = destination_rule::read_virtual_service(path)?;
+    }
+    let a = args;
+    rules.max_pending_requests = a.max_pending_requests.unwrap_or(rules.max_pending_requests);
+    rules.max_connections = a.max_connections.unwrap_or(rules.max_connections);
+    rules.max_requests_per_connection = a.max_requests_per_connection.unwrap_or(rules.max_requests_per_connection);
+    rules.ejection_time_s = a.ejection_time_s.unwrap_or(rules.ejection_time_s);
+    rules.max_ejection_percent = a.max_ejection_percent.unwrap_or(rules.max_ejection_percent);
+    rules.interval_s = a.interval_s.unwrap_or(rules.interval_s);
+    rules.consecutive_errors = a.consecutive_errors.unwrap_or(rules.consecutive_errors);
+    // The knob flags are spelled as the trace's optional columns, and read by the same code.
+    let knobs = [
+        ("http2_max_requests", &args.http2_max_requests),
+        ("max_retries", &args.max_retries),
+        ("connect_timeout_ms", &args.connect_timeout_ms),
+        ("load_balancer", &args.load_balancer),
+        ("retry_attempts", &args.retry_attempts),
+        ("retry_on_connect_failure", &args.retry_on_connect_failure),
+        ("retry_on_503", &args.retry_on_503),
+        ("retry_previous_hosts", &args.retry_previous_hosts),
+        ("retry_backoff_ms", &args.retry_backoff_ms),
+    ];
+    debug_assert_eq!(knobs.map(|k| k.0), KNOB_COLUMNS);
+    for (column, value) in knobs {
+        if let Some(text) = value {
+            let flag = format!("--{}", column.replace('_', "-"));
+            rules.set_knob(column, text).map_err(|e| meshrl::Error::config(format!("{flag}: {e}")))?;
+        }
+    }
+    rules.validate_knobs().map_err(meshrl::Error::config).context("checking the rule")?;
+    Ok(rules)
 }
 
 fn print_distribution(d: &Distribution) {

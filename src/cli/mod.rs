@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use meshrl::data::TableSpec;
-use meshrl::experiment::Stage;
+use meshrl::experiment::{RunOptions, Stage};
 use meshrl::export::ExportOptions;
 use meshrl::generate::GenerateOptions;
 use meshrl::ingest::FortioOptions;
@@ -32,7 +32,7 @@ pub enum Command {
     /// Generate the datasets S1-S5 with the load-test emulator, from a dataset config.
     Generate(GenerateArgs),
     /// Run one load-test configuration many times on the emulator and print its distribution.
-    Emulate(EmulateArgs),
+    Emulate(Box<EmulateArgs>),
     /// Print row count, per-column ranges and a failure-rate histogram of a trace file.
     Inspect(InspectArgs),
     /// Run an experiment described by a TOML file (e.g. experiments/table4.toml).
@@ -40,7 +40,7 @@ pub enum Command {
     /// Prepare a run spread over shards: the run directory and the simulators, once.
     Prepare(ExperimentArgs),
     /// Write an experiment's tables and figures from the cells its shards have finished.
-    Report(ExperimentArgs),
+    Report(ReportArgs),
     /// Predict a trace file's responses with a trained simulator and report its error.
     Predict(PredictArgs),
     /// Turn real load-test results (Fortio JSON plus each run's rules) into a trace CSV.
@@ -65,10 +65,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => emulate::emulate(&args),
         Command::Run(args) => {
             let stage = args.shard.as_deref().map_or(Ok(Stage::All), Stage::shard)?;
-            Ok(meshrl::experiment::run(&args.experiment.config, &args.experiment.overrides, stage)?)
+            let options = RunOptions { timing_snapshot: args.timing_snapshot };
+            Ok(meshrl::experiment::run(&args.experiment.config, &args.experiment.overrides, stage, options)?)
         }
-        Command::Prepare(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Prepare)?),
-        Command::Report(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Report)?),
+        Command::Prepare(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Prepare, RunOptions::default())?),
+        Command::Report(args) => {
+            let options = RunOptions { timing_snapshot: args.timing_snapshot };
+            Ok(meshrl::experiment::run(&args.experiment.config, &args.experiment.overrides, Stage::Report, options)?)
+        }
         Command::Predict(args) => predict::predict(&args),
         Command::Serve(args) => serve::serve(&args),
         Command::Ingest(IngestSource::Fortio(args)) => Ok(meshrl::ingest::run_fortio(&args.into())?),
@@ -107,6 +111,19 @@ pub struct RunArgs {
     /// without the report. Run `meshrl prepare` first, `meshrl report` after all shards.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+    /// Also write the run's wall times to `timing.md`, a snapshot meant to be committed (every
+    /// run writes them to `wall_time.md`, which git ignores).
+    #[arg(long)]
+    pub timing_snapshot: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+    /// Also write the cells' wall times to `timing.md` (see `run --timing-snapshot`).
+    #[arg(long)]
+    pub timing_snapshot: bool,
 }
 
 #[derive(Args, Debug)]

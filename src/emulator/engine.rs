@@ -9,6 +9,10 @@
 //! draw (the test `default_knobs_replay_the_engine_bit_for_bit` holds a digest). With every
 //! knob off, `run` uses the engine compiled without their checks (`Sim<false>`), so the
 //! datasets' path costs what it did.
+//!
+//! Longer than the 700 lines of non-test code a file keeps to: one event loop whose handlers
+//! share the simulation's state, split only when the mesh emulator reshapes it (a split now
+//! would have to keep S1-S5 byte-identical for no design gain).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};

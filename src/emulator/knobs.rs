@@ -4,7 +4,7 @@
 //! rules; every default keeps today's behaviour (no retries, round robin, no
 //! `http2MaxRequests`, Istio's 10 s connect timeout), so the datasets S1-S5 do not change.
 //!
-//! Sources (each checked in the upstream code, see README "The emulator"):
+//! Sources (each checked in the upstream code, see docs/emulator.md):
 //! - Istio `pilot/pkg/networking/core/route/retry/retry.go` (`DefaultPolicy`, `ConvertPolicy`):
 //!   the retry policy of a route that sets none.
 //! - Istio `pilot/pkg/networking/core/cluster_traffic_policy.go` (`getDefaultCircuitBreakerThresholds`,
@@ -14,8 +14,6 @@
 //!   `source/common/conn_pool/conn_pool_base.cc` (`attachStreamToClient`, `purgePendingStreams`).
 
 use serde::{Deserialize, Serialize};
-
-use crate::rules::TrafficRules;
 
 /// Istio's `meshConfig.connectTimeout` default, the cluster's `connect_timeout` when a
 /// DestinationRule sets no `connectionPool.tcp.connectTimeout`: 10 s.
@@ -162,39 +160,13 @@ impl Default for RetryPolicy {
     }
 }
 
-/// serde default of [`TrafficRules::connect_timeout_ms`].
+/// serde default of [`crate::rules::TrafficRules::connect_timeout_ms`].
 pub fn default_connect_timeout_ms() -> f64 {
     ISTIO_CONNECT_TIMEOUT_MS
 }
 
-/// serde `skip_serializing_if` of [`TrafficRules::connect_timeout_ms`]: a rule at Istio's
+/// serde `skip_serializing_if` of [`crate::rules::TrafficRules::connect_timeout_ms`]: a rule at Istio's
 /// default serialises as before the field existed.
 pub fn is_default_connect_timeout(ms: &f64) -> bool {
     *ms == ISTIO_CONNECT_TIMEOUT_MS
-}
-
-impl TrafficRules {
-    /// Checks the settings beyond the seven trace columns, naming the field and the value.
-    pub fn validate_knobs(&self) -> Result<(), String> {
-        if self.http2_max_requests == Some(0) {
-            return Err("http2_max_requests must be >= 1 (Istio reads 0 as unset: leave it out for no limit), but is 0".into());
-        }
-        if self.max_retries == Some(0) {
-            return Err("max_retries must be >= 1 (Istio reads 0 as unset: leave it out for no limit), but is 0".into());
-        }
-        if !(self.connect_timeout_ms.is_finite() && self.connect_timeout_ms >= 1.0) {
-            return Err(format!("connect_timeout_ms must be a finite number >= 1 (Istio: >= 1ms), but is {}", self.connect_timeout_ms));
-        }
-        let r = &self.retries;
-        if !(r.backoff_base_ms.is_finite() && r.backoff_base_ms > 0.0) {
-            return Err(format!("retries.backoff_base_ms must be a finite number > 0, but is {}", r.backoff_base_ms));
-        }
-        if r.attempts > u16::MAX as u32 {
-            return Err(format!("retries.attempts must be <= {}, but is {}", u16::MAX, r.attempts));
-        }
-        if r.host_selection_retry_max_attempts > 64 {
-            return Err(format!("retries.host_selection_retry_max_attempts must be <= 64, but is {}", r.host_selection_retry_max_attempts));
-        }
-        Ok(())
-    }
 }

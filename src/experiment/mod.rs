@@ -118,16 +118,23 @@ impl Stage {
     }
 }
 
+/// How a run writes what is not a result of its seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Also write the wall times as the committed snapshot `timing.md` ([`timing`]).
+    pub timing_snapshot: bool,
+}
+
 /// Runs the experiment a file describes (or one stage of it).
-pub fn run(path: &Path, overrides: &[String], stage: Stage) -> Result<()> {
+pub fn run(path: &Path, overrides: &[String], stage: Stage, options: RunOptions) -> Result<()> {
     let table = load_experiment(path, overrides)?;
     let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     match kind {
         "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?, stage),
-        "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?, stage),
+        "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?, stage, options),
         "autoscale" => autoscale::run(&parse_config(table, path, overrides, autoscale::AutoscaleConfig::validate)?, stage),
         "control" => control::run(&parse_config(table, path, overrides, control::ControlConfig::validate)?, stage),
-        "defend" => defend::run(&parse_config(table, path, overrides, defend::DefendConfig::validate)?, stage),
+        "defend" => defend::run(&parse_config(table, path, overrides, defend::DefendConfig::validate)?, stage, options),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
             message: format!(

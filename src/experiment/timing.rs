@@ -1,10 +1,27 @@
-//! How long a run's cells took and how long they would take on more workers: `timing.md`
+//! How long a run's cells took and how long they would take on more workers: `wall_time.md`
 //! beside a report. Kept out of the tables because wall times differ between runs, while
-//! the tables are the same bytes for the same seed.
+//! the tables are the same bytes for the same seed; and kept out of git (`.gitignore`), so
+//! that rerunning a committed run leaves the checkout clean. `run --timing-snapshot` also
+//! writes them to `timing.md`, a snapshot meant to be committed and cited as one.
 
 use std::fmt::Write as _;
 
+use super::RunOptions;
 use crate::report::markdown_table;
+
+/// Every run's wall times (not committed).
+pub const WALL_TIME_FILE: &str = "wall_time.md";
+/// The committed snapshot, written only on request.
+pub const SNAPSHOT_FILE: &str = "timing.md";
+
+/// The files a run writes its wall times to.
+pub fn files(options: RunOptions) -> Vec<&'static str> {
+    if options.timing_snapshot {
+        vec![WALL_TIME_FILE, SNAPSHOT_FILE]
+    } else {
+        vec![WALL_TIME_FILE]
+    }
+}
 
 /// The makespan of `seconds` (one entry per cell) on `workers` equal workers, each cell on
 /// one worker: longest cells first, each to the least-loaded worker (LPT). Never shorter

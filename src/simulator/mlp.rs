@@ -25,7 +25,7 @@ use crate::nn::{init_uniform_fan_in, sorted_vars, Values};
 pub struct MlpConfig {
     /// Widths of the hidden layers (the paper: three of 512).
     pub hidden: Vec<usize>,
-    /// Adam learning rate (the paper: 1e-6 to 1e-5; see the README's Deviations).
+    /// Adam learning rate (the paper: 1e-6 to 1e-5; see docs/deviations.md).
     pub learning_rate: f64,
     /// Rows per minibatch.
     pub batch_size: usize,

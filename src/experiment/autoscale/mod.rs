@@ -6,7 +6,7 @@
 //! measured one.
 //!
 //! - [`yardsticks`]: optimum, myopic, HPA; [`evaluate`]: episodes of any policy;
-//! - [`report`]: the table, curves, one episode's plot, the HPA as YAML and the policies
+//! - `report`: the table, curves, one episode's plot, the HPA as YAML and the policies
 //!   as lookup tables (and networks) that `meshrl serve` loads.
 
 pub mod evaluate;

@@ -7,7 +7,7 @@
 //! - [`trace`]: the measured grid (censored rows count as violations);
 //! - [`model`]: the forest on the framework's features or on the controller's inputs;
 //! - [`objective`]: knob grids and rewards;
-//! - [`report`]: tables, curves, policy files; [`apply`]: one policy row as cluster commands.
+//! - `report`: tables, curves, policy files; [`apply`]: one policy row as cluster commands.
 //!
 //! A cell is one (objective, model, learner, seed): trained on the model's reward table
 //! for the seed, then asked for its greedy action at every load of the process.

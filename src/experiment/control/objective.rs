@@ -36,7 +36,7 @@ pub struct Objective {
     pub margin_s: f64,
     /// Routing weights (percent to node 1) the controller may choose; one value fixes it.
     pub routing: Vec<f64>,
-    /// Blocking shares; default [0] (no blocking, as 002).
+    /// Blocking shares; default `[0]` (no blocking, as 002).
     #[serde(default = "no_blocking")]
     pub blocking: Vec<f64>,
     /// Replica counts.

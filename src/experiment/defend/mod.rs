@@ -12,8 +12,8 @@
 //! seeds for every rule; the `shortlist` best are run `refine_runs` times more and the best
 //! of those is taken (the maximum of thousands of noisy means is mostly luck); every policy
 //! is scored on `score_runs` fresh runs per load, the same fresh seeds for every policy
-//! ([`table`]). [`attack`] turns the SFR2L attacker on the
-//! recommended rule and on Istio's defaults; [`report`] writes the tables, curves, plots and
+//! ([`table`]). `attack` turns the SFR2L attacker on the
+//! recommended rule and on Istio's defaults; `report` writes the tables, curves, plots and
 //! the recommended rule's YAML.
 //!
 //! A cell is one (objective, mode, learner, seed): trained on the emulator, then asked for
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
-use super::Stage;
+use super::{RunOptions, Stage};
 use crate::agent::dqn::DqnConfig;
 use crate::agent::ppo::PpoConfig;
 use crate::agent::LearnerKind;
@@ -333,7 +333,7 @@ impl CellJob for Job {
     }
 }
 
-pub fn run(cfg: &DefendConfig, stage: Stage) -> Result<()> {
+pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> {
     let started = Instant::now();
     let midpoints = match &cfg.midpoints_from {
         Some(path) => table::midpoint_rules(path)?,
@@ -406,7 +406,11 @@ pub fn run(cfg: &DefendConfig, stage: Stage) -> Result<()> {
     let recommended: Vec<(String, crate::rules::TrafficRules)> =
         (0..cfg.objectives.len()).map(|o| attack::recommended(cfg, &tables, o)).collect();
     let attacks = attack::run(cfg, &recommended)?;
-    report::write(cfg, &tables, &recommended, &attacks, &cells, &dir, started.elapsed().as_secs_f64())?;
+    report::write(cfg, &tables, &recommended, &attacks, &cells, &dir)?;
+    let wall_times = report::wall_times(&tables, &cells, started.elapsed().as_secs_f64());
+    for file in super::timing::files(options) {
+        dir.write(file, &wall_times)?;
+    }
     println!("wrote {}", cfg.out_dir.join("defend.md").display());
     Ok(())
 }

@@ -30,26 +30,14 @@ fn num(x: f64) -> String {
     }
 }
 
-/// A rule in a few words, for tables.
-fn describe_rule(rules: &TrafficRules) -> String {
-    let limit = |v: u32| if v == u32::MAX { "unlimited".to_string() } else { v.to_string() };
-    let od = if rules.consecutive_errors == u32::MAX {
-        "no outlier detection".to_string()
-    } else {
-        format!("5xx {}, eject {}% for {} s", rules.consecutive_errors, rules.max_ejection_percent, rules.ejection_time_s)
-    };
-    let retries = if rules.retries.is_off() {
-        "no retries".to_string()
-    } else {
-        format!("{} retries{}", rules.retries.attempts, if rules.retries.on_503 { " (503 too)" } else { " (connect failures)" })
-    };
+/// The run's wall times: the whole invocation, the search and scoring, the cells' training.
+pub fn wall_times(tables: &Tables, cells: &[DefendCell], seconds: f64) -> String {
+    let cell_seconds: f64 = cells.iter().map(|c| c.seconds).sum();
     format!(
-        "conn {}, pending {}, in-flight {}, req/conn {}, {od}, {retries}, {:?}",
-        limit(rules.max_connections),
-        limit(rules.max_pending_requests),
-        rules.http2_max_requests.map_or("unlimited".to_string(), |v| v.to_string()),
-        limit(rules.max_requests_per_connection),
-        rules.load_balancer
+        "# Wall time\n\n- whole run (this invocation): {seconds:.0} s\n- exhaustive search and fresh scoring: {:.0} s ({} load tests)\n- training, summed over the {} cells: {cell_seconds:.0} s\n",
+        tables.seconds,
+        tables.runs,
+        cells.len()
     )
 }
 
@@ -60,7 +48,6 @@ pub fn write(
     attacks: &[Attack],
     cells: &[DefendCell],
     dir: &RunDir,
-    seconds: f64,
 ) -> Result<()> {
     let loads = cfg.loads.loads();
     let n_seeds = cfg.seeds;
@@ -145,7 +132,7 @@ pub fn write(
                         o.share_503,
                         o.rate_503,
                         o.p99_ms,
-                        describe_rule(r)
+                        r.describe()
                     );
                 }
             }
@@ -155,16 +142,6 @@ pub fn write(
     md.push_str(&attack_section(attacks));
     let _ = writeln!(md, "## Files\n\n`defend.csv` (every policy, every seed), `per_load.csv` (every policy at every load, with its rule), `attack.csv`, `curves.png` / `curves.csv` (training reward per epoch, mean over seeds, band min..max), `share_503_by_load.png`, `recommended/<objective>/` (DestinationRule, VirtualService, Fortio commands).");
     dir.write("defend.md", &md)?;
-    let cell_seconds: f64 = cells.iter().map(|c| c.seconds).sum();
-    dir.write(
-        "timing.md",
-        format!(
-            "# Wall time\n\n- whole run (this invocation): {seconds:.0} s\n- exhaustive search and fresh scoring: {:.0} s ({} load tests)\n- training, summed over the {} cells: {cell_seconds:.0} s\n",
-            tables.seconds,
-            tables.runs,
-            cells.len()
-        ),
-    )?;
     dir.write("defend.csv", &csv)?;
     dir.write("per_load.csv", &per_load)?;
     write_attack_csv(attacks, dir)?;
@@ -196,7 +173,7 @@ fn mode_table(cfg: &DefendConfig, tables: &Tables, mode: Mode, policies: &[Polic
     let mut rows = Vec::new();
     for p in policies.iter().filter(|p| !matches!(p.source, Source::Agent { .. })) {
         let o = Outcome::mean(&p.outcomes);
-        let rule = if p.rules.iter().all(|r| *r == p.rules[0]) { describe_rule(&p.rules[0]) } else { "one per load (per_load.csv)".into() };
+        let rule = if p.rules.iter().all(|r| *r == p.rules[0]) { p.rules[0].describe() } else { "one per load (per_load.csv)".into() };
         rows.push(vec![
             p.name.clone(),
             num(by_mode(p)),
@@ -307,7 +284,7 @@ fn write_attack_csv(attacks: &[Attack], dir: &RunDir) -> Result<()> {
                 "\"{}\",{},\"{}\",{},{},{:.4},{seed},{},{},{rate:.4}",
                 a.target,
                 a.objective,
-                describe_rule(&a.rules),
+                a.rules.describe(),
                 a.worst_load.threads,
                 a.worst_load.calls,
                 a.worst_rate,

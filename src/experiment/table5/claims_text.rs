@@ -6,33 +6,15 @@
 
 use std::collections::BTreeSet;
 
-use super::report::{Of, Report};
+use super::report::{spread_per_service, Of, Report};
 use super::CellResult;
 use crate::experiment::compare::{against, paired, Comparison, Tally, Verdict};
-use crate::experiment::metrics::population_std;
 use crate::report::{finite, mean_std};
 
 const SINGLE: [&str; 2] = ["call", "thread"];
 const TWO_AGENTS: [&str; 3] = ["thread&call", "thread-call", "call-thread"];
 const CLAIM4: &str = "claim 4 (*5 learns more stably: smaller spread of per-epoch ratios after the best epoch)";
 const CLAIM6: &str = "claim 6 (agents beat the best fixed action; ours)";
-
-/// Population standard deviation of a series after `epoch` (its finite values); NaN with
-/// fewer than two of them, as [`crate::experiment::metrics::spread_after_best`].
-fn spread_after(series: &[f64], epoch: usize) -> f64 {
-    population_std(&finite(series.get(epoch + 1..).unwrap_or_default()))
-}
-
-/// Each service's own per-epoch ratio's spread after the cell's best epoch, averaged over the
-/// services that have one (NaN when none has); for one service, the cell's spread.
-pub(super) fn spread_per_service(c: &CellResult) -> f64 {
-    let spreads = finite(&c.epochs.slot_ratios.iter().map(|s| spread_after(&s.0, c.best_epoch)).collect::<Vec<_>>());
-    if spreads.is_empty() {
-        f64::NAN
-    } else {
-        mean_std(&spreads).0
-    }
-}
 
 /// "1 seed", "3 seeds"
 fn plural(n: usize, word: &str) -> String {

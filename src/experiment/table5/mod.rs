@@ -4,7 +4,7 @@
 //! - this file: the experiment's config and the run (datasets, cells, report);
 //! - [`cell`]: one (dataset, configuration, seed) cell: training on the load search,
 //!   validation, yardsticks;
-//! - [`report`]: tables, claims and figures from the cells.
+//! - `report`: tables, claims and figures from the cells.
 //!
 //! Each cell is saved to `cells/` when it finishes; a rerun skips finished cells, so
 //! stopping the process loses at most the cells under way.
@@ -23,7 +23,7 @@ use super::cells::{run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::rundir::{json, CellJob, DirCoordination, RunDir};
 use super::timing;
-use super::Stage;
+use super::{RunOptions, Stage};
 use crate::agent::dqn::DqnConfig;
 use crate::agent::ppo::PpoConfig;
 pub use crate::agent::LearnerKind;
@@ -397,7 +397,7 @@ impl CellJob for Job {
 
 /// Runs every cell (resuming finished ones), then writes the tables, curves and claims; or
 /// one [`Stage`] of that.
-pub fn run(cfg: &Table5Config, stage: Stage) -> Result<()> {
+pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> {
     let cfg = &cfg.resolved();
     // Matrix products of these small networks run fastest on one core each (measured: two
     // threads per product doubled the CPU time for no gain), so candle's kernels get one
@@ -480,7 +480,10 @@ pub fn run(cfg: &Table5Config, stage: Stage) -> Result<()> {
     outputs.write("metrics.csv", report.metrics_csv())?;
     outputs.write("table5.md", report.markdown(&claims))?;
     let times: Vec<(String, f64)> = cells.iter().map(|c| (c.configuration.clone(), c.seconds)).collect();
-    outputs.write("timing.md", timing::timing_markdown("Table 5", &times, Workers::new(cfg.parallel_cells).cells, None))?;
+    let wall_times = timing::timing_markdown("Table 5", &times, Workers::new(cfg.parallel_cells).cells, None);
+    for file in timing::files(options) {
+        outputs.write(file, &wall_times)?;
+    }
     report.figures(&mut outputs)?;
     outputs.commit()?;
     println!("{}", report.main_table());

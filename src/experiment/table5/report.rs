@@ -3,14 +3,13 @@
 
 use std::fmt::Write as _;
 
-use super::claims_text::spread_per_service;
 use super::{paper_table5, CellResult, Table5Config};
 use crate::env::load_search::Configuration;
 use crate::error::Result;
 use crate::experiment::compare::SeedValue;
-use crate::experiment::metrics::rolling_mean;
+use crate::experiment::metrics::{population_std, rolling_mean};
 use crate::experiment::rundir::OutputSet;
-use crate::report::{self, mean_std, plot};
+use crate::report::{self, finite, mean_std, plot};
 
 /// How a cell gives one number (NaN where it has none).
 pub(super) type Of = fn(&CellResult) -> f64;
@@ -334,6 +333,23 @@ impl Report<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Population standard deviation of a series after `epoch` (its finite values); NaN with
+/// fewer than two of them, as [`crate::experiment::metrics::spread_after_best`].
+fn spread_after(series: &[f64], epoch: usize) -> f64 {
+    population_std(&finite(series.get(epoch + 1..).unwrap_or_default()))
+}
+
+/// Each service's own per-epoch ratio's spread after the cell's best epoch, averaged over the
+/// services that have one (NaN when none has); for one service, the cell's spread.
+pub(super) fn spread_per_service(c: &CellResult) -> f64 {
+    let spreads = finite(&c.epochs.slot_ratios.iter().map(|s| spread_after(&s.0, c.best_epoch)).collect::<Vec<_>>());
+    if spreads.is_empty() {
+        f64::NAN
+    } else {
+        mean_std(&spreads).0
     }
 }
 

@@ -7,144 +7,30 @@
 //! `http2MaxRequests`, `maxRetries`, `connectTimeout`, `loadBalancer.simple`); the
 //! VirtualService holds the route's `retries`. What Istio does with each is in
 //! `src/emulator/knobs.rs`.
+//!
+//! The durations both kinds spell are in `duration.rs`, the VirtualService in
+//! `virtual_service.rs`; this file holds the DestinationRule and the files of a run.
+
+mod duration;
+mod virtual_service;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::emulator::knobs::ISTIO_CONNECT_TIMEOUT_MS;
+use crate::emulator::knobs::{
+    ENVOY_BASE_EJECTION_TIME_S, ENVOY_CONSECUTIVE_5XX, ENVOY_MAX_EJECTION_PERCENT, ENVOY_OUTLIER_INTERVAL_S, ISTIO_CONNECT_TIMEOUT_MS,
+};
 use crate::error::{Error, Result};
 use crate::rules::{knob_field_of, LoadBalancer, RetryPolicy, TrafficRules};
+use duration::{base_ejection_time, connect_timeout, interval};
+pub use duration::{IstioDuration, IstioMillis};
+pub use virtual_service::{read_virtual_service, Destination, HttpRetry, HttpRoute, RouteDestination, VirtualService, VirtualServiceSpec};
 
 /// The file names of a rule bundle ([`crate::export::write_rule_bundle`]): a directory
 /// whose DestinationRule and VirtualService apply to every Fortio result in it.
 pub const BUNDLE_DESTINATION_RULE: &str = "destination-rule.yaml";
 pub const BUNDLE_VIRTUAL_SERVICE: &str = "virtual-service.yaml";
-
-/// A duration of an Istio field, in seconds, written as a string with one unit (`500ms`,
-/// `1s`, `3m`, `1h`). Parsed strictly: a typo in a unit must not silently mean seconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IstioDuration(pub f64);
-
-impl IstioDuration {
-    pub fn parse(text: &str) -> std::result::Result<f64, String> {
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let scale = match unit {
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err(format!("duration `{text}` has no unit (use ms, s, m or h, e.g. \"30s\")")),
-            _ => return Err(format!("duration `{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
-        };
-        let well_formed = {
-            let mut parts = number.splitn(2, '.');
-            let whole = parts.next().unwrap_or("");
-            let frac = parts.next();
-            !whole.is_empty() && frac.is_none_or(|f| !f.is_empty() && !f.contains('.'))
-        };
-        let x: f64 = match number.parse() {
-            Ok(x) if well_formed => x,
-            _ => return Err(format!("duration `{text}`: expected a number then a unit, e.g. \"30s\" or \"500ms\"")),
-        };
-        // Dividing by 1000 (not multiplying by 1e-3) keeps "500ms" exactly 0.5.
-        let seconds = if unit == "ms" { x / 1000.0 } else { x * scale };
-        if !(seconds.is_finite() && seconds > 0.0) {
-            return Err(format!("duration `{text}` must be > 0"));
-        }
-        Ok(seconds)
-    }
-
-    /// The shortest text that parses back to exactly these seconds: whole seconds as `30s`,
-    /// whole milliseconds as `500ms`, anything else as decimal seconds.
-    pub fn format(seconds: f64) -> String {
-        if seconds.fract() == 0.0 {
-            return format!("{seconds}s");
-        }
-        let ms = seconds * 1000.0;
-        if ms.fract() == 0.0 && ms / 1000.0 == seconds {
-            return format!("{ms}ms");
-        }
-        format!("{seconds}s")
-    }
-}
-
-impl Serialize for IstioDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&Self::format(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for IstioDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Self::parse(&text).map(IstioDuration).map_err(serde::de::Error::custom)
-    }
-}
-
-/// serde_yaml places an error raised inside a value at the enclosing map, so the duration
-/// fields add their own name.
-fn named_duration<'de, D: Deserializer<'de>>(d: D, field: &str) -> std::result::Result<IstioDuration, D::Error> {
-    IstioDuration::deserialize(d).map_err(|e| serde::de::Error::custom(format!("{field}: {e}")))
-}
-fn interval<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<IstioDuration, D::Error> {
-    named_duration(d, "interval")
-}
-fn base_ejection_time<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<IstioDuration, D::Error> {
-    named_duration(d, "baseEjectionTime")
-}
-
-/// A duration Istio keeps to whole milliseconds (`connectTimeout`, a retry `backoff`), in
-/// ms. Istio refuses a duration below 1 ms or with a fraction of one (its `ValidateDuration`),
-/// so the reader refuses them too rather than read a value no cluster ran.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IstioMillis(pub f64);
-
-impl IstioMillis {
-    pub fn parse(text: &str) -> std::result::Result<f64, String> {
-        let ms = IstioDuration::parse(text)? * 1000.0;
-        let whole = ms.round();
-        // "0.1s" is 100.00000000000001 ms after the product: whole in Istio's terms.
-        if whole < 1.0 || (ms - whole).abs() > 1e-9 * whole {
-            return Err(format!("duration `{text}`: Istio takes whole milliseconds, at least 1ms"));
-        }
-        Ok(whole)
-    }
-
-    /// Whole seconds as `10s`, other whole milliseconds as `250ms`; `None` for a value Istio
-    /// cannot hold (below 1 ms, a fraction of a ms, not finite).
-    pub fn format(ms: f64) -> Option<String> {
-        if !(ms.is_finite() && ms >= 1.0 && ms.fract() == 0.0) {
-            return None;
-        }
-        Some(if ms % 1000.0 == 0.0 { format!("{}s", ms / 1000.0) } else { format!("{ms}ms") })
-    }
-}
-
-impl Serialize for IstioMillis {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        // The writers check the value first ([`rule_spelling`]); this fallback never shows.
-        s.serialize_str(&Self::format(self.0).unwrap_or_else(|| format!("{}ms", self.0)))
-    }
-}
-
-impl<'de> Deserialize<'de> for IstioMillis {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Self::parse(&text).map(IstioMillis).map_err(serde::de::Error::custom)
-    }
-}
-
-fn named_millis<'de, D: Deserializer<'de>>(d: D, field: &str) -> std::result::Result<Option<IstioMillis>, D::Error> {
-    IstioMillis::deserialize(d).map(Some).map_err(|e| serde::de::Error::custom(format!("{field}: {e}")))
-}
-fn connect_timeout<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<IstioMillis>, D::Error> {
-    named_millis(d, "connectTimeout")
-}
-fn backoff<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<IstioMillis>, D::Error> {
-    named_millis(d, "backoff")
-}
 
 /// An Istio DestinationRule (networking.istio.io/v1) as far as the trace is concerned.
 /// Fields outside `loadBalancer`, `connectionPool` and `outlierDetection` (labels, tls ...)
@@ -168,6 +54,8 @@ pub struct Metadata {
 #[serde(rename_all = "camelCase")]
 pub struct DestinationRuleSpec {
     pub host: String,
+    /// Absent: every setting at Istio's default.
+    #[serde(default)]
     pub traffic_policy: TrafficPolicy,
 }
 
@@ -178,7 +66,12 @@ pub struct TrafficPolicy {
     /// since 1.14; the full writer always writes it, see [`DestinationRule::new_full`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancerSettings>,
+    /// Absent: Istio's defaults, no limits.
+    #[serde(default)]
     pub connection_pool: ConnectionPool,
+    /// Absent: no outlier detection at all (Envoy ejects no host); a block that is there
+    /// but omits a field gets Envoy's default for it.
+    #[serde(default = "OutlierDetection::absent")]
     pub outlier_detection: OutlierDetection,
 }
 
@@ -193,16 +86,25 @@ pub struct LoadBalancerSettings {
 
 /// Unknown fields are denied from here down: any other circuit-breaker setting (e.g.
 /// `idleTimeout`) changes the run in a way the trace cannot record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPool {
+    #[serde(default)]
     pub tcp: TcpSettings,
+    #[serde(default)]
     pub http: HttpSettings,
+}
+
+/// What Istio applies to a connection-pool limit a rule leaves out: 2^32-1, no limit
+/// (`maxRequestsPerConnection` 0, its default, means no limit as well).
+fn istio_no_limit() -> u32 {
+    u32::MAX
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TcpSettings {
+    #[serde(default = "istio_no_limit")]
     pub max_connections: u32,
     /// Absent: Istio's `meshConfig.connectTimeout`, 10 s.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "connect_timeout")]
@@ -213,9 +115,11 @@ pub struct TcpSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpSettings {
+    #[serde(default = "istio_no_limit")]
     pub http1_max_pending_requests: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2_max_requests: Option<u32>,
+    #[serde(default = "istio_no_limit")]
     pub max_requests_per_connection: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
@@ -224,13 +128,71 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OutlierDetection {
-    #[serde(rename = "consecutive5xxErrors")]
+    #[serde(rename = "consecutive5xxErrors", default = "envoy_consecutive_5xx")]
     pub consecutive_5xx_errors: u32,
-    #[serde(deserialize_with = "interval")]
+    #[serde(deserialize_with = "interval", default = "envoy_interval")]
     pub interval: IstioDuration,
-    #[serde(deserialize_with = "base_ejection_time")]
+    #[serde(deserialize_with = "base_ejection_time", default = "envoy_base_ejection_time")]
     pub base_ejection_time: IstioDuration,
+    #[serde(default = "envoy_max_ejection_percent")]
     pub max_ejection_percent: u32,
+}
+
+impl Default for TrafficPolicy {
+    /// A rule without a `trafficPolicy`: Istio's defaults, no outlier detection.
+    fn default() -> Self {
+        TrafficPolicy { load_balancer: None, connection_pool: ConnectionPool::default(), outlier_detection: OutlierDetection::absent() }
+    }
+}
+
+impl OutlierDetection {
+    /// A rule without an `outlierDetection` block: no host is ever ejected (in the rules'
+    /// terms, `u32::MAX` consecutive 5xx), the other fields at Envoy's defaults.
+    fn absent() -> OutlierDetection {
+        OutlierDetection { consecutive_5xx_errors: u32::MAX, ..OutlierDetection::default() }
+    }
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings { max_connections: istio_no_limit(), connect_timeout: None }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            http1_max_pending_requests: istio_no_limit(),
+            http2_max_requests: None,
+            max_requests_per_connection: istio_no_limit(),
+            max_retries: None,
+        }
+    }
+}
+
+impl Default for OutlierDetection {
+    /// An `outlierDetection: {}` block: Envoy's defaults for every field.
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_5xx_errors: envoy_consecutive_5xx(),
+            interval: envoy_interval(),
+            base_ejection_time: envoy_base_ejection_time(),
+            max_ejection_percent: envoy_max_ejection_percent(),
+        }
+    }
+}
+
+fn envoy_consecutive_5xx() -> u32 {
+    ENVOY_CONSECUTIVE_5XX
+}
+fn envoy_interval() -> IstioDuration {
+    IstioDuration(ENVOY_OUTLIER_INTERVAL_S)
+}
+fn envoy_base_ejection_time() -> IstioDuration {
+    IstioDuration(ENVOY_BASE_EJECTION_TIME_S)
+}
+fn envoy_max_ejection_percent() -> u32 {
+    ENVOY_MAX_EJECTION_PERCENT as u32
 }
 
 const API_VERSION: &str = "networking.istio.io/v1";
@@ -487,215 +449,6 @@ fn refuse_subset_policies(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------
-// VirtualService: the route's retries
-
-/// An Istio VirtualService (networking.istio.io/v1) as far as the trace is concerned: the
-/// `retries` of its HTTP routes. Other route fields (match, timeout, fault ...) are ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualService {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: Metadata,
-    pub spec: VirtualServiceSpec,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VirtualServiceSpec {
-    #[serde(default)]
-    pub hosts: Vec<String>,
-    #[serde(default)]
-    pub http: Vec<HttpRoute>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HttpRoute {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub route: Vec<RouteDestination>,
-    /// Absent: Istio's default policy (see [`VirtualService::retries`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retries: Option<HttpRetry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RouteDestination {
-    pub destination: Destination,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Destination {
-    pub host: String,
-}
-
-/// Istio's `HTTPRetry`, the fields the emulator models. `perTryTimeout` and
-/// `retryRemoteLocalities` are refused: per-try timeouts and localities are not modelled.
-/// Istio has no field for the retriable status codes: a status code in `retryOn` (`503`) is
-/// one (Istio's `parseRetryOn` moves it to Envoy's `retriable_status_codes`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HttpRetry {
-    /// Absent: 0 (proto3), retries off.
-    #[serde(default)]
-    pub attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_on: Option<String>,
-    /// True (Istio's default): a retry prefers a host not tried yet (Envoy's `previous_hosts`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_ignore_previous_hosts: Option<bool>,
-    /// Absent: Envoy's 25 ms.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "backoff")]
-    pub backoff: Option<IstioMillis>,
-}
-
-impl VirtualService {
-    /// The VirtualService that routes `host` to itself with `retries`. Retries off are
-    /// written `attempts: 0` (Istio's way to turn off its default retries); otherwise
-    /// `retryOn` lists `connect-failure` and `retriable-status-codes,503` as the policy
-    /// retries them, and `retryIgnorePreviousHosts` and `backoff` appear only when they
-    /// differ from Istio's defaults (older Istio versions lack the fields). Fails if the
-    /// policy has no Istio spelling ([`retry_spelling`]).
-    pub fn new(name: &str, host: &str, retries: &RetryPolicy) -> std::result::Result<Self, String> {
-        retry_spelling(retries).map_err(|(_, why)| why)?;
-        TrafficRules { retries: *retries, ..TrafficRules::default() }.validate_knobs()?;
-        let istio = RetryPolicy::istio_default();
-        let retry = if retries.is_off() {
-            HttpRetry { attempts: 0, retry_on: None, retry_ignore_previous_hosts: None, backoff: None }
-        } else {
-            let mut on = Vec::new();
-            if retries.on_connect_failure {
-                on.push("connect-failure");
-            }
-            if retries.on_503 {
-                on.extend(["retriable-status-codes", "503"]);
-            }
-            HttpRetry {
-                attempts: retries.attempts,
-                retry_on: Some(on.join(",")),
-                retry_ignore_previous_hosts: (retries.previous_hosts != istio.previous_hosts).then_some(retries.previous_hosts),
-                backoff: (retries.backoff_base_ms != istio.backoff_base_ms).then_some(IstioMillis(retries.backoff_base_ms)),
-            }
-        };
-        Ok(VirtualService {
-            api_version: API_VERSION.into(),
-            kind: "VirtualService".into(),
-            metadata: Metadata { name: name.into() },
-            spec: VirtualServiceSpec {
-                hosts: vec![host.into()],
-                http: vec![HttpRoute {
-                    route: vec![RouteDestination { destination: Destination { host: host.into() } }],
-                    retries: Some(retry),
-                }],
-            },
-        })
-    }
-
-    /// The retry policy of the routes, checked; an error names the YAML field. A route
-    /// without `retries` gets Istio's default policy, [`RetryPolicy::istio_default`]
-    /// (Istio 1.1-1.23: 2 retries, 503 included; Istio >= 1.24 leaves out the 503 unless its
-    /// 1.23 compatibility profile is on, so write `retries` out to be sure), because that is
-    /// what Istio applies; `attempts: 0` is retries off. Every route must have the same
-    /// policy: a trace row records one.
-    pub fn retries(&self) -> std::result::Result<RetryPolicy, String> {
-        if self.spec.http.is_empty() {
-            return Err("spec.http: no HTTP route, so no retry policy applies (write one route with `retries`)".into());
-        }
-        let mut first: Option<RetryPolicy> = None;
-        for (i, route) in self.spec.http.iter().enumerate() {
-            let policy = route_retries(i, route.retries.as_ref())?;
-            match first {
-                None => first = Some(policy),
-                Some(p) if p != policy => {
-                    return Err(format!(
-                        "spec.http[{i}].retries: differs from spec.http[0]'s, and a trace row records one retry policy \
-                         (give every route the same retries)"
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(first.unwrap_or_else(RetryPolicy::istio_default))
-    }
-
-    pub fn to_yaml(&self) -> std::result::Result<String, String> {
-        serde_yaml::to_string(self).map_err(|e| e.to_string())
-    }
-}
-
-/// Route `i`'s policy, following Istio's `ConvertPolicy`: no `retries`, the default policy;
-/// `attempts` 0, none; else the default policy with the fields given replacing its own.
-fn route_retries(i: usize, retry: Option<&HttpRetry>) -> std::result::Result<RetryPolicy, String> {
-    let at = format!("spec.http[{i}].retries");
-    let Some(r) = retry else { return Ok(RetryPolicy::istio_default()) };
-    let retry_on = r.retry_on.as_deref().filter(|s| !s.is_empty());
-    if r.attempts == 0 {
-        if let Some(on) = retry_on {
-            // Istio's validation refuses it: "http retry policy configured when attempts are set to 0".
-            return Err(format!("{at}.retryOn: `{on}` beside attempts 0, which turns retries off (Istio refuses the pair)"));
-        }
-        return Ok(RetryPolicy::off());
-    }
-    let mut policy = RetryPolicy { attempts: r.attempts, ..RetryPolicy::istio_default() };
-    if let Some(on) = retry_on {
-        (policy.on_connect_failure, policy.on_503) = parse_retry_on(on).map_err(|why| format!("{at}.retryOn: {why}"))?;
-    }
-    if let Some(ignore) = r.retry_ignore_previous_hosts {
-        policy.previous_hosts = ignore;
-    }
-    if let Some(b) = r.backoff {
-        policy.backoff_base_ms = b.0;
-    }
-    TrafficRules { retries: policy, ..TrafficRules::default() }.validate_knobs().map_err(|why| match knob_field_of(&why) {
-        Some((field, rest)) => format!("spec.http[{i}].{}: {rest}", field.yaml),
-        None => format!("{at}: {why}"),
-    })?;
-    Ok(policy)
-}
-
-/// What a `retryOn` list retries on the emulator's HTTP/1.1 upstream: (connect failures,
-/// upstream 503s), following Envoy's `RetryStateImpl`: a connect failure is retried under
-/// `connect-failure`, `reset`, `reset-before-request`, `5xx` and `gateway-error`; a 503
-/// answer under `5xx`, `gateway-error` and the status code 503. The other conditions Istio
-/// accepts (refused-stream, retriable-4xx, the gRPC ones, other status codes ...) never fire
-/// there. Anything else Istio's validation refuses (unknown names, blanks, spaces): so does this.
-fn parse_retry_on(on: &str) -> std::result::Result<(bool, bool), String> {
-    let (mut connect_failure, mut on_503) = (false, false);
-    for token in on.split(',') {
-        match token {
-            "connect-failure" | "reset" | "reset-before-request" => connect_failure = true,
-            "5xx" | "gateway-error" => (connect_failure, on_503) = (true, true),
-            "503" => on_503 = true,
-            "retriable-status-codes"
-            | "refused-stream"
-            | "retriable-4xx"
-            | "retriable-headers"
-            | "envoy-ratelimited"
-            | "http3-post-connect-failure"
-            | "cancelled"
-            | "deadline-exceeded"
-            | "internal"
-            | "resource-exhausted"
-            | "unavailable" => {}
-            code if code.len() == 3 && code.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c)) => {}
-            _ => {
-                return Err(format!(
-                    "`{token}` is not a retry condition Istio accepts (comma-separated, no spaces: e.g. connect-failure, \
-                     5xx, gateway-error, reset, retriable-status-codes, or a status code such as 503)"
-                ))
-            }
-        }
-    }
-    Ok((connect_failure, on_503))
-}
-
-/// Reads the retry policy of one VirtualService YAML file (see [`VirtualService::retries`]).
-pub fn read_virtual_service(path: &Path) -> Result<RetryPolicy> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    let vs: VirtualService = serde_yaml::from_str(&text).map_err(|e| Error::file(path, format!("not a valid VirtualService: {e}")))?;
-    check_kind(path, &vs.kind, &vs.api_version, "VirtualService")?;
-    vs.retries().map_err(|e| Error::file(path, format!("field {e}")))
-}
-
 /// The VirtualService file that goes with a DestinationRule file: `virtual-service.yaml`
 /// beside a bundle's `destination-rule.yaml`, `<stem>.virtual-service.yaml` beside any other
 /// `<stem>.yaml` (`run_3.yaml` and `run_3.virtual-service.yaml` in an export).
@@ -848,6 +601,25 @@ mod tests {
         let text = rule.to_yaml().unwrap().replace("http2MaxRequests: 64", "http2MaxRequests: 4294967295");
         std::fs::write(&path, text).unwrap();
         assert_eq!(read_destination_rule(&path).unwrap().http2_max_requests, None);
+    }
+
+    #[test]
+    fn fields_a_rule_omits_take_istios_defaults() {
+        let read = |policy: &str| {
+            let yaml = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\nspec:\n  host: h\n  trafficPolicy:{policy}\n");
+            serde_yaml::from_str::<DestinationRule>(&yaml).unwrap().rules().unwrap()
+        };
+        // Only one limit: the others unlimited, and no outlier detection without its block.
+        let one = read("\n    connectionPool:\n      tcp:\n        maxConnections: 10");
+        assert_eq!(one, TrafficRules { max_connections: 10, consecutive_errors: u32::MAX, ..TrafficRules::default() });
+        // An empty outlierDetection block: Envoy's defaults, which the rules' default holds.
+        assert_eq!(read("\n    outlierDetection: {}"), TrafficRules::default());
+        let nothing = TrafficRules { consecutive_errors: u32::MAX, ..TrafficRules::default() };
+        assert_eq!(read(" {}"), nothing);
+        let no_policy = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: r\nspec:\n  host: h\n";
+        assert_eq!(serde_yaml::from_str::<DestinationRule>(no_policy).unwrap().rules().unwrap(), nothing);
+        let some = read("\n    outlierDetection:\n      consecutive5xxErrors: 3\n      interval: 2s");
+        assert_eq!((some.consecutive_errors, some.interval_s, some.ejection_time_s), (3, 2.0, TrafficRules::default().ejection_time_s));
     }
 
     #[test]
