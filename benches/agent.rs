@@ -37,6 +37,7 @@ fn config() -> Table5Config {
         oracle_validation_states: 1,
         oracle_runs: 1,
         // Speed of the training loop only: no oracle search.
+        tie_margin: Default::default(),
         yardsticks: false,
         checkpoint_every: 0,
         learner: Default::default(),

@@ -31,12 +31,18 @@ pub struct RunDir {
 impl RunDir {
     /// Creates the directory and writes the resolved config into it; a directory that holds
     /// another config's run is refused. `scheduling` names fields that change how a run is
-    /// scheduled but not its results (they may differ).
+    /// scheduled or reported but not its cells: they may differ, and the file then takes
+    /// this run's values (so that it says what made the report beside it).
     pub fn create(root: &Path, resolved: &impl Serialize, scheduling: &[&str]) -> Result<RunDir> {
         let text = toml::to_string_pretty(resolved).map_err(|e| Error::config(e.to_string()))?;
         let path = root.join("config.resolved.toml");
         match std::fs::read_to_string(&path) {
-            Ok(owner) => check_same_config(&path, &owner, &text, scheduling)?,
+            Ok(owner) => {
+                check_same_config(&path, &owner, &text, scheduling)?;
+                if owner != text {
+                    atomic::write_file(&path, &text)?;
+                }
+            }
             Err(_) => {
                 std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
                 atomic::write_file(&path, &text)?;
@@ -260,6 +266,9 @@ mod tests {
         let err = RunDir::create(&root, &Tiny { key: "k".into(), value: 2 }, &[]).err().expect("another config is refused").to_string();
         assert!(err.contains("config.resolved.toml") && err.contains("`value` is 1 there, 2 here"), "{err}");
         RunDir::create(&root, &Tiny { key: "k".into(), value: 2 }, &["value"]).expect("scheduling fields may differ");
-        assert!(std::fs::read_to_string(root.join("config.resolved.toml")).unwrap().contains("value = 1"), "the owner's config stays");
+        assert!(
+            std::fs::read_to_string(root.join("config.resolved.toml")).unwrap().contains("value = 2"),
+            "the file says what made the report beside it"
+        );
     }
 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
+use super::compare::TieMargin;
 use super::control::model::{ControlModel, ModelInputs};
 use super::control::trace::{ControlTrace, Knobs, TraceConfig};
 use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
@@ -88,6 +89,11 @@ pub struct AutoscaleConfig {
     #[serde(default = "five")]
     pub seeds: usize,
     pub out_dir: PathBuf,
+    /// The practical margin of the report's verdicts: a difference whose 95 % interval lies
+    /// within this share of the yardstick's value is a tie (`experiment::compare`; default
+    /// 0.01). It changes the report only, never a cell.
+    #[serde(default)]
+    pub tie_margin: TieMargin,
     pub trace: TraceConfig,
     /// Offered loads (req/s): the trace's loads the process moves between.
     pub loads: Vec<f64>,
@@ -172,6 +178,7 @@ fn deployment() -> String {
 
 impl AutoscaleConfig {
     pub fn validate(&self) -> Result<()> {
+        self.tie_margin.validate().map_err(Error::config)?;
         if self.kind != "autoscale" {
             return Err(Error::config(format!("kind must be \"autoscale\", but is {:?}", self.kind)));
         }
@@ -372,7 +379,7 @@ pub fn run(cfg: &AutoscaleConfig, stage: Stage) -> Result<()> {
     let (model, truth) = latency_tables(cfg, &trace)?;
     let specs: Vec<ScalingSpec> = cfg.scenarios.iter().map(|s| scaling_spec(cfg, s, &model, &truth)).collect::<Result<_>>()?;
     let fingerprint = crate::data::fingerprint(&cfg.trace.path)?;
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells"])?;
+    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"])?;
     // Candle's kernels on one thread each, whole cells in parallel (as in Table 5).
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let mut planned = Vec::new();

@@ -98,6 +98,12 @@ pub fn write(cfg: &AutoscaleConfig, specs: &[ScalingSpec], cells: &[AutoscaleCel
         cfg.seed + n as u64 - 1,
         cfg.eval_episodes
     );
+    let _ = writeln!(
+        md,
+        "Common random numbers: every policy is scored on the same evaluation episodes of each seed (the same load paths, on the model and measured), \
+         and every comparison below pairs two policies by seed. {}\n",
+        cfg.tie_margin.explained()
+    );
     let _ = writeln!(md, "Latency table (s), model / measured, rows loads, columns replicas {}-{}:\n", cfg.min_replicas, cfg.max_replicas);
     let mut header = vec!["Load".to_string()];
     header.extend((cfg.min_replicas..=cfg.max_replicas).map(|c| format!("{c}")));
@@ -182,7 +188,7 @@ pub fn write(cfg: &AutoscaleConfig, specs: &[ScalingSpec], cells: &[AutoscaleCel
         }
         md.push_str(&markdown_table(&header, &body));
         md.push('\n');
-        md.push_str(&findings(&rows));
+        md.push_str(&findings(cfg, &rows));
         if spec.is_profile() {
             md.push_str("Under this profile every policy depends on the time, so `policies/` serves only the optimum with the load held where it is (a policy without a clock); the agents' tables and networks are not exported.\n\n");
         }
@@ -212,7 +218,7 @@ fn describe_process(p: &super::LoadProcess) -> String {
 }
 
 /// The verdicts under a table: the optimum against the myopic policy, agents against the HPA.
-fn findings(rows: &[Row]) -> String {
+fn findings(cfg: &AutoscaleConfig, rows: &[Row]) -> String {
     let mut s = String::new();
     let find = |prefix: &str| rows.iter().find(|r| r.label.starts_with(prefix));
     let (Some(opt), Some(my)) = (find("Optimum on the model"), find("Myopic")) else { return s };
@@ -230,12 +236,21 @@ fn findings(rows: &[Row]) -> String {
         others.push((my, "the myopic policy".into()));
         others.push((opt, "the optimum".into()));
         for (other, name) in others {
-            let m = paired(&returns(agent, false), &returns(other, false));
-            let t = paired(&returns(agent, true), &returns(other, true));
+            let m = paired(&returns(agent, false), &returns(other, false), cfg.tie_margin);
+            let t = paired(&returns(agent, true), &returns(other, true), cfg.tie_margin);
             let _ = writeln!(
                 s,
-                "- {} against {name} ({} seeds): {} on the model ({:.2} vs {:.2}), {} measured ({:.2} vs {:.2}).",
-                agent.label, m.pairs, m.verdict, m.mean_a, m.mean_b, t.verdict, t.mean_a, t.mean_b
+                "- {} against {name} ({} seed pairs): {} on the model ({:.2} vs {:.2}, difference {}), {} measured ({:.2} vs {:.2}, difference {}).",
+                agent.label,
+                m.pairs,
+                m.verdict,
+                m.mean_a,
+                m.mean_b,
+                m.difference_text(2),
+                t.verdict,
+                t.mean_a,
+                t.mean_b,
+                t.difference_text(2)
             );
         }
     }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
+use super::compare::TieMargin;
 use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
 use super::Stage;
 use crate::agent::dqn::DqnConfig;
@@ -67,6 +68,11 @@ pub struct ControlConfig {
     #[serde(default = "five")]
     pub seeds: usize,
     pub out_dir: PathBuf,
+    /// The practical margin of the report's verdicts: a difference whose 95 % interval lies
+    /// within this share of the yardstick's value is a tie (`experiment::compare`; default
+    /// 0.01). It changes the report only, never a cell.
+    #[serde(default)]
+    pub tie_margin: TieMargin,
     pub trace: TraceConfig,
     pub loads: LoadProcess,
     /// Models to fit and train against; default both.
@@ -123,6 +129,7 @@ fn default_steps() -> usize {
 
 impl ControlConfig {
     pub fn validate(&self) -> Result<()> {
+        self.tie_margin.validate().map_err(Error::config)?;
         if self.kind != "control" {
             return Err(Error::config(format!("kind must be \"control\", but is {:?}", self.kind)));
         }
@@ -321,7 +328,7 @@ pub fn run(cfg: &ControlConfig, stage: Stage) -> Result<()> {
     let trace = ControlTrace::load(&cfg.trace)?;
     check_coverage(cfg, &trace)?;
     let fingerprint = crate::data::fingerprint(&cfg.trace.path)?;
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells"])?;
+    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"])?;
     println!(
         "{}: {} rows ({} censored: nothing completed), {} settings; fitting {} forests",
         trace.path.display(),

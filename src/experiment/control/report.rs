@@ -202,7 +202,9 @@ pub fn write(cfg: &ControlConfig, trace: &ControlTrace, tables: &Tables, cells: 
          drawn afresh each step. Seeds {}..{} ({n}); each seed fits its own forest ({} trees) and holds out its own \
          {} % of the settings. Training: {} epochs of {} steps. Values are expected rewards over the load process; \
          regret is against the optimum of the same table; \"gap closed\" is (policy - best fixed) / (optimum - best fixed). \
-         Cells read \"mean ± std (seeds with a value of {n})\". Config: `config.resolved.toml`.\n",
+         Cells read \"mean ± std (seeds with a value of {n})\". Config: `config.resolved.toml`.\n\n\
+         Common random numbers: seed s fits one forest and holds out one set of settings, and every policy of seed s is \
+         scored on that seed's model and on the same measured table; comparisons pair policies by seed. {}\n",
         trace.path.display(),
         trace.samples.len(),
         trace.censored_rows(),
@@ -214,7 +216,8 @@ pub fn write(cfg: &ControlConfig, trace: &ControlTrace, tables: &Tables, cells: 
         cfg.forest.trees,
         (cfg.holdout_fraction * 100.0).round(),
         cfg.epochs,
-        cfg.steps_per_epoch
+        cfg.steps_per_epoch,
+        cfg.tie_margin.explained()
     );
     let mut csv = String::from("objective,model,policy,metric,mean,std,seeds_with_value,seeds\n");
     let mut panels = Vec::new();
@@ -334,19 +337,21 @@ fn findings(p: &Problem, rows: &[PolicyRow], scored: &[Scores]) -> String {
     );
     let fixed_row = rows.iter().position(|r| r.file == "best_fixed_model").expect("always a row");
     for (row, sc) in rows.iter().zip(scored).filter(|(r, _)| LearnerKind::Dqn.name() == r.file || LearnerKind::Ppo.name() == r.file) {
-        let on_model = paired(&sc.model, &scored[fixed_row].model);
-        let measured = paired(&sc.measured, &scored[fixed_row].measured);
+        let on_model = paired(&sc.model, &scored[fixed_row].model, p.cfg.tie_margin);
+        let measured = paired(&sc.measured, &scored[fixed_row].measured, p.cfg.tie_margin);
         let _ = writeln!(
             s,
-            "- {} against the best fixed action on the model ({} seeds): {} on the model ({:.3} vs {:.3}), {} measured ({:.3} vs {:.3}); gap closed on the model {}.",
+            "- {} against the best fixed action on the model ({} seed pairs): {} on the model ({:.3} vs {:.3}, difference {}), {} measured ({:.3} vs {:.3}, difference {}); gap closed on the model {}.",
             row.label,
             on_model.pairs,
             on_model.verdict,
             on_model.mean_a,
             on_model.mean_b,
+            on_model.difference_text(3),
             measured.verdict,
             measured.mean_a,
             measured.mean_b,
+            measured.difference_text(3),
             fmt_of_n(&sc.gap_model, p.cfg.seeds, 2, None)
         );
     }

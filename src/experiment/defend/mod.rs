@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
+use super::compare::TieMargin;
 use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
 use super::{RunOptions, Stage};
 use crate::agent::dqn::DqnConfig;
@@ -150,6 +151,11 @@ pub struct DefendConfig {
     #[serde(default = "three")]
     pub seeds: usize,
     pub out_dir: PathBuf,
+    /// The practical margin of the report's verdicts: a difference whose 95 % interval lies
+    /// within this share of the yardstick's value is a tie (`experiment::compare`; default
+    /// 0.01). It changes the report only, never a cell.
+    #[serde(default)]
+    pub tie_margin: TieMargin,
     /// The service: emulator scenario fields (replicas, misbehaving replicas, ...).
     #[serde(default)]
     pub scenario: Scenario,
@@ -223,6 +229,7 @@ fn default_steps() -> usize {
 
 impl DefendConfig {
     pub fn validate(&self) -> Result<()> {
+        self.tie_margin.validate().map_err(Error::config)?;
         if self.kind != "defend" {
             return Err(Error::config(format!("kind must be \"defend\", but is {:?}", self.kind)));
         }
@@ -339,7 +346,7 @@ pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> 
         Some(path) => table::midpoint_rules(path)?,
         None => vec![],
     };
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells"])?;
+    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"])?;
     let loads = cfg.loads.loads();
     println!(
         "defend: {} loads x {} joint rules ({} fields searched), {} replicas; {} objective(s), modes {:?}",

@@ -66,7 +66,9 @@ pub fn write(
          ({}). Every search ranks all rules on {} runs per (load, rule), reruns its {} best {} times on runs of \
          their own and picks on those; every policy is scored on {} fresh runs per load, the same for all. The 503 \
          share and p99 columns are plain means over the loads. Agents: {} seeds ({}), {} epochs x {} interactions on the emulator; greedy policy after training. \
-         {} load tests in the search and scoring. Config: `config.resolved.toml`; wall times: `timing.md`.\n",
+         {} load tests in the search and scoring. Config: `config.resolved.toml`; wall times: `wall_time.md`.\n\n\
+         Common random numbers: every policy and rule is scored on the same fresh runs (the same emulator seeds) at every load; \
+         an agent's seeds are compared with the best single rule's score on those runs. {}\n",
         cfg.scenario.replicas,
         if behaving.is_empty() { "all well-behaved".into() } else { behaving.join("; ") },
         cfg.loads.threads,
@@ -84,6 +86,7 @@ pub fn write(
         cfg.epochs,
         cfg.steps_per_epoch,
         tables.runs,
+        cfg.tie_margin.explained(),
     );
     let mut csv = String::from("objective,mode,policy,source,learner,seed,mean,worst,regret_mean,regret_worst,share_503,rate_503,p99_ms\n");
     let mut per_load = String::from("objective,mode,policy,threads,calls,value,goodput,share_503,rate_503,p99_ms,rule\n");
@@ -220,14 +223,15 @@ fn mode_table(cfg: &DefendConfig, tables: &Tables, mode: Mode, policies: &[Polic
             .collect();
         for (label, value) in [(best_single_name, best_single), ("Istio defaults (>= 1.24)", istio)] {
             if let Some(v) = value {
-                let c = against(&seeded, v);
+                let c = against(&seeded, v, cfg.tie_margin);
                 verdicts.push(format!(
-                    "- {} against {label} ({first}): **{}** on {} seeds (mean {} vs {}; a win needs the mean paired difference above its standard deviation)",
+                    "- {} against {label} ({first}): **{}** on {} seeds (mean {} vs {}, difference {})",
                     learner.label(),
                     c.verdict,
                     c.pairs,
                     num(c.mean_a),
-                    num(c.mean_b)
+                    num(c.mean_b),
+                    c.difference_text(if c.mean_b.abs() >= 100.0 { 0 } else { 4 })
                 ));
             }
         }

@@ -2,19 +2,26 @@
 //! comparisons ([`crate::experiment::compare`]) and saying on how many cells and seeds.
 //!
 //! In every claim a win is a win for the claim (for claim 4: the `*5` configuration has the
-//! smaller spread). A claim with no item of two seeds is undecided: one pair is always a tie.
+//! smaller spread). Each item is one of the five verdicts of [`crate::experiment::compare`];
+//! a claim holds on its wins, fails when even its inconclusive items could not make it hold,
+//! is inconclusive in between, and says "too few seeds" when no item has enough of them.
 
 use std::collections::BTreeSet;
 
 use super::report::{spread_per_service, Of, Report};
 use super::CellResult;
-use crate::experiment::compare::{against, paired, Comparison, Tally, Verdict};
+use crate::experiment::compare::{against, paired, ClaimVerdict, Comparison, Tally, Verdict, MIN_PAIRS};
 use crate::report::{finite, mean_std};
 
 const SINGLE: [&str; 2] = ["call", "thread"];
 const TWO_AGENTS: [&str; 3] = ["thread&call", "thread-call", "call-thread"];
 const CLAIM4: &str = "claim 4 (*5 learns more stably: smaller spread of per-epoch ratios after the best epoch)";
 const CLAIM6: &str = "claim 6 (agents beat the best fixed action; ours)";
+
+/// A claim that needs more than half its items to be wins.
+fn more_than_half(items: usize) -> f64 {
+    (items / 2 + 1) as f64
+}
 
 /// "1 seed", "3 seeds"
 fn plural(n: usize, word: &str) -> String {
@@ -30,16 +37,16 @@ fn then(text: String) -> String {
     }
 }
 
-/// "-> holds", "-> does NOT hold", or why there is no verdict.
-fn verdict(t: &Tally, holds: bool) -> &'static str {
-    if t.is_empty() {
-        "-> not judged: nothing to compare"
-    } else if !t.decidable() {
-        "-> undecided: no item has two seeds with a number (one seed's difference is always a tie); the items are in the tables"
-    } else if holds {
-        "-> holds"
-    } else {
-        "-> does NOT hold"
+/// "-> holds", "-> does NOT hold", "-> inconclusive", or why there is no verdict.
+fn verdict(claim: ClaimVerdict) -> String {
+    match claim {
+        ClaimVerdict::Empty => "-> not judged: nothing to compare".into(),
+        ClaimVerdict::TooFewSeeds => {
+            format!("-> too few seeds: no item has the {MIN_PAIRS} seed pairs a verdict needs; the numbers are in the tables")
+        }
+        ClaimVerdict::Holds => "-> holds".into(),
+        ClaimVerdict::DoesNotHold => "-> does NOT hold".into(),
+        ClaimVerdict::Inconclusive => "-> inconclusive: the inconclusive items could tip it either way".into(),
     }
 }
 
@@ -60,9 +67,9 @@ impl Report<'_> {
         format!("judged on {}, {} each ({})", plural(t.len(), unit), plural(self.n_seeds(), "seed"), plural(t.pairs(), values))
     }
 
-    /// "<label> (win, 2 of 3 seeds)"
+    /// "<label> (win, +0.12 [0.05, 0.19], 10 of 10 seeds)"
     fn entry(&self, label: &str, c: &Comparison) -> String {
-        format!("{label} ({}, {} of {})", c.verdict, c.pairs, plural(self.n_seeds(), "seed"))
+        format!("{label} ({}, {}, {} of {})", c.verdict, c.difference_text(3), c.pairs, plural(self.n_seeds(), "seed"))
     }
 
     /// The entries with (`wins`) or without a win, joined.
@@ -70,9 +77,9 @@ impl Report<'_> {
         t.entries.iter().filter(|(_, c)| (c.verdict == Verdict::Win) == wins).map(|(l, c)| self.entry(l, c)).collect::<Vec<_>>().join("; ")
     }
 
-    /// Every entry, when some can be decided (otherwise the tables say it all).
+    /// Every entry, when some has an interval (two seeds; otherwise the tables say it all).
     fn listed(&self, t: &Tally) -> String {
-        if !t.decidable() {
+        if !t.has_intervals() {
             return String::new();
         }
         t.entries.iter().map(|(l, c)| self.entry(l, c)).collect::<Vec<_>>().join("; ")
@@ -89,7 +96,7 @@ impl Report<'_> {
         let mut t = Tally::default();
         for d in &self.cfg.datasets {
             for conf in self.confs.iter().map(|c| c.name()) {
-                let c = paired(&self.by_seed(&d.name, &conf, a), &self.by_seed(&d.name, &conf, b));
+                let c = paired(&self.by_seed(&d.name, &conf, a), &self.by_seed(&d.name, &conf, b), self.cfg.tie_margin);
                 t.add(format!("{} {conf} {:.decimals$} vs {:.decimals$}", d.name, c.mean_a, c.mean_b), c);
             }
         }
@@ -105,17 +112,16 @@ impl Report<'_> {
                 let mut t = Tally::default();
                 for d in &self.cfg.datasets {
                     for conf in self.confs.iter().map(|c| c.name()) {
-                        let c = against(&self.by_seed(&d.name, &conf, f), 1.0);
+                        let c = against(&self.by_seed(&d.name, &conf, f), 1.0, self.cfg.tie_margin);
                         t.add(format!("{} {conf} {:.2}", d.name, c.mean_a), c);
                     }
                 }
-                let wins = t.count(Verdict::Win);
-                let rest = if t.decidable() { self.entries(&t, false) } else { String::new() };
+                let rest = if t.has_intervals() { self.entries(&t, false) } else { String::new() };
                 format!(
                     "claim 2 (RL beats random, ratio > 1, in nearly every cell), {label}: {}, each cell paired per seed against 1; {} {}{}",
                     t.counts_text(),
                     self.judged(&t, "cell", "seed value"),
-                    verdict(&t, wins as f64 >= 0.9 * t.len() as f64),
+                    verdict(t.claim(|n| 0.9 * n as f64)),
                     if rest.is_empty() { rest } else { format!("; not wins: {rest}") }
                 )
             })
@@ -140,7 +146,7 @@ impl Report<'_> {
                     else {
                         continue;
                     };
-                    let c = paired(&self.by_seed(&d.name, &pair, |c| c.sim), &self.by_seed(&d.name, &single, |c| c.sim));
+                    let c = paired(&self.by_seed(&d.name, &pair, |c| c.sim), &self.by_seed(&d.name, &single, |c| c.sim), self.cfg.tie_margin);
                     t.add(format!("{} {pair} {:.2} vs {single} {:.2}", d.name, c.mean_a, c.mean_b), c);
                 }
                 format!(
@@ -148,7 +154,7 @@ impl Report<'_> {
                     if suffix.is_empty() { "" } else { ", five services" },
                     t.counts_text(),
                     self.judged(&t, "dataset", "seed pair"),
-                    verdict(&t, 2 * t.count(Verdict::Win) > t.len()),
+                    verdict(t.claim(more_than_half)),
                     then(self.listed(&t))
                 )
             })
@@ -173,7 +179,11 @@ impl Report<'_> {
                             continue;
                         }
                         // A win for the claim: the single-service spread minus the *5 one is positive.
-                        let c = paired(&self.by_seed(&d.name, &base, |c| c.spread_after_best), &self.by_seed(&d.name, &five, multi));
+                        let c = paired(
+                            &self.by_seed(&d.name, &base, |c| c.spread_after_best),
+                            &self.by_seed(&d.name, &five, multi),
+                            self.cfg.tie_margin,
+                        );
                         t.add(format!("{} {five} {:.3} vs {base} {:.3}", d.name, c.mean_b, c.mean_a), c);
                     }
                 }
@@ -181,7 +191,7 @@ impl Report<'_> {
                     "{CLAIM4}, {kind}: {}, *5 against its single-service configuration, paired per seed; {} {}{}",
                     t.counts_text(),
                     self.judged(&t, "configuration pair", "seed pair"),
-                    verdict(&t, 2 * t.count(Verdict::Win) > t.len()),
+                    verdict(t.claim(more_than_half)),
                     then(self.listed(&t))
                 )
             })
@@ -227,11 +237,11 @@ impl Report<'_> {
     }
 
     fn claim6_line(&self, label: &str, t: Tally, judge: bool) -> String {
-        let wins = t.count(Verdict::Win);
-        let holds = 2 * wins > t.len();
+        let claim = t.claim(more_than_half);
+        let holds = claim == ClaimVerdict::Holds;
         let share = finite(&t.entries.iter().map(|(_, c)| c.mean_a / c.mean_b).collect::<Vec<_>>());
         // Name the minority: the cells without a win when most win, else the winners.
-        let (named, which) = match (t.decidable(), holds) {
+        let (named, which) = match (t.has_intervals(), holds) {
             (false, _) => (String::new(), ""),
             (true, true) => (self.entries(&t, false), "not wins"),
             (true, false) => (self.entries(&t, true), "wins"),
@@ -240,7 +250,7 @@ impl Report<'_> {
             "{CLAIM6}, {label}: {}, each cell paired per seed; {} {}{}{}",
             t.counts_text(),
             self.judged(&t, "cell", "seed pair"),
-            if judge { verdict(&t, holds) } else { "(no verdict)" },
+            if judge { verdict(claim) } else { "(no verdict)".into() },
             if share.is_empty() { String::new() } else { format!("; {:.2} of the fixed action's reward on average", mean_std(&share).0) },
             if named.is_empty() { String::new() } else { format!("; {which}: {named}") }
         )

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cells::{run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
+use super::compare::TieMargin;
 use super::rundir::{json, CellJob, DirCoordination, RunDir};
 use super::timing;
 use super::{RunOptions, Stage};
@@ -112,6 +113,11 @@ pub struct Table5Config {
     /// is done), so that a stopped run loses at most this many epochs of a cell; 0: never.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// The practical margin of the claims' verdicts: a difference whose 95 % interval lies
+    /// within this share of the yardstick's value is a tie (`experiment::compare`). It
+    /// changes the report only, never a cell.
+    #[serde(default)]
+    pub tie_margin: TieMargin,
     /// Whether cells score the yardsticks at all (off only in the speed bench).
     #[serde(default = "yes")]
     pub yardsticks: bool,
@@ -225,6 +231,7 @@ impl Table5Config {
         if self.kind != "table5" {
             return Err(Error::config(format!("kind must be \"table5\", but is {:?}", self.kind)));
         }
+        self.tie_margin.validate().map_err(Error::config)?;
         if self.repeats == 0 || self.epochs == 0 || self.steps_per_epoch == 0 || self.rolling_window == 0 {
             return Err(Error::config("repeats, epochs, steps_per_epoch and rolling_window must be >= 1"));
         }
@@ -408,7 +415,7 @@ pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> 
     let train = stage.trains_simulators();
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios, train)).collect::<Result<_>>()?;
     // Only a run whose inputs all load touches the output directory.
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "checkpoint_every"])?;
+    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "checkpoint_every", "tie_margin"])?;
     if stage == Stage::Prepare {
         println!("prepared {}: simulators in {}", cfg.out_dir.display(), cfg.simulators_dir.display());
         return Ok(());

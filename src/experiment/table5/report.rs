@@ -191,7 +191,15 @@ impl Report<'_> {
         );
         s.push_str(&self.stability_table());
         s.push_str(&self.yardsticks_text());
-        let _ = writeln!(s, "\n## Claims (protocol.md section 7)\n\n```\n{claims}\n```");
+        let _ = writeln!(
+            s,
+            "\n## Claims (protocol.md section 7)\n\n{} Each item's entry gives its verdict, the mean difference with its \
+             interval, and the seed pairs behind it.\n\nCommon random numbers: in every cell the agents and the random baseline \
+             act on the same states of each seed; the greedy policy, the oracle and the best fixed action are scored on the same \
+             validated states of the seed's best epoch, on the simulator and on the emulator. Comparisons between configurations \
+             pair the same seed numbers, which share their master seed but not their states.\n\n```\n{claims}\n```",
+            self.cfg.tie_margin.explained()
+        );
         s
     }
 
@@ -360,7 +368,7 @@ mod tests {
     use crate::train::{EpochLog, Series};
 
     fn config() -> Table5Config {
-        let text = "kind = \"table5\"\nrepeats = 3\nepochs = 6\n[[dataset]]\nname = \"S1\"\npath = \"S1.csv\"\n\
+        let text = "kind = \"table5\"\nrepeats = 6\nepochs = 6\n[[dataset]]\nname = \"S1\"\npath = \"S1.csv\"\n\
                     [[dataset]]\nname = \"S2\"\npath = \"S2.csv\"\n";
         toml::from_str(text).unwrap()
     }
@@ -398,7 +406,7 @@ mod tests {
             epochs: EpochLog { ratio: ratios, slot_ratios: slots.into_iter().map(Series).collect(), ..Default::default() },
             sim: v,
             best_epoch,
-            val: if seed == 3 { f64::NAN } else { v - 0.1 },
+            val: if seed == 3 { f64::NAN } else { v - 0.1 + 0.001 * (seed as f64).powi(2) },
             greedy_sim: v + 0.2,
             greedy_val: f64::NAN,
             best_rl: Vec::new(),
@@ -409,12 +417,12 @@ mod tests {
         }
     }
 
-    /// S1 and S2, seeds 1-3 (S2's call*5 seed 3 missing); call*5's per-epoch ratios are
+    /// S1 and S2, seeds 1-6 (S2's call*5 seed 3 missing); call*5's per-epoch ratios are
     /// steadier than call's, its services' own are not; S2's best epochs come last (no spread).
     fn cells() -> Vec<CellResult> {
         let mut cells = Vec::new();
         for (dataset, shift) in [("S1", 0.0), ("S2", 0.5)] {
-            for seed in 1..=3u64 {
+            for seed in 1..=6u64 {
                 let s = seed as f64 * 0.01;
                 let late = |r: Vec<f64>| if dataset == "S2" { r.into_iter().rev().collect() } else { r };
                 let single = late(vec![1.0, 2.0, 1.2, 1.8, 1.1, 1.9]);
@@ -443,15 +451,15 @@ mod tests {
         assert!(!md.contains("NaN"), "{md}");
         assert!(!csv.contains("NaN"), "{csv}");
         // Val. is missing in seed 3; greedy_val everywhere; S2 has no yardsticks.
-        assert!(md.contains("| S1 | 1.22 ± 0.01 (3 of 3) |"), "{md}");
-        assert!(md.contains("1.11 ± 0.01 (2 of 3; paper 1.01)"), "{md}");
-        assert!(md.contains("– (0 of 3)"), "{md}");
+        assert!(md.contains("| call | S1 | 1.23 ± 0.02 (6 of 6) |"), "{md}");
+        assert!(md.contains("1.15 ± 0.04 (5 of 6; paper 1.01)"), "{md}");
+        assert!(md.contains("– (0 of 6)"), "{md}");
         assert!(md.contains("Greedy Sim.") && md.contains("Reach greedy Val.") && md.contains("Oracle Val."), "{md}");
         let line = |prefix: &str| csv.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}:\n{csv}")).to_string();
-        assert_eq!(line("S1,call,val,"), "S1,call,val,1.1150,0.0071,2,1 2,1.01");
+        assert_eq!(line("S1,call,val,"), "S1,call,val,1.1524,0.0352,5,1 2 4 5 6,1.01");
         assert_eq!(line("S1,call,greedy_val,"), "S1,call,greedy_val,,,0,,");
-        assert_eq!(line("S2,call*5,sim,"), "S2,call*5,sim,1.4150,0.0071,2,1 2,2.96");
-        assert!(csv.contains("S1,call,reach_greedy_val,") && csv.contains("S1,call,greedy_sim,1.4200,"));
+        assert_eq!(line("S2,call*5,sim,"), "S2,call*5,sim,1.4360,0.0207,5,1 2 4 5 6,2.96");
+        assert!(csv.contains("S1,call,reach_greedy_val,") && csv.contains("S1,call,greedy_sim,1.4350,"));
     }
 
     #[test]
@@ -459,54 +467,75 @@ mod tests {
         let claims = with_report(|r| r.claims());
         assert!(!claims.contains("NaN"), "{claims}");
         let line = |start: &str| claims.lines().filter(|l| l.starts_with(start)).collect::<Vec<_>>();
-        // Sim.: call and thread-call beat 1 in both datasets; call*5 loses in S1 (0.92) and
-        // wins in S2 (1.41, two seeds).
+        // Sim.: call and thread-call beat 1 in both datasets; call*5 loses in S1 (0.94) and
+        // wins in S2 (1.44, five seeds). Each entry carries its difference and interval:
+        // d = -0.09 .. -0.04, mean -0.065, sd 0.0187, t(0.975, 5) 2.5706 -> ±0.0196.
         let sim = line("claim 2 (RL beats random, ratio > 1, in nearly every cell), Sim.")[0];
-        assert!(sim.contains("Sim.: 5 wins, 0 ties, 1 loss, each cell"), "{sim}");
-        assert!(sim.contains("judged on 6 cells, 3 seeds each (17 seed values) -> does NOT hold"), "{sim}");
-        assert!(sim.contains("not wins: S1 call*5 0.92 (loss, 3 of 3 seeds)"), "{sim}");
+        assert!(sim.contains("Sim.: 5 wins, 1 loss, 0 ties, each cell"), "{sim}");
+        assert!(sim.contains("judged on 6 cells, 6 seeds each (35 seed values) -> does NOT hold"), "{sim}");
+        assert!(sim.contains("not wins: S1 call*5 0.94 (loss, -0.065 [-0.085, -0.045], 6 of 6 seeds)"), "{sim}");
         let three = line("claim 3 (two agents beat the better single agent)")[0];
         assert!(
-            three.contains("2 wins, 0 ties, 0 losses")
-                && three.contains("judged on 2 datasets, 3 seeds each (6 seed pairs)")
+            three.contains("2 wins, 0 losses, 0 ties")
+                && three.contains("judged on 2 datasets, 6 seeds each (12 seed pairs)")
                 && three.contains("-> holds"),
             "{three}"
         );
-        assert!(three.contains("S1 thread-call 1.54 vs call 1.22 (win, 3 of 3 seeds)"), "{three}");
+        assert!(three.contains("S1 thread-call 1.57 vs call 1.23 (win, +0.335 [0.315, 0.355], 6 of 6 seeds)"), "{three}");
         // Claim 4: S2's best epochs come last, so only S1 is judged. Whole epochs: call*5
-        // steadier; per service: the same series as call, a tie.
+        // steadier; per service: the same series as call, a tie (an interval of exactly 0).
         let four = line("claim 4 (*5 learns more stably");
         assert_eq!(four.len(), 3, "{claims}");
         assert!(
             four[0].contains("(a) as the paper defines it")
-                && four[0].contains("1 win, 0 ties, 0 losses")
+                && four[0].contains("1 win, 0 losses, 0 ties")
                 && four[0].contains("judged on 1 configuration pair"),
             "{}",
             four[0]
         );
-        assert!(four[1].contains("(b) per service") && four[1].contains("0 wins, 1 tie, 0 losses"), "{}", four[1]);
+        assert!(
+            four[1].contains("(b) per service") && four[1].contains("0 wins, 0 losses, 1 tie") && four[1].contains("-> does NOT hold"),
+            "{}",
+            four[1]
+        );
         assert!(four[2].contains("1/sqrt(5)"), "{}", four[2]);
-        assert!(line("claim 5 (best epoch before epoch 150): 17 of 17 seed values")[0].contains("judged on 6 cells, 3 seeds each -> holds"));
+        assert!(line("claim 5 (best epoch before epoch 150): 35 of 35 seed values")[0].contains("judged on 6 cells, 6 seeds each -> holds"));
         let six = line("claim 6 (agents beat the best fixed action; ours)");
         assert_eq!(six.len(), 3, "{claims}");
         assert!(
             six[0].contains(
-                "greedy policy, Sim.: 3 wins, 0 ties, 0 losses, each cell paired per seed; judged on 3 cells, 3 seeds each (9 seed pairs)"
+                "greedy policy, Sim.: 3 wins, 0 losses, 0 ties, each cell paired per seed; judged on 3 cells, 6 seeds each (18 seed pairs) -> holds"
             ),
             "{}",
             six[0]
         );
         assert!(
-            six[1].contains("Val. (yardstick states): 0 wins, 0 ties, 0 losses, each cell") && six[1].contains("not judged"),
+            six[1].contains("Val. (yardstick states): 0 wins, 0 losses, 0 ties, each cell") && six[1].contains("not judged"),
             "{}",
             six[1]
         );
         assert!(six[2].contains("for reference") && six[2].contains("(no verdict)"), "{}", six[2]);
         let oracle = line("oracle: the agents reach")[0];
         assert!(
-            oracle.contains("(training behaviour; 9 seed values of 3 cells)") && oracle.contains("– on Sim. (0 seed values of 0 cells)"),
+            oracle.contains("(training behaviour; 18 seed values of 3 cells)") && oracle.contains("– on Sim. (0 seed values of 0 cells)"),
             "{oracle}"
         );
+    }
+
+    /// Three seeds (Table 5's) are too few for any verdict, and the claims say so.
+    #[test]
+    fn three_seeds_are_too_few_seeds() {
+        let cfg = Table5Config { repeats: 3, ..config() };
+        let confs: Vec<Configuration> = ["call", "thread-call", "call*5"].iter().map(|c| Configuration::parse(c).unwrap()).collect();
+        let cells: Vec<CellResult> = cells().into_iter().filter(|c| c.seed <= 3).collect();
+        let report = Report { cfg: &cfg, confs: &confs, cells: &cells };
+        let claims = report.claims();
+        let sim = claims.lines().find(|l| l.starts_with("claim 2 (RL beats random, ratio > 1, in nearly every cell), Sim.")).unwrap();
+        assert!(sim.contains("0 wins, 0 losses, 0 ties, 6 too few seeds"), "{sim}");
+        assert!(sim.contains("-> too few seeds: no item has the 5 seed pairs a verdict needs"), "{sim}");
+        // The difference and its interval are still shown: S1 thread-call against call, 3 seeds.
+        assert!(claims.contains("S1 thread-call 1.54 vs call 1.22 (too few seeds, +0.320 ["), "{claims}");
+        assert!(report.markdown(&claims).contains("too few seeds below 5 pairs"), "the report explains the verdicts");
     }
 
     #[test]
@@ -515,8 +544,8 @@ mod tests {
         let confs = [Configuration::parse("call").unwrap()];
         let cells: Vec<CellResult> = cells().into_iter().filter(|c| c.seed == 1 && c.configuration == "call").collect();
         let claims = Report { cfg: &cfg, confs: &confs, cells: &cells }.claims();
-        assert!(claims.contains("0 wins, 2 ties, 0 losses"), "{claims}");
-        assert!(claims.contains("1 seed each (2 seed values) -> undecided"), "{claims}");
+        assert!(claims.contains("0 wins, 0 losses, 0 ties, 2 too few seeds"), "{claims}");
+        assert!(claims.contains("1 seed each (2 seed values) -> too few seeds"), "{claims}");
         assert!(!claims.contains("NaN"), "{claims}");
     }
 }
