@@ -387,6 +387,7 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
 
 /// [`export`], then prints the exported runs and what to do with them.
 pub fn run(args: &ExportOptions) -> Result<()> {
+    crate::paths::refuse_input_inside_output("--out", &args.out, std::slice::from_ref(&args.cell))?;
     let runs = export(args)?;
     println!("{} runs of {} -> {}", runs.len(), args.cell.display(), args.out.display());
     for (n, r) in runs.iter().enumerate() {

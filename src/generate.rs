@@ -346,6 +346,11 @@ pub fn run(args: &GenerateOptions) -> anyhow::Result<()> {
         }
     }
     let out_dir = args.out_dir.clone().unwrap_or_else(|| config.out_dir.clone());
+    for plan in &plans {
+        let csv = out_dir.join(format!("{}.csv", plan.spec.name));
+        crate::paths::refuse_input_as_output("a dataset file", &csv, std::slice::from_ref(&args.config))?;
+    }
+    crate::paths::refuse_input_as_output("the datasets' README.md", &out_dir.join("README.md"), std::slice::from_ref(&args.config))?;
     let started = std::time::Instant::now();
     let mut summaries = Vec::new();
     for plan in plans.iter().filter(|p| args.only.is_empty() || args.only.contains(&p.spec.name)) {

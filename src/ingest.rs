@@ -46,6 +46,7 @@ pub struct FortioOptions {
 /// Turns the Fortio results of `options.dir` into trace rows ([`ingest_fortio`]), writes
 /// them to `options.out` and prints how many.
 pub fn run_fortio(options: &FortioOptions) -> Result<()> {
+    crate::paths::refuse_input_as_output("--out", &options.out, &inputs(&options.dir, options.rules.as_deref()))?;
     let Ingested { rows, warnings } = ingest(&options.dir, options.rules.as_deref())?;
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -57,6 +58,20 @@ pub fn run_fortio(options: &FortioOptions) -> Result<()> {
     };
     println!("{} Fortio results of {} (rules from {from}) -> {}", rows.len(), options.dir.display(), options.out.display());
     Ok(())
+}
+
+/// Every file ingest may read: the manifest, and the results and rule files of `dir` (its
+/// JSON and YAML files).
+fn inputs(dir: &Path, manifest: Option<&Path>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = manifest.map(Path::to_path_buf).into_iter().collect();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        files.extend(
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "yaml" || x == "yml")),
+        );
+    }
+    files
 }
 
 // ---------------------------------------------------------------------------------------

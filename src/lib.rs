@@ -35,6 +35,7 @@ pub mod inspect;
 pub mod nan_as_null;
 pub mod nn;
 pub mod optim;
+pub mod paths;
 pub mod policy;
 pub mod report;
 pub mod rules;

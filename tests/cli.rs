@@ -969,10 +969,26 @@ fn degenerate_table5_settings_are_refused_and_a_failed_run_keeps_the_good_one() 
     let resolved = tmp.path().join("out/config.resolved.toml");
     let table = tmp.path().join("out/table5.csv");
     let (good_config, good_table) = (std::fs::read(&resolved).unwrap(), std::fs::read(&table).unwrap());
+    // Another config in the good run's folder is refused before any input loads; in a folder
+    // of its own, the missing input is named and nothing is written.
     let bad = meshrl(&["run", config, "--set", "dataset=[{name=\"S1\",path=\"datasets/nope.csv\"}]"], tmp.path());
-    assert_exit_2_naming(&bad, &["nope.csv"]);
+    assert_exit_2_naming(&bad, &["config.resolved.toml", "another config"]);
     assert_eq!(std::fs::read(&resolved).unwrap(), good_config, "the failed run left config.resolved.toml alone");
     assert_eq!(std::fs::read(&table).unwrap(), good_table);
+    let elsewhere = tmp.path().join("out2");
+    let bad = meshrl(
+        &[
+            "run",
+            config,
+            "--set",
+            "dataset=[{name=\"S1\",path=\"datasets/nope.csv\"}]",
+            "--set",
+            &format!("out_dir=\"{}\"", elsewhere.display()),
+        ],
+        tmp.path(),
+    );
+    assert_exit_2_naming(&bad, &["nope.csv"]);
+    assert!(!elsewhere.exists(), "nothing written");
 }
 
 #[test]
@@ -1690,4 +1706,86 @@ fn autoscale_tiny_run_scores_the_optimum_the_hpa_and_the_agents_and_is_reproduci
     assert_exit_2_naming(&outside, &["load 6", "outside"]);
     let bad = meshrl(&["run", config.to_str().unwrap(), "--set", "max_replicas=3"], tmp.path());
     assert_exit_2_naming(&bad, &["3 replicas"]);
+}
+
+/// Every file below `dir` with its bytes, in path order: a refusal must leave it the same.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn no_command_writes_over_its_own_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    for f in ["run_a.json", "run_a.yaml", "run_b.json", "run_b.yaml", "manifest.csv"] {
+        std::fs::copy(fortio_fixtures().join(f), d.join(f)).unwrap();
+    }
+    let before = tree(tmp.path());
+    // A raw Fortio result, however the path is spelled; a rule; the manifest.
+    for out in ["d/run_a.json", "d/../d/./run_a.json", "d/run_b.yaml"] {
+        assert_exit_2_naming(&meshrl(&["ingest", "fortio", "d", "--out", out], tmp.path()), &["--out is the input", "run_"]);
+    }
+    assert_exit_2_naming(
+        &meshrl(&["ingest", "fortio", "d", "--rules", "d/manifest.csv", "--out", "d/manifest.csv"], tmp.path()),
+        &["--out is the input", "manifest.csv"],
+    );
+    // A hard link to a result is the same file.
+    std::fs::hard_link(d.join("run_a.json"), tmp.path().join("linked.json")).unwrap();
+    assert_exit_2_naming(&meshrl(&["ingest", "fortio", "d", "--out", "linked.json"], tmp.path()), &["--out is the input"]);
+    std::fs::remove_file(tmp.path().join("linked.json")).unwrap();
+    assert_eq!(tree(tmp.path()), before, "a refusal changes no file");
+    // A new file beside them is fine.
+    assert_ok(&meshrl(&["ingest", "fortio", "d", "--out", "d/trace.csv"], tmp.path()));
+
+    // export: the cell it reads inside the folder it replaces.
+    let cell = hand_made_run(tmp.path());
+    let before = tree(tmp.path());
+    let run_dir = cell.parent().unwrap().to_str().unwrap().to_string();
+    assert_exit_2_naming(
+        &meshrl(&["export", cell.to_str().unwrap(), "--out", &run_dir], tmp.path()),
+        &["--out holds the input", "thread-call_seed2.json"],
+    );
+    assert_eq!(tree(tmp.path()), before);
+
+    // generate: an output that is its own config.
+    let out_dir = tmp.path().join("gen");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::copy(repo().join("configs/datasets.toml"), out_dir.join("README.md")).unwrap();
+    let before = tree(tmp.path());
+    let generate = meshrl(&["generate", "--config", "gen/README.md", "--out-dir", "gen", "--rows", "3"], tmp.path());
+    assert_exit_2_naming(&generate, &["README.md", "is the input"]);
+    assert_eq!(tree(tmp.path()), before);
+}
+
+#[test]
+fn a_run_takes_only_a_folder_of_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_table5(tmp.path());
+    // A user's folder: refused, naming out_dir, nothing written.
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("thesis.tex"), "months of work").unwrap();
+    let before = tree(tmp.path());
+    assert_exit_2_naming(
+        &meshrl(&["run", config.to_str().unwrap()], tmp.path()),
+        &["out_dir holds `thesis.tex`", "no config.resolved.toml"],
+    );
+    assert_eq!(tree(tmp.path()), before);
+    // The current directory, by an empty out_dir: refused too.
+    assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap(), "--set", "out_dir=\"\""], tmp.path()), &["out_dir is empty"]);
+    assert_eq!(tree(tmp.path()), before);
 }

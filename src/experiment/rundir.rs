@@ -29,26 +29,52 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates the directory and writes the resolved config into it; a directory that holds
-    /// another config's run is refused. `scheduling` names fields that change how a run is
-    /// scheduled or reported but not its cells: they may differ, and the file then takes
-    /// this run's values (so that it says what made the report beside it).
+    /// Creates the directory and writes the resolved config into it ([`RunDir::check`] and
+    /// [`CheckedRunDir::create`] at once).
     pub fn create(root: &Path, resolved: &impl Serialize, scheduling: &[&str]) -> Result<RunDir> {
+        Self::check(root, resolved, scheduling, &[])?.create()
+    }
+
+    /// Every refusal of [`RunDir::create`], writing nothing, for a run that loads its inputs
+    /// (and may train simulators into the directory) before it writes its config.
+    ///
+    /// A directory that holds another config's run is refused. `scheduling` names fields that
+    /// change how a run is scheduled or reported but not its cells: they may differ, and the
+    /// file then takes this run's values (so that it says what made the report beside it).
+    /// A directory is the run's or refused: an empty `out_dir` (the current directory) and a
+    /// folder that holds files but no resolved config (a folder no meshrl run created) are
+    /// refused, naming the field, so that a run never writes over a user's files. `own` are
+    /// folders the run itself fills before its config (simulators it trains into `root`):
+    /// another run of the same config, started at the same time, may find them there.
+    pub fn check(root: &Path, resolved: &impl Serialize, scheduling: &[&str], own: &[&Path]) -> Result<CheckedRunDir> {
+        if root.as_os_str().is_empty() {
+            return Err(Error::config("out_dir is empty: give the run a folder of its own (for example results/<name>)"));
+        }
         let text = toml::to_string_pretty(resolved).map_err(|e| Error::config(e.to_string()))?;
         let path = root.join("config.resolved.toml");
-        match std::fs::read_to_string(&path) {
+        let write = match std::fs::read_to_string(&path) {
             Ok(owner) => {
                 check_same_config(&path, &owner, &text, scheduling)?;
-                if owner != text {
-                    atomic::write_file(&path, &text)?;
-                }
+                owner != text
             }
             Err(_) => {
-                std::fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
-                atomic::write_file(&path, &text)?;
+                let foreign = std::fs::read_dir(root).ok().and_then(|entries| {
+                    entries.filter_map(|e| e.ok()).find(|e| !own.iter().any(|o| crate::paths::is_inside(o, &e.path())))
+                });
+                if let Some(first) = foreign {
+                    let name = first.file_name().to_string_lossy().into_owned();
+                    return Err(Error::file(
+                        root,
+                        format!(
+                            "out_dir holds `{name}` and no config.resolved.toml: it is not a meshrl run's folder, and a run \
+                             would write over its files; choose another out_dir, or empty it"
+                        ),
+                    ));
+                }
+                true
             }
-        }
-        Ok(RunDir { root: root.to_path_buf() })
+        };
+        Ok(CheckedRunDir { root: root.to_path_buf(), text, write })
     }
 
     /// Where a cell's claim lives while a run computes it.
@@ -92,6 +118,25 @@ impl RunDir {
     /// A set of report files to replace together ([`OutputSet`]).
     pub fn outputs(&self) -> OutputSet {
         OutputSet { root: self.root.clone(), staged: Vec::new() }
+    }
+}
+
+/// A run directory that [`RunDir::check`] accepted and nothing has written yet.
+pub struct CheckedRunDir {
+    root: PathBuf,
+    text: String,
+    /// Whether the resolved config must be (re)written.
+    write: bool,
+}
+
+impl CheckedRunDir {
+    /// Creates the directory and writes the resolved config into it.
+    pub fn create(self) -> Result<RunDir> {
+        if self.write {
+            std::fs::create_dir_all(&self.root).map_err(|e| Error::io(format!("creating {}", self.root.display()), e))?;
+            atomic::write_file(&self.root.join("config.resolved.toml"), &self.text)?;
+        }
+        Ok(RunDir { root: self.root })
     }
 }
 
@@ -255,6 +300,23 @@ mod tests {
         second.commit().unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("plots/b.png")).unwrap(), "new b");
         assert_eq!(std::fs::read_to_string(dir.join("a.csv")).unwrap(), "new a");
+    }
+
+    #[test]
+    fn a_folder_no_run_created_and_an_empty_out_dir_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mine = tmp.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::write(mine.join("notes.txt"), "a user's file").unwrap();
+        let err = RunDir::create(&mine, &Tiny { key: "k".into(), value: 1 }, &[]).err().expect("refused").to_string();
+        assert!(err.contains("out_dir holds `notes.txt`") && err.contains("no config.resolved.toml"), "{err}");
+        assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1, "nothing written");
+        let err = RunDir::create(Path::new(""), &Tiny { key: "k".into(), value: 1 }, &[]).err().expect("refused").to_string();
+        assert!(err.contains("out_dir is empty"), "{err}");
+        // An empty folder is fine: the run takes it.
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        RunDir::create(&empty, &Tiny { key: "k".into(), value: 1 }, &[]).expect("an empty folder is taken");
     }
 
     #[test]

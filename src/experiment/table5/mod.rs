@@ -412,10 +412,12 @@ pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> 
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let scenarios = scenarios(cfg)?;
     let confs: Vec<Configuration> = cfg.configurations.iter().map(|c| Configuration::parse(c)).collect::<Result<_>>()?;
+    // The directory is checked before simulators may be trained into it; only a run whose
+    // inputs all load writes its config there.
+    let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "checkpoint_every", "tie_margin"], &[&cfg.simulators_dir])?;
     let train = stage.trains_simulators();
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios, train)).collect::<Result<_>>()?;
-    // Only a run whose inputs all load touches the output directory.
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "checkpoint_every", "tie_margin"])?;
+    let dir = checked.create()?;
     if stage == Stage::Prepare {
         println!("prepared {}: simulators in {}", cfg.out_dir.display(), cfg.simulators_dir.display());
         return Ok(());
