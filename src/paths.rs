@@ -88,7 +88,7 @@ mod tests {
         assert!(!same_file(&dir.join("trace.csv"), &file), "a new file is no input");
         let err = refuse_input_as_output("--out", &dir.join("./run.json"), std::slice::from_ref(&file)).unwrap_err().to_string();
         assert!(err.contains("--out is the input") && err.contains("run.json"), "{err}");
-        assert!(refuse_input_as_output("--out", &dir.join("trace.csv"), &[file.clone()]).is_ok());
+        assert!(refuse_input_as_output("--out", &dir.join("trace.csv"), std::slice::from_ref(&file)).is_ok());
         assert!(is_inside(&file, &dir) && !is_inside(&file, &tmp.path().join("e")));
         assert!(refuse_input_inside_output("--out", &dir, &[file]).unwrap_err().to_string().contains("holds the input"));
     }
