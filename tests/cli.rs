@@ -1414,6 +1414,14 @@ fn control_refuses_loads_outside_the_trace_and_bad_rows() {
         tmp.path(),
     );
     assert_exit_2_naming(&unmeasured, &["objective x", "no rows", "routing 50"]);
+    // A value listed twice would compute the same cells twice and collide in the report.
+    for (set, needle) in [
+        ("learners=[\"dqn\", \"dqn\"]", "learners lists Dqn twice"),
+        ("loads.values=[1, 2, 1]", "loads.values lists 1.0 twice"),
+        ("objectives=[{name=\"x\", reward=\"replicas\", routing=[100], replicas=[1, 1]}]", "objective x: replicas lists 1 twice"),
+    ] {
+        assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap(), "--set", set], tmp.path()), &[needle]);
+    }
     let trace = tmp.path().join("trace.csv");
     let text_trace = std::fs::read_to_string(&trace).unwrap().replacen(",1,0.2\n", ",0,0.2\n", 1);
     std::fs::write(&trace, text_trace).unwrap();

@@ -71,6 +71,15 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(
     Ok(cfg)
 }
 
+/// Refuses a list that names one value twice (a repeated learner, model, load or grid value
+/// would compute the same cells twice and fail, or collide, when the report is written).
+pub fn refuse_repeats<T: PartialEq + std::fmt::Debug>(field: &str, values: &[T]) -> Result<()> {
+    match values.iter().enumerate().find(|(i, v)| values[..*i].contains(v)) {
+        Some((_, v)) => Err(Error::config(format!("{field} lists {v:?} twice"))),
+        None => Ok(()),
+    }
+}
+
 /// What a command does with an experiment: all of it, or one stage of a run spread over
 /// several processes or machines (prepare once, then the shards, then the report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

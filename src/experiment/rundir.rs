@@ -170,12 +170,59 @@ impl OutputSet {
         atomic::write_file(&tmp, text)
     }
 
-    /// Moves every staged file into place.
+    /// Moves every staged file into place, all or none: each target is checked first (a
+    /// folder where a file goes is refused before anything moves), the files it replaces are
+    /// set aside, and a rename that fails half way puts them back. On failure nothing has
+    /// changed and no staged or set-aside file remains.
     pub fn commit(mut self) -> Result<()> {
-        for (tmp, path) in std::mem::take(&mut self.staged) {
-            std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
+        for (_, path) in &self.staged {
+            if path.is_dir() {
+                return Err(Error::file(path, "a folder is where this report file goes: move it away and run the report again"));
+            }
         }
-        Ok(())
+        let staged = std::mem::take(&mut self.staged);
+        // (final, set-aside previous file or None) for every file moved into place.
+        let mut moved: Vec<(&Path, Option<PathBuf>)> = Vec::new();
+        let rename = |from: &Path, to: &Path| {
+            std::fs::rename(from, to).map_err(|e| Error::io(format!("renaming {} to {}", from.display(), to.display()), e))
+        };
+        let result = staged.iter().try_for_each(|(tmp, path)| {
+            let aside =
+                path.with_file_name(format!(".{}.previous-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+            let previous = path.exists().then_some(aside);
+            if let Some(aside) = &previous {
+                rename(path, aside)?;
+            }
+            moved.push((path, previous));
+            rename(tmp, path)
+        });
+        match result {
+            Ok(()) => {
+                for (_, previous) in moved {
+                    if let Some(p) = previous {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Undo in reverse: each new file out, its previous one back.
+                for (path, previous) in moved.into_iter().rev() {
+                    match previous {
+                        Some(p) => {
+                            let _ = std::fs::rename(&p, path);
+                        }
+                        None => {
+                            let _ = std::fs::remove_file(path);
+                        }
+                    }
+                }
+                for (tmp, _) in &staged {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -274,6 +321,53 @@ mod tests {
         assert_eq!(dir.read_cell::<Tiny>("S1", "a", "k").unwrap().value, 7);
         assert!(dir.read_cell::<Tiny>("S1", "a", "other settings").is_none());
         assert!(dir.cell_path("S1", "a").ends_with("cells/S1/a.json"));
+    }
+
+    #[test]
+    fn a_report_that_cannot_be_swapped_whole_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(&tmp.path().join("run"), &Tiny { key: "k".into(), value: 1 }, &[]).unwrap();
+        let mut first = dir.outputs();
+        first.write("a.csv", "old a").unwrap();
+        first.write("policies/p.csv", "old p").unwrap();
+        first.commit().unwrap();
+        // A folder where a file of the new set goes: refused before anything moves.
+        std::fs::create_dir(dir.join("z.md")).unwrap();
+        let snapshot = |d: &RunDir| {
+            let mut names: Vec<String> = Vec::new();
+            for sub in [".", "policies"] {
+                for e in std::fs::read_dir(d.join(sub)).unwrap() {
+                    let e = e.unwrap();
+                    names.push(format!(
+                        "{sub}/{}:{}",
+                        e.file_name().to_string_lossy(),
+                        std::fs::read_to_string(e.path()).unwrap_or_default()
+                    ));
+                }
+            }
+            names.sort();
+            names
+        };
+        let before = snapshot(&dir);
+        let mut second = dir.outputs();
+        second.write("policies/p.csv", "new p").unwrap();
+        second.write("a.csv", "new a").unwrap();
+        second.write("z.md", "new z").unwrap();
+        let err = second.commit().unwrap_err().to_string();
+        assert!(err.contains("z.md") && err.contains("a folder is where"), "{err}");
+        assert_eq!(snapshot(&dir), before, "nothing replaced, nothing staged left");
+        // A rename that fails half way (here: a staged file gone before the swap): the files
+        // already moved are taken out again and the previous ones put back.
+        std::fs::remove_dir(dir.join("z.md")).unwrap();
+        let before = snapshot(&dir);
+        let mut third = dir.outputs();
+        third.write("a.csv", "new a").unwrap();
+        let gone = third.stage("policies/p.csv").unwrap();
+        third.write("new.md", "new").unwrap();
+        assert!(!gone.exists(), "staged but never written");
+        let err = third.commit().unwrap_err().to_string();
+        assert!(err.contains("renaming") && err.contains("p.staged-"), "{err}");
+        assert_eq!(snapshot(&dir), before, "a.csv put back, no staged or set-aside file left");
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl AutoscaleConfig {
         if self.scenarios.is_empty() || self.learners.is_empty() {
             return Err(Error::config("scenarios and learners each need at least one entry"));
         }
+        super::refuse_repeats("learners", &self.learners)?;
         for (i, s) in self.scenarios.iter().enumerate() {
             if s.name.is_empty()
                 || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

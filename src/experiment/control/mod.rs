@@ -151,6 +151,9 @@ impl ControlConfig {
         if self.models.is_empty() || self.learners.is_empty() || self.objectives.is_empty() {
             return Err(Error::config("models, learners and [[objectives]] each need at least one entry"));
         }
+        super::refuse_repeats("models", &self.models)?;
+        super::refuse_repeats("learners", &self.learners)?;
+        super::refuse_repeats("loads.values", &self.loads.values)?;
         for (i, o) in self.objectives.iter().enumerate() {
             o.validate()?;
             if self.objectives[..i].iter().any(|p| p.name == o.name) {

@@ -66,6 +66,9 @@ impl Objective {
         if self.routing.is_empty() || self.blocking.is_empty() || self.replicas.is_empty() {
             return Err(Error::config(format!("objective {name}: routing, blocking and replicas each need at least one value")));
         }
+        crate::experiment::refuse_repeats(&format!("objective {name}: routing"), &self.routing)?;
+        crate::experiment::refuse_repeats(&format!("objective {name}: blocking"), &self.blocking)?;
+        crate::experiment::refuse_repeats(&format!("objective {name}: replicas"), &self.replicas)?;
         if self.routing.iter().any(|p| !(0.0..=100.0).contains(p)) {
             return Err(Error::config(format!("objective {name}: routing weights must lie in [0, 100]")));
         }

@@ -252,14 +252,8 @@ impl DefendConfig {
                 return Err(Error::config(format!("two objectives are named {:?}", o.name)));
             }
         }
-        for (what, dup) in [
-            ("modes", self.modes.iter().enumerate().any(|(i, m)| self.modes[..i].contains(m))),
-            ("learners", self.learners.iter().enumerate().any(|(i, l)| self.learners[..i].contains(l))),
-        ] {
-            if dup {
-                return Err(Error::config(format!("{what} lists a value twice")));
-            }
-        }
+        super::refuse_repeats("modes", &self.modes)?;
+        super::refuse_repeats("learners", &self.learners)?;
         crate::export::check_bundle_names(&self.deploy.name, &self.deploy.host).map_err(|e| match e {
             Error::Config { message, .. } => Error::config(format!("deploy: {message}")),
             other => other,
