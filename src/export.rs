@@ -16,6 +16,7 @@ use crate::destination_rule::{
 };
 use crate::env::load_search::Pair;
 use crate::error::{Error, Result};
+use crate::k8s::shell_word;
 use crate::rules::{Load, TrafficRules, KNOB_COLUMNS, RULE_COLUMNS};
 
 /// What [`export`] reads and writes.
@@ -239,16 +240,6 @@ fn object_name(dataset: &str, i: usize) -> String {
     format!("meshrl-{}-{i}", d.trim_matches('-'))
 }
 
-/// `text` as one shell word: unchanged when it is plainly safe, single-quoted otherwise
-/// (a URL with `&` or `?` would otherwise be cut by the shell).
-fn shell_word(text: &str) -> String {
-    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 /// One CSV cell, quoted when it holds a comma, a quote or a line break.
 fn csv_cell(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
@@ -301,9 +292,8 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
     if args.top == 0 {
         return Err(Error::config("--top must be >= 1"));
     }
-    if args.host.trim().is_empty() || args.url.trim().is_empty() {
-        return Err(Error::config("--host and --url must not be empty"));
-    }
+    crate::k8s::check_host("--host", &args.host)?;
+    crate::k8s::check_url("--url", &args.url)?;
     let text = std::fs::read_to_string(&args.cell).map_err(|e| Error::file(&args.cell, format!("cannot read: {e}")))?;
     let cell: CellFile = serde_json::from_str(&text).map_err(|e| Error::file(&args.cell, format!("not a Table 5 cell file: {e}")))?;
     let config = run_dir(&args.cell)?.join("config.resolved.toml");
@@ -415,20 +405,9 @@ pub const BUNDLE_FORTIO: &str = "fortio.sh";
 /// Checks a rule bundle's object name (a Kubernetes name) and service host, so that an
 /// experiment can refuse them before it runs rather than when it writes the bundle.
 pub fn check_bundle_names(name: &str, host: &str) -> Result<()> {
-    let valid_name = !name.is_empty()
-        && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if !valid_name {
-        return Err(Error::config(format!(
-            "rule bundle name `{name}` is not a Kubernetes object name (lower-case letters, digits, `-` and `.`)"
-        )));
-    }
-    if host.trim().is_empty() || host.chars().any(char::is_whitespace) {
-        return Err(Error::config(format!("rule bundle `{name}`: host `{host}` is empty or has blanks")));
-    }
-    Ok(())
+    use crate::k8s::{check_host, check_name, NameKind};
+    check_name("rule bundle name", NameKind::Subdomain1123, name)?;
+    check_host(&format!("rule bundle `{name}`: host"), host)
 }
 
 /// Writes one rule and the loads to run under it into `dir` (created if needed), for a

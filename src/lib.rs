@@ -32,6 +32,7 @@ pub mod export;
 pub mod generate;
 pub mod ingest;
 pub mod inspect;
+pub mod k8s;
 pub mod nan_as_null;
 pub mod nn;
 pub mod optim;

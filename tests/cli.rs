@@ -1797,3 +1797,44 @@ fn a_run_takes_only_a_folder_of_its_own() {
     assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap(), "--set", "out_dir=\"\""], tmp.path()), &["out_dir is empty"]);
     assert_eq!(tree(tmp.path()), before);
 }
+
+/// A name from a config or a flag never becomes a shell command or a manifest's structure:
+/// it is checked as Kubernetes checks it, and nothing is written.
+#[test]
+fn names_that_would_inject_a_command_or_a_manifest_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let control = tiny_control(tmp.path());
+    let before = tree(tmp.path());
+    for (set, needle) in [
+        ("deploy.namespace=\"x; rm -rf /\"", "deploy.namespace \"x; rm -rf /\" is not an RFC 1123 label"),
+        ("deploy.service=\"compute\\nkind: Secret\"", "deploy.service"),
+        ("deploy.deployment=\"$(reboot)\"", "deploy.deployment"),
+        ("deploy.subsets=[\"node1\", \"a b\"]", "deploy.subsets[1]"),
+    ] {
+        assert_exit_2_naming(&meshrl(&["run", control.to_str().unwrap(), "--set", set], tmp.path()), &[needle]);
+    }
+    assert_eq!(tree(tmp.path()), before, "nothing written");
+    let autoscale = tiny_autoscale(tmp.path());
+    let before_autoscale = tree(tmp.path());
+    assert_exit_2_naming(
+        &meshrl(&["run", autoscale.to_str().unwrap(), "--set", "deployment=\"x; rm -rf /\""], tmp.path()),
+        &["deployment \"x; rm -rf /\" is not an RFC 1123 subdomain"],
+    );
+    assert_eq!(tree(tmp.path()), before_autoscale);
+    let cell = hand_made_run(tmp.path());
+    for (flag, value, needle) in [
+        ("--host", "httpbin\nkind: Secret", "--host"),
+        ("--url", "http://h:8000/get; rm -rf /", "--url"),
+        ("--url", "file:///etc/passwd", "not an absolute http"),
+    ] {
+        let out = meshrl(&["export", cell.to_str().unwrap(), "--out", "export", flag, value], tmp.path());
+        assert_exit_2_naming(&out, &[needle]);
+    }
+    assert!(!tmp.path().join("export").exists());
+    // The names that pass are quoted where they reach a command.
+    let policy = tmp.path().join("p.csv");
+    std::fs::write(&policy, "l,r,p,c,d\n1,0,100,2,0.3\n").unwrap();
+    let out = meshrl(&["apply-policy", policy.to_str().unwrap(), "--load", "1"], tmp.path());
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("kubectl scale deployment/compute --replicas=2 -n default"), "{}", text(&out.stdout));
+}

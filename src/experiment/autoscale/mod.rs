@@ -179,6 +179,7 @@ fn deployment() -> String {
 impl AutoscaleConfig {
     pub fn validate(&self) -> Result<()> {
         self.tie_margin.validate().map_err(Error::config)?;
+        crate::k8s::check_name("deployment", crate::k8s::NameKind::Subdomain1123, &self.deployment)?;
         if self.kind != "autoscale" {
             return Err(Error::config(format!("kind must be \"autoscale\", but is {:?}", self.kind)));
         }

@@ -22,6 +22,21 @@ pub struct DeployNames {
     pub deployment: String,
 }
 
+impl DeployNames {
+    /// Refuses names Kubernetes and Istio would refuse: they reach a manifest and a printed
+    /// `kubectl` command.
+    pub fn validate(&self) -> Result<()> {
+        use crate::k8s::{check_name, NameKind};
+        check_name("deploy.namespace", NameKind::Label1123, &self.namespace)?;
+        check_name("deploy.service", NameKind::Label1035, &self.service)?;
+        check_name("deploy.deployment", NameKind::Subdomain1123, &self.deployment)?;
+        for (i, s) in self.subsets.iter().enumerate() {
+            check_name(&format!("deploy.subsets[{i}]"), NameKind::Label1123, s)?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for DeployNames {
     fn default() -> Self {
         DeployNames {
@@ -101,8 +116,10 @@ pub fn render(row: &PolicyRow, names: &DeployNames) -> Result<String> {
     let yaml = serde_yaml::to_string(&vs).map_err(|e| Error::config(e.to_string()))?;
     let mut text = format!("# The policy's setting at offered load {} req/s.\n{yaml}", row.load);
     text.push_str(&format!(
-        "---\n# Then set the replicas:\n#   kubectl scale deployment/{} --replicas={} -n {}\n",
-        names.deployment, row.replicas, names.namespace
+        "---\n# Then set the replicas:\n#   kubectl scale {} --replicas={} -n {}\n",
+        crate::k8s::shell_word(&format!("deployment/{}", names.deployment)),
+        row.replicas,
+        crate::k8s::shell_word(&names.namespace)
     ));
     if let Some(b) = row.blocking.filter(|b| *b > 0.0) {
         text.push_str(&format!(

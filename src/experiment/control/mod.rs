@@ -160,6 +160,7 @@ impl ControlConfig {
                 return Err(Error::config(format!("two objectives are named {:?}", o.name)));
             }
         }
+        self.deploy.validate()?;
         self.trace.validate()?;
         self.forest.validate()?;
         self.dqn.validate()?;
