@@ -304,11 +304,12 @@ pub fn export(args: &ExportOptions) -> Result<Vec<ExportedRun>> {
 
     let knobs = runs.iter().any(|r| !r.rules.has_default_knobs());
     let knob_header: &[&str] = if knobs { &KNOB_COLUMNS } else { &[] };
-    let header = ["run", "side", "yaml", "fortio_command", "result"]
+    let header = MANIFEST_EXTRA_COLUMNS[..4]
         .iter()
+        .chain(&["result"])
         .chain(&RULE_COLUMNS)
         .chain(knob_header)
-        .chain(&["threads", "calls", "sim_reward", "emu_reward"])
+        .chain(&MANIFEST_EXTRA_COLUMNS[4..])
         .copied()
         .collect::<Vec<_>>()
         .join(",");
@@ -398,6 +399,9 @@ pub fn run(args: &ExportOptions) -> Result<()> {
     );
     Ok(())
 }
+
+/// The manifest's columns beside `result` and the rules: four before them, four after.
+pub const MANIFEST_EXTRA_COLUMNS: [&str; 8] = ["run", "side", "yaml", "fortio_command", "threads", "calls", "sim_reward", "emu_reward"];
 
 /// The Fortio script of a rule bundle.
 pub const BUNDLE_FORTIO: &str = "fortio.sh";

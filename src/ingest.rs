@@ -154,6 +154,9 @@ pub fn read_fortio(path: &Path) -> Result<FortioRun> {
     // Editors on Windows save UTF-8 with a byte-order mark; JSON has no use for it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let root: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::file(path, format!("not a JSON file: {e}")))?;
+    if let Some(key) = duplicate_key(text) {
+        return Err(Error::file(path, format!("field `{key}` appears twice in one object: which one Fortio wrote is unknown")));
+    }
     if !root.is_object() {
         return Err(Error::file(path, "not a Fortio result: the JSON is not an object"));
     }
@@ -191,18 +194,24 @@ pub fn read_fortio(path: &Path) -> Result<FortioRun> {
             format!("{count} calls made of the {exactly} requested (`Exactly`): an interrupted or incomplete run is not a trace row"),
         ));
     }
-    if !(qps.is_finite() && qps >= 0.0) {
-        return Err(bad("ActualQPS", format!("must be a number >= 0, found {qps}")));
+    if u64::from(threads) > count {
+        return Err(bad("NumThreads", format!("{threads} threads for {count} calls: fortio never runs more connections than calls")));
     }
-    if !(avg.is_finite() && avg >= 0.0) {
-        return Err(bad("DurationHistogram.Avg", format!("must be a number >= 0 (seconds), found {avg}")));
+    if !(qps.is_finite() && qps > 0.0 && qps <= MAX_QPS) {
+        return Err(bad(
+            "ActualQPS",
+            format!("must be a number > 0 and at most {MAX_QPS:e} (a run that made calls took time), found {qps}"),
+        ));
+    }
+    if !(avg.is_finite() && (0.0..=MAX_SECONDS).contains(&avg)) {
+        return Err(bad("DurationHistogram.Avg", format!("must be seconds in 0..={MAX_SECONDS:e}, found {avg}")));
     }
     let mut total = 0u64;
     let mut failed = 0u64;
     for (code, &n) in &codes {
         // Fortio's HTTP runner records the response's three-digit status, or -1 for a
         // socket error; anything else is not an HTTP result (gRPC runs record gRPC codes).
-        let status = code.parse::<i64>().ok().filter(|&s| s == -1 || (100..=999).contains(&s)).ok_or_else(|| {
+        let status = code.parse::<i64>().ok().filter(|&s| s == -1 || (100..=599).contains(&s)).ok_or_else(|| {
             bad("RetCodes", format!("key `{code}` is not an HTTP status code or -1 (socket error): only HTTP runs are traces"))
         })?;
         total = total.checked_add(n).ok_or_else(|| bad("RetCodes", "the counts add up past 2^64: not the codes of a real run".into()))?;
@@ -223,8 +232,11 @@ pub fn read_fortio(path: &Path) -> Result<FortioRun> {
         let hit = percentiles.iter().find(|q| q.percentile == p).ok_or_else(|| {
             bad("DurationHistogram.Percentiles", format!("has no {p}th percentile (run fortio with -p including 50,90,99)"))
         })?;
-        if !(hit.value.is_finite() && hit.value >= 0.0) {
-            return Err(bad("DurationHistogram.Percentiles", format!("the {p}th percentile is {} (expected seconds >= 0)", hit.value)));
+        if !(hit.value.is_finite() && (0.0..=MAX_SECONDS).contains(&hit.value)) {
+            return Err(bad(
+                "DurationHistogram.Percentiles",
+                format!("the {p}th percentile is {} (expected seconds in 0..={MAX_SECONDS:e})", hit.value),
+            ));
         }
         Ok(hit.value * 1000.0)
     };
@@ -239,6 +251,74 @@ pub fn read_fortio(path: &Path) -> Result<FortioRun> {
         latency_p99_ms: ms_at(99.0)?,
         duration_s: duration_ns as f64 / 1e9,
     })
+}
+
+/// The largest throughput a trace row takes (a billion calls per second: no sidecar serves
+/// that, and beyond it the normaliser's squares would overflow).
+const MAX_QPS: f64 = 1e9;
+/// The largest latency, in seconds (a million seconds: about 11 days).
+const MAX_SECONDS: f64 = 1e6;
+
+/// The first key that appears twice in one JSON object of `text` (serde_json keeps the last
+/// silently), as `path.to.key`.
+fn duplicate_key(text: &str) -> Option<String> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    /// Walks any JSON value, recording the first repeated key with its path.
+    struct Walk<'a> {
+        path: Vec<String>,
+        found: &'a RefCell<Option<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let mut path = self.path.clone();
+                path.push(key.clone());
+                if !seen.insert(key) && self.found.borrow().is_none() {
+                    *self.found.borrow_mut() = Some(path.join("."));
+                }
+                map.next_value_seed(Walk { path, found: self.found })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            while seq.next_element_seed(Walk { path: self.path.clone(), found: self.found })?.is_some() {}
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> std::result::Result<(), E> {
+            Ok(())
+        }
+    }
+    let found = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _: std::result::Result<(), _> = Walk { path: Vec::new(), found: &found }.deserialize(&mut de);
+    found.into_inner()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -284,6 +364,24 @@ pub fn read_manifest_rows(path: &Path) -> Result<Vec<ManifestRow>> {
         let cells = column.str().map_err(|e| Error::file(path, format!("column `{name}`: {e}")))?;
         Ok(cells.iter().map(|c| c.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())).collect())
     };
+    for name in frame.get_column_names() {
+        let known = name.as_str() == "result"
+            || RULE_COLUMNS.contains(&name.as_str())
+            || KNOB_COLUMNS.contains(&name.as_str())
+            || crate::export::MANIFEST_EXTRA_COLUMNS.contains(&name.as_str());
+        if !known {
+            return Err(Error::file(
+                path,
+                format!(
+                    "unknown column `{name}`: a manifest holds `result`, the rule columns ({}), the optional ones ({}) and \
+                     export's own ({})",
+                    RULE_COLUMNS.join(", "),
+                    KNOB_COLUMNS.join(", "),
+                    crate::export::MANIFEST_EXTRA_COLUMNS.join(", ")
+                ),
+            ));
+        }
+    }
     let results = text_column("result")?;
     let columns: Vec<Vec<Option<String>>> = RULE_COLUMNS.iter().map(|c| text_column(c)).collect::<Result<_>>()?;
     let mut knob_columns = Vec::new();
@@ -577,6 +675,26 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_with_an_unknown_column_is_refused() {
+        let good = std::fs::read_to_string(fixtures().join("manifest.csv")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_manifest_rows(&write(dir.path(), "m.csv", &good)).is_ok());
+        let mut lines = good.lines().map(str::to_string).collect::<Vec<_>>();
+        lines[0] += ",max_conections";
+        for l in lines.iter_mut().skip(1) {
+            *l += ",5";
+        }
+        let err = read_manifest_rows(&write(dir.path(), "m.csv", &(lines.join("\n") + "\n"))).unwrap_err().to_string();
+        assert!(err.contains("m.csv") && err.contains("unknown column `max_conections`"), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_found_with_its_path() {
+        assert_eq!(duplicate_key(r#"{"a": 1, "b": {"c": [1, {"d": 1, "d": 2}]}}"#), Some("b.c.d".to_string()));
+        assert_eq!(duplicate_key(r#"{"a": 1, "b": {"a": 2}}"#), None);
+    }
+
+    #[test]
     fn bad_results_name_the_file_and_field() {
         let good = std::fs::read_to_string(fixtures().join("run_a.json")).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -586,6 +704,12 @@ mod tests {
             (good.replace("\"Percentile\": 90,", "\"Percentile\": 95,"), "DurationHistogram.Percentiles"),
             (good.replace("\"503\": 12", "\"UNAVAILABLE\": 12"), "RetCodes"),
             ("[1, 2]".to_string(), "not a Fortio result"),
+            // Issue 25, item 8: what no real run can hold.
+            (good.replace("\"503\": 12", "\"703\": 12"), "RetCodes"),
+            (good.replace("\"NumThreads\": 3", "\"NumThreads\": 31"), "NumThreads"),
+            (good.replacen("\"ActualQPS\": ", "\"ActualQPS\": 0, \"Ignored\": ", 1), "ActualQPS"),
+            (good.replacen("\"ActualQPS\": ", "\"ActualQPS\": 1e308, \"Ignored\": ", 1), "ActualQPS"),
+            (good.replacen("{", "{\"NumThreads\": 3,", 1), "`NumThreads` appears twice"),
         ];
         for (text, needle) in cases {
             let path = write(dir.path(), "bad.json", &text);

@@ -34,9 +34,12 @@ pub struct Validation {
 }
 
 struct ManifestRun {
+    row: usize,
     side: String,
     result: String,
     emu_reward: f64,
+    /// The load the row asked for (`threads`, `calls`), when the manifest has the columns.
+    load: Option<(u32, u32)>,
 }
 
 fn read_validation_manifest(path: &Path) -> Result<Vec<ManifestRun>> {
@@ -49,6 +52,10 @@ fn read_validation_manifest(path: &Path) -> Result<Vec<ManifestRun>> {
         Ok(cells.iter().map(|v| v.map(|s| s.trim().to_string())).collect())
     };
     let (sides, results, rewards) = (column("side")?, column("result")?, column("emu_reward")?);
+    let loads = match (frame.column("threads"), frame.column("calls")) {
+        (Ok(_), Ok(_)) => Some((column("threads")?, column("calls")?)),
+        _ => None,
+    };
     let mut runs = Vec::with_capacity(sides.len());
     for i in 0..sides.len() {
         let row = i + 1;
@@ -58,7 +65,18 @@ fn read_validation_manifest(path: &Path) -> Result<Vec<ManifestRun>> {
         let text = rewards[i].clone().unwrap_or_default();
         let emu_reward = text.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
         let emu_reward = emu_reward.ok_or_else(|| Error::field(path, row, "emu_reward", format!("`{text}` is not a number >= 0")))?;
-        runs.push(ManifestRun { side, result, emu_reward });
+        let whole = |cells: &[Option<String>], name: &str| -> Result<u32> {
+            let text = cells[i].clone().unwrap_or_default();
+            text.parse::<u32>()
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| Error::field(path, row, name, format!("`{text}` is not a whole number >= 1")))
+        };
+        let load = match &loads {
+            Some((threads, calls)) => Some((whole(threads, "threads")?, whole(calls, "calls")?)),
+            None => None,
+        };
+        runs.push(ManifestRun { row, side, result, emu_reward, load });
     }
     Ok(runs)
 }
@@ -67,8 +85,8 @@ fn read_validation_manifest(path: &Path) -> Result<Vec<ManifestRun>> {
 /// run's DestinationRule, with its VirtualService if there is one, must hold the manifest's
 /// rules, or the run measured other rules than the ones the emulator's Val. is of (a YAML
 /// edited or swapped after export): an error naming the file and the first column that
-/// differs. A run whose YAML file is gone is not checked (it may have been applied from
-/// elsewhere); a manifest without these columns (written by hand) is not either.
+/// differs. A measured run whose YAML file is gone is refused too (nothing says what it was
+/// made under); a manifest without these columns (written by hand) is not checked.
 fn check_rule_files(dir: &Path, manifest: &Path, measured: &BTreeSet<&str>) -> Result<()> {
     let frame = read_csv_as_text(manifest)?;
     let Ok(column) = frame.column("yaml") else { return Ok(()) };
@@ -83,7 +101,15 @@ fn check_rule_files(dir: &Path, manifest: &Path, measured: &BTreeSet<&str>) -> R
         let Some(yaml) = yaml.filter(|_| measured.contains(listed.result.as_str())) else { continue };
         let path = dir.join(&yaml);
         if !path.is_file() {
-            continue;
+            return Err(Error::file(
+                &path,
+                format!(
+                    "missing: row {} of {} lists it as the rule the run {} was made under; restore it (or export again and rerun)",
+                    listed.row,
+                    manifest.display(),
+                    listed.result
+                ),
+            ));
         }
         let found = read_rule_files(&path)?;
         if found == listed.rules {
@@ -127,6 +153,16 @@ pub fn validate(dir: &Path) -> Result<Validation> {
             continue;
         }
         let r = read_fortio(&file)?;
+        if let Some((threads, calls)) = run.load.filter(|&(t, c)| (t, c) != (r.threads, r.calls)) {
+            return Err(Error::file(
+                &file,
+                format!(
+                    "fields `NumThreads` and `DurationHistogram.Count`: the run made -c {} -n {}, but row {} of the manifest asked \
+                     for -c {threads} -n {calls}: it measured another load than the one the emulator's Val. is of",
+                    r.threads, r.calls, run.row
+                ),
+            ));
+        }
         measured[k].push((r.qps * r.failure_rate, run.emu_reward));
     }
     let present: BTreeSet<&str> = runs.iter().map(|r| r.result.as_str()).filter(|r| !missing.iter().any(|m| m.as_str() == *r)).collect();
@@ -282,9 +318,10 @@ mod tests {
         std::fs::remove_file(dir.path().join("run_2.virtual-service.yaml")).unwrap();
         let e = validate(dir.path()).unwrap_err().to_string();
         assert!(e.contains("run_2.yaml") && e.contains("`retry_attempts` is 0 there but 2 in row 2"), "{e}");
-        // Rule files that are gone are not checked.
+        // A rule file that is gone: nothing says what the run was made under.
         std::fs::remove_file(dir.path().join("run_2.yaml")).unwrap();
-        assert!(validate(dir.path()).is_ok());
+        let e = validate(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("run_2.yaml") && e.contains("missing: row 2"), "{e}");
     }
 
     /// A manifest of `rl` and `baseline` runs `run_<i>.json` with emulator reward `emu`.

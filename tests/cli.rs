@@ -458,13 +458,19 @@ fn table5_tiny_run_writes_tables_curves_and_resumes() {
     assert_eq!(manifest.lines().count(), 1 + 2 * 40, "validation_pairs per side (the agents and the baseline)");
     let partial = meshrl(&["validate", "--fortio", export_val.to_str().unwrap()], tmp.path());
     assert_exit_2_naming(&partial, &["manifest.csv", "no Fortio result"]);
-    for line in manifest.lines().skip(1) {
-        let result = line.split(',').find(|f| f.starts_with("run_") && f.ends_with(".json")).unwrap();
-        std::fs::copy(fortio_fixtures().join("run_a.json"), export_val.join(result)).unwrap();
-    }
+    fill_results(&export_val, "run_a.json");
     let out = meshrl(&["validate", "--fortio", export_val.to_str().unwrap()], tmp.path());
     assert_ok(&out);
-    assert!(text(&out.stdout).contains("Val. from 40 agent and 40 baseline runs: 1.000"), "{}", text(&out.stdout));
+    // Every run has the fixture's qps and, up to rounding to whole calls, its 503 share: the
+    // agents and the baseline tie at about 1.
+    let stdout = text(&out.stdout);
+    let val: f64 = stdout
+        .split("Val. from 40 agent and 40 baseline runs: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!((val - 1.0).abs() < 0.01, "{stdout}");
 }
 
 /// git, in `dir`, with an identity (for the commit of the miniature checkout).
@@ -816,6 +822,40 @@ fn ingest_fortio_warns_of_manifest_rows_without_a_result() {
     assert_eq!(std::fs::read_to_string(&out_csv).unwrap().lines().count(), 2);
 }
 
+/// A Fortio result made as the fixture `name` was, at another load: `threads` connections
+/// and `calls` calls, the same share of each return code.
+fn fixture_at_load(name: &str, threads: u32, calls: u64) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fortio_fixtures().join(name)).unwrap()).unwrap();
+    let codes = v["RetCodes"].as_object().unwrap().clone();
+    let total: u64 = codes.values().map(|n| n.as_u64().unwrap()).sum();
+    let mut left = calls;
+    let mut scaled = serde_json::Map::new();
+    for (i, (code, n)) in codes.iter().enumerate() {
+        let share = if i + 1 == codes.len() { left } else { (n.as_u64().unwrap() * calls / total).min(left) };
+        left -= share;
+        scaled.insert(code.clone(), share.into());
+    }
+    v["RetCodes"] = scaled.into();
+    v["NumThreads"] = threads.into();
+    v["Exactly"] = calls.into();
+    v["DurationHistogram"]["Count"] = calls.into();
+    v.to_string()
+}
+
+/// Every run of an export's manifest given a result made from the fixture `name` at the
+/// row's own load (`threads`, `calls`), as a cluster would.
+fn fill_results(export: &Path, name: &str) {
+    let manifest = std::fs::read_to_string(export.join("manifest.csv")).unwrap();
+    let header: Vec<&str> = manifest.lines().next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    for line in manifest.lines().skip(1) {
+        // The fortio_command column holds no comma: fields split plainly.
+        let f: Vec<&str> = line.split(',').collect();
+        let (threads, calls) = (f[col("threads")].parse().unwrap(), f[col("calls")].parse().unwrap());
+        std::fs::write(export.join(f[col("result")]), fixture_at_load(name, threads, calls)).unwrap();
+    }
+}
+
 /// A Table 5 run directory made by hand: one S1 cell whose dataset path is relative to the
 /// repository, as in a run made there.
 fn hand_made_run(dir: &Path) -> PathBuf {
@@ -1150,11 +1190,27 @@ fn validation_export(dir: &Path) -> (PathBuf, Vec<String>, Vec<String>) {
 fn validate_says_when_val_is_undefined_and_names_missing_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, rl, baseline) = validation_export(tmp.path());
-    // The agents' runs got 503s (run_a: 12 of 30), the one baseline run that ran none (run_b).
+    // The agents' runs got 503s (as run_a: 12 of 30), the one baseline run that ran none (run_b),
+    // each at its row's load (-c 4 -n 40).
     for r in &rl {
-        std::fs::copy(fortio_fixtures().join("run_a.json"), out.join(r)).unwrap();
+        std::fs::write(out.join(r), fixture_at_load("run_a.json", 4, 40)).unwrap();
     }
-    std::fs::copy(fortio_fixtures().join("run_b.json"), out.join(&baseline[0])).unwrap();
+    std::fs::write(out.join(&baseline[0]), fixture_at_load("run_b.json", 4, 40)).unwrap();
+    // A run of another load than its row asked, or whose rule file is gone, is refused.
+    std::fs::copy(fortio_fixtures().join("run_a.json"), out.join(&rl[1])).unwrap();
+    assert_exit_2_naming(
+        &meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path()),
+        &[rl[1].as_str(), "`NumThreads`", "-c 3 -n 30", "-c 4 -n 40"],
+    );
+    std::fs::write(out.join(&rl[1]), fixture_at_load("run_a.json", 4, 40)).unwrap();
+    let yaml = out.join(rl[0].replace(".json", ".yaml"));
+    let rule = std::fs::read(&yaml).unwrap();
+    std::fs::remove_file(&yaml).unwrap();
+    assert_exit_2_naming(
+        &meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path()),
+        &[&rl[0].replace(".json", ".yaml"), "missing"],
+    );
+    std::fs::write(&yaml, rule).unwrap();
     let done = meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path());
     assert_ok(&done);
     let stdout = text(&done.stdout);
@@ -1174,7 +1230,7 @@ fn validate_says_when_val_is_undefined_and_names_missing_runs() {
     manifest += &manifest.lines().nth(1).unwrap().replace(rl[0].as_str(), "run_9.json").replacen("1,", "9,", 1);
     manifest += "\n";
     std::fs::write(out.join("manifest.csv"), &manifest).unwrap();
-    std::fs::copy(fortio_fixtures().join("run_a.json"), out.join("run_9.json")).unwrap();
+    std::fs::write(out.join("run_9.json"), fixture_at_load("run_a.json", 4, 40)).unwrap();
     assert_exit_2_naming(
         &meshrl(&["validate", "--fortio", out.to_str().unwrap()], tmp.path()),
         &["manifest.csv", "only 1 of the 3 `rl` runs", &format!("Missing: {}, {}", rl[0], rl[1])],
