@@ -1894,3 +1894,25 @@ fn names_that_would_inject_a_command_or_a_manifest_are_refused() {
     assert_ok(&out);
     assert!(text(&out.stdout).contains("kubectl scale deployment/compute --replicas=2 -n default"), "{}", text(&out.stdout));
 }
+
+/// Autoscaling settings that make no sense are refused before the run, naming the field.
+#[test]
+fn autoscale_refuses_nonsense_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_autoscale(tmp.path());
+    let before = tree(tmp.path());
+    for (set, needle) in [
+        ("step_s=0", "step_s must be a number of seconds > 0, but is 0"),
+        ("step_s=-5", "step_s"),
+        ("step_s=nan", "step_s"),
+        ("min_replicas=3", "min_replicas (3) must not exceed max_replicas (2)"),
+        (
+            "scenarios=[{name=\"r\", load={kind=\"profile\", start=1, stages=[[5, 9]]}}]",
+            "the profile's stages[0] load 9 lies outside loads 1-4",
+        ),
+        ("scenarios=[{name=\"r\", load={kind=\"profile\", start=0.5, stages=[[5, 4]]}}]", "the profile's start load 0.5"),
+    ] {
+        assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap(), "--set", set], tmp.path()), &[needle]);
+    }
+    assert_eq!(tree(tmp.path()), before, "nothing written");
+}

@@ -193,6 +193,16 @@ impl AutoscaleConfig {
             return Err(Error::config("scenarios and learners each need at least one entry"));
         }
         super::refuse_repeats("learners", &self.learners)?;
+        if !(self.step_s.is_finite() && self.step_s > 0.0) {
+            return Err(Error::config(format!("step_s must be a number of seconds > 0, but is {}", self.step_s)));
+        }
+        if self.min_replicas > self.max_replicas {
+            return Err(Error::config(format!(
+                "min_replicas ({}) must not exceed max_replicas ({})",
+                self.min_replicas, self.max_replicas
+            )));
+        }
+        let (lowest, highest) = (self.loads[0], self.loads[self.loads.len() - 1]);
         for (i, s) in self.scenarios.iter().enumerate() {
             if s.name.is_empty()
                 || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -206,6 +216,20 @@ impl AutoscaleConfig {
                 }
                 LoadProcess::Profile { stages, .. } if stages.is_empty() => {
                     return Err(Error::config(format!("scenario {}: a profile needs at least one stage", s.name)))
+                }
+                LoadProcess::Profile { start, stages } => {
+                    // A profile moves between the loads the latency table has: beyond them it
+                    // would be an extrapolation.
+                    let named = std::iter::once(("start".to_string(), *start))
+                        .chain(stages.iter().enumerate().map(|(k, stage)| (format!("stages[{k}]"), stage.1)));
+                    for (which, x) in named {
+                        if !(x.is_finite() && (lowest..=highest).contains(&x)) {
+                            return Err(Error::config(format!(
+                                "scenario {}: the profile's {which} load {x} lies outside loads {lowest}-{highest}: the latency table has no such load",
+                                s.name
+                            )));
+                        }
+                    }
                 }
                 _ => {}
             }
