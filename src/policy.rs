@@ -45,6 +45,7 @@ pub trait ScalingPolicy: Send + Sync {
 
 /// One row of a lookup table.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LookupRow {
     pub load: f64,
     pub ready: u32,
@@ -67,6 +68,7 @@ fn served(spec: &ScalingSpec, state: &ScaleState, delta: i32) -> (i32, crate::en
 /// A decision for every (load, ready, starting) of a grid. A query's load is rounded up to
 /// the next load of the table (provision for at least the load asked about).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LookupPolicy {
     pub rows: Vec<LookupRow>,
 }
@@ -143,24 +145,56 @@ impl LookupPolicy {
                     })
                 };
                 let delta = whole(3)?;
-                if !(-1..=1).contains(&delta) {
-                    return Err(Error::field(path, i + 1, "delta", format!("must be -1, 0 or 1, but is {delta}")));
-                }
                 rows.push(LookupRow {
                     load: num(0)?,
                     ready: count(1)?,
                     starting: count(2)?,
-                    delta: delta as i32,
+                    delta: i32::try_from(delta).unwrap_or(i32::MAX),
                     replicas: count(4)?,
                     predicted_latency_s: num(5)?,
                 });
             }
             LookupPolicy { rows }
         };
-        if policy.rows.is_empty() {
+        policy.check(path)?;
+        Ok(policy)
+    }
+
+    /// The checks every format passes alike (a CSV and a JSON table are the same policy),
+    /// naming the row (1-based) and the field: no rows; a load or latency that is negative or
+    /// not a number; a delta other than -1, 0 or 1; replicas other than ready + starting +
+    /// delta; two rows for one state (load, ready, starting), which would make the answer
+    /// depend on the order of the file.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        if self.rows.is_empty() {
             return Err(Error::file(path, "the policy has no rows"));
         }
-        Ok(policy)
+        let mut seen: Vec<(f64, u32, u32, usize)> = Vec::with_capacity(self.rows.len());
+        for (i, r) in self.rows.iter().enumerate() {
+            let row = i + 1;
+            for (name, v) in [("load", r.load), ("predicted_latency_s", r.predicted_latency_s)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(Error::field(path, row, name, format!("must be a number >= 0, but is {v}")));
+                }
+            }
+            if !(-1..=1).contains(&r.delta) {
+                return Err(Error::field(path, row, "delta", format!("must be -1, 0 or 1, but is {}", r.delta)));
+            }
+            let total = i64::from(r.ready) + i64::from(r.starting) + i64::from(r.delta);
+            if i64::from(r.replicas) != total {
+                return Err(Error::field(path, row, "replicas", format!("is {}, but ready + starting + delta is {total}", r.replicas)));
+            }
+            if let Some(first) = seen.iter().find(|s| (s.0, s.1, s.2) == (r.load, r.ready, r.starting)) {
+                return Err(Error::field(
+                    path,
+                    row,
+                    "load",
+                    format!("the state (load {}, ready {}, starting {}) already has row {}", r.load, r.ready, r.starting, first.3),
+                ));
+            }
+            seen.push((r.load, r.ready, r.starting, row));
+        }
+        Ok(())
     }
 }
 
@@ -254,7 +288,15 @@ impl NetworkPolicy {
     pub fn load(path: &Path) -> Result<NetworkPolicy> {
         let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
         let body = bytes.strip_prefix(NETWORK_MAGIC).ok_or_else(|| Error::file(path, "not a meshrl network policy (wrong magic)"))?;
-        let file: NetworkFile = ciborium::from_reader(body).map_err(|e| Error::file(path, format!("damaged network policy: {e}")))?;
+        let mut reader = std::io::Cursor::new(body);
+        let file: NetworkFile =
+            ciborium::from_reader(&mut reader).map_err(|e| Error::file(path, format!("damaged network policy: {e}")))?;
+        if reader.position() != body.len() as u64 {
+            return Err(Error::file(
+                path,
+                format!("{} bytes trail the policy: a damaged or concatenated file", body.len() as u64 - reader.position()),
+            ));
+        }
         let env = ScalingEnv::new(file.spec).map_err(|e| Error::file(path, e.to_string()))?;
         let spec = file.learner.spec(&file.dqn, &file.ppo);
         use rand::SeedableRng;
@@ -355,7 +397,57 @@ mod tests {
         let want = delta_of(learner.act_greedy(0, &[spec.observe(&state)]).unwrap()[0]);
         assert_eq!(policy.decide(&q).unwrap().delta, want);
         assert!(policy.decide(&ScalingQuery { load: 1.0, ready: 0, starting: 0 }).is_err());
+        let mut saved = std::fs::read(&path).unwrap();
+        saved.extend_from_slice(b"more");
+        std::fs::write(&path, &saved).unwrap();
+        assert!(load_policy(&path).err().unwrap().to_string().contains("4 bytes trail the policy"));
         std::fs::write(&path, b"meshrlP1garbage").unwrap();
         assert!(load_policy(&path).err().unwrap().to_string().contains("damaged"));
+    }
+
+    /// A CSV and a JSON table pass the same checks, naming the row and the field.
+    #[test]
+    fn lookup_tables_are_checked_alike_in_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = "load,ready,starting,delta,replicas,predicted_latency_s\n1,1,0,0,1,0.3\n4,1,0,1,2,2.0\n";
+        let csv = dir.path().join("p.csv");
+        std::fs::write(&csv, good).unwrap();
+        let policy = LookupPolicy::load(&csv).unwrap();
+        let json = dir.path().join("p.json");
+        std::fs::write(&json, policy.to_json()).unwrap();
+        assert_eq!(LookupPolicy::load(&json).unwrap(), policy);
+        let bad_rows = [
+            ("4,1,0,1,3,2.0", "replicas", "ready + starting + delta is 2"),
+            ("1,1,0,1,2,0.3", "load", "already has row 1"),
+            ("4,1,0,2,3,2.0", "delta", "-1, 0 or 1"),
+            ("-4,1,0,1,2,2.0", "load", ">= 0"),
+            ("4,1,0,1,2,-2.0", "predicted_latency_s", ">= 0"),
+        ];
+        for (row, field, why) in bad_rows {
+            let text = format!("load,ready,starting,delta,replicas,predicted_latency_s\n1,1,0,0,1,0.3\n{row}\n");
+            std::fs::write(&csv, &text).unwrap();
+            let e = LookupPolicy::load(&csv).unwrap_err().to_string();
+            assert!(e.contains("p.csv") && e.contains("row 2") && e.contains(field) && e.contains(why), "{row}: {e}");
+            // The same table as JSON is refused the same way.
+            let rows: Vec<String> = text
+                .lines()
+                .skip(1)
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    format!(
+                        r#"{{"load":{},"ready":{},"starting":{},"delta":{},"replicas":{},"predicted_latency_s":{}}}"#,
+                        f[0], f[1], f[2], f[3], f[4], f[5]
+                    )
+                })
+                .collect();
+            std::fs::write(&json, format!(r#"{{"rows":[{}]}}"#, rows.join(","))).unwrap();
+            let e = LookupPolicy::load(&json).unwrap_err().to_string();
+            assert!(e.contains("p.json") && e.contains("row 2") && e.contains(field) && e.contains(why), "{row} as JSON: {e}");
+        }
+        std::fs::write(&json, r#"{"rows":[{"load":1,"ready":1,"starting":0,"delta":0,"replicas":1,"predicted_latency_s":0.3,"cpu":1}]}"#)
+            .unwrap();
+        assert!(LookupPolicy::load(&json).unwrap_err().to_string().contains("unknown field `cpu`"));
+        std::fs::write(&json, format!("{} trailing", policy.to_json())).unwrap();
+        assert!(LookupPolicy::load(&json).unwrap_err().to_string().contains("trailing"));
     }
 }

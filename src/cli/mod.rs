@@ -80,14 +80,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(args) => Ok(meshrl::validate::run(&args.fortio)?),
         Command::ApplyPolicy(args) => {
             use meshrl::experiment::control::{apply, ControlConfig};
-            let names = match &args.config {
+            // With the experiment's config: its cluster names, and its trace's loads to check
+            // the policy's against.
+            let (names, trace_loads) = match &args.config {
                 Some(path) => {
                     let table = meshrl::experiment::load_experiment(path, &[])?;
-                    meshrl::experiment::parse_config::<ControlConfig>(table, path, &[], ControlConfig::validate)?.deploy
+                    let cfg = meshrl::experiment::parse_config::<ControlConfig>(table, path, &[], ControlConfig::validate)?;
+                    let trace = meshrl::experiment::control::trace::ControlTrace::load(&cfg.trace)?;
+                    (cfg.deploy, Some(trace.load_range()))
                 }
-                None => apply::DeployNames::default(),
+                None => (apply::DeployNames::default(), None),
             };
-            print!("{}", apply::render(&apply::read_row(&args.policy, args.load)?, &names)?);
+            print!("{}", apply::render(&apply::read_row(&args.policy, args.load, trace_loads)?, &names)?);
             Ok(())
         }
         Command::Inspect(args) => {

@@ -57,8 +57,15 @@ pub struct PolicyRow {
     pub blocking: Option<f64>,
 }
 
-/// Reads the row of `load` from a policy CSV (`l,r,p,c,d[,blocking]`).
-pub fn read_row(path: &Path, load: f64) -> Result<PolicyRow> {
+/// The most replicas a Deployment can hold (`spec.replicas` is an int32).
+const MAX_REPLICAS: f64 = i32::MAX as f64;
+
+/// Reads the row of `load` from a policy CSV (`l,r,p,c,d[,blocking]`). The whole file is
+/// checked first, each error naming the row and field: a load or delay below 0, a routing
+/// weight outside [0, 100], replicas that are not a whole number in 1..=2^31-1, a blocking
+/// share outside [0, 1], a load listed twice, no rows, and, with `trace_loads` (the control
+/// config's trace), a load outside the loads the trace measured.
+pub fn read_row(path: &Path, load: f64, trace_loads: Option<(f64, f64)>) -> Result<PolicyRow> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
@@ -68,12 +75,13 @@ pub fn read_row(path: &Path, load: f64) -> Result<PolicyRow> {
         other => return Err(Error::file(path, format!("header must be `l,r,p,c,d` or `l,r,p,c,d,blocking`, but is `{other}`"))),
     };
     let names = ["l", "r", "p", "c", "d", "blocking"];
-    let mut loads = Vec::new();
-    for (i, line) in lines.enumerate() {
+    let mut rows: Vec<(usize, PolicyRow)> = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let row = i + 1;
         let fields: Vec<&str> = line.split(',').collect();
         let want = if blocking { 6 } else { 5 };
         if fields.len() != want {
-            return Err(Error::field(path, i + 1, "l", format!("expected {want} fields, found {}", fields.len())));
+            return Err(Error::field(path, row, "l", format!("expected {want} fields, found {}", fields.len())));
         }
         let mut v = [0.0; 6];
         for (j, f) in fields.iter().enumerate() {
@@ -82,20 +90,42 @@ pub fn read_row(path: &Path, load: f64) -> Result<PolicyRow> {
                 .parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite())
-                .ok_or_else(|| Error::field(path, i + 1, names[j], format!("not a number: {f:?}")))?;
+                .ok_or_else(|| Error::field(path, row, names[j], format!("not a number: {f:?}")))?;
+        }
+        let bad = |name: &str, why: String| Err(Error::field(path, row, name, why));
+        if v[0] < 0.0 {
+            return bad("l", format!("a load must be >= 0, but is {}", v[0]));
         }
         if !(0.0..=100.0).contains(&v[2]) {
-            return Err(Error::field(path, i + 1, "p", format!("routing weight must lie in [0, 100], but is {}", v[2])));
+            return bad("p", format!("routing weight must lie in [0, 100], but is {}", v[2]));
         }
-        if v[3] < 1.0 || v[3].fract() != 0.0 {
-            return Err(Error::field(path, i + 1, "c", format!("replicas must be a whole number >= 1, but is {}", v[3])));
+        if !(1.0..=MAX_REPLICAS).contains(&v[3]) || v[3].fract() != 0.0 {
+            return bad("c", format!("replicas must be a whole number in 1..={MAX_REPLICAS} (a Deployment's int32), but is {}", v[3]));
         }
-        if (v[0] - load).abs() < 1e-9 {
-            return Ok(PolicyRow { load, routing: v[2], replicas: v[3] as u32, blocking: blocking.then_some(v[5]) });
+        if v[4] < 0.0 {
+            return bad("d", format!("a delay must be >= 0, but is {}", v[4]));
         }
-        loads.push(fields[0].trim().to_string());
+        if blocking && !(0.0..=1.0).contains(&v[5]) {
+            return bad("blocking", format!("a blocked share must lie in [0, 1], but is {}", v[5]));
+        }
+        if let Some((lo, hi)) = trace_loads.filter(|(lo, hi)| v[0] < *lo || v[0] > *hi) {
+            return bad("l", format!("load {} lies outside the loads the config's trace measured, {lo}-{hi}", v[0]));
+        }
+        if let Some((first, _)) = rows.iter().find(|(_, r)| (r.load - v[0]).abs() < 1e-9) {
+            return bad("l", format!("load {} already has row {first}: which to apply would depend on the order", v[0]));
+        }
+        rows.push((row, PolicyRow { load: v[0], routing: v[2], replicas: v[3] as u32, blocking: blocking.then_some(v[5]) }));
     }
-    Err(Error::file(path, format!("no row for load {load}; the policy covers loads {}", loads.join(", "))))
+    if rows.is_empty() {
+        return Err(Error::file(path, "the policy has no rows"));
+    }
+    match rows.iter().find(|(_, r)| (r.load - load).abs() < 1e-9) {
+        Some((_, r)) => Ok(PolicyRow { load, ..*r }),
+        None => {
+            let loads: Vec<String> = rows.iter().map(|(_, r)| r.load.to_string()).collect();
+            Err(Error::file(path, format!("no row for load {load}; the policy covers loads {}", loads.join(", "))))
+        }
+    }
 }
 
 /// The VirtualService YAML and the scale command for one row.
@@ -140,12 +170,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.csv");
         std::fs::write(&path, "l,r,p,c,d\n1,5,100,1,0.28\n4,4,60,2,0.3\n").unwrap();
-        let row = read_row(&path, 4.0).unwrap();
+        let row = read_row(&path, 4.0, None).unwrap();
         assert_eq!(row, PolicyRow { load: 4.0, routing: 60.0, replicas: 2, blocking: None });
         let text = render(&row, &DeployNames::default()).unwrap();
         assert!(text.contains("subset: node1\n      weight: 60") && text.contains("subset: node2\n      weight: 40"), "{text}");
         assert!(text.contains("kubectl scale deployment/compute --replicas=2 -n default"), "{text}");
-        let err = read_row(&path, 3.0).unwrap_err().to_string();
+        let err = read_row(&path, 3.0, None).unwrap_err().to_string();
         assert!(err.contains("no row for load 3") && err.contains("1, 4"), "{err}");
     }
 
@@ -154,9 +184,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.csv");
         std::fs::write(&path, "l,r,p,c,d\n1,5,100,0,0.28\n").unwrap();
-        let err = read_row(&path, 1.0).unwrap_err().to_string();
+        let err = read_row(&path, 1.0, None).unwrap_err().to_string();
         assert!(err.contains("p.csv") && err.contains("row 1") && err.contains("c"), "{err}");
         std::fs::write(&path, "l,p,c\n").unwrap();
-        assert!(read_row(&path, 1.0).unwrap_err().to_string().contains("header"));
+        assert!(read_row(&path, 1.0, None).unwrap_err().to_string().contains("header"));
+        // The whole file is checked, whichever load is asked for.
+        let cases = [
+            ("l,r,p,c,d,blocking\n1,5,100,1,0.3,0\n2,5,100,1,0.3,1.5\n", "row 2", "blocking", "[0, 1]"),
+            ("l,r,p,c,d\n1,5,100,1,0.3\n2,5,100,3000000000,0.3\n", "row 2", "c", "int32"),
+            ("l,r,p,c,d\n1,5,100,1,0.3\n1,5,50,2,0.3\n", "row 2", "l", "already has row 1"),
+            ("l,r,p,c,d\n1,5,100,1,0.3\n2,5,100,1,-0.1\n", "row 2", "d", "delay"),
+            ("l,r,p,c,d\n-1,5,100,1,0.3\n", "row 1", "l", ">= 0"),
+        ];
+        for (text, row, field, why) in cases {
+            std::fs::write(&path, text).unwrap();
+            let err = read_row(&path, 1.0, None).unwrap_err().to_string();
+            assert!(err.contains(row) && err.contains(&format!("`{field}`")) && err.contains(why), "{text}: {err}");
+        }
+        std::fs::write(&path, "l,r,p,c,d\n").unwrap();
+        assert!(read_row(&path, 1.0, None).unwrap_err().to_string().contains("no rows"));
+        std::fs::write(&path, "l,r,p,c,d\n1,5,100,1,0.3\n9,5,100,2,0.3\n").unwrap();
+        let err = read_row(&path, 1.0, Some((1.0, 5.0))).unwrap_err().to_string();
+        assert!(err.contains("row 2") && err.contains("load 9 lies outside") && err.contains("1-5"), "{err}");
     }
 }
