@@ -113,7 +113,7 @@ impl LookupPolicy {
 
     /// Reads a `.csv` or `.json` table; errors name the file, row and field.
     pub fn load(path: &Path) -> Result<LookupPolicy> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        let text = String::from_utf8(read_capped(path)?).map_err(|_| Error::file(path, "not UTF-8 text: not a lookup policy"))?;
         let is_json = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let policy = if is_json {
             serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a lookup policy: {e}")))?
@@ -286,7 +286,7 @@ impl NetworkPolicy {
     }
 
     pub fn load(path: &Path) -> Result<NetworkPolicy> {
-        let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        let bytes = read_capped(path)?;
         let body = bytes.strip_prefix(NETWORK_MAGIC).ok_or_else(|| Error::file(path, "not a meshrl network policy (wrong magic)"))?;
         let mut reader = std::io::Cursor::new(body);
         let file: NetworkFile =
@@ -341,6 +341,22 @@ impl ScalingPolicy for NetworkPolicy {
 }
 
 /// Loads a policy file: `.csv` or `.json` as a lookup table, anything else as a network.
+/// The largest policy file read: a lookup table of every state of a large problem is a few
+/// MiB; anything near this is not a policy (a device such as /dev/zero never ends).
+pub const MAX_POLICY_BYTES: u64 = 64 << 20;
+
+/// A policy file's bytes, refused past [`MAX_POLICY_BYTES`] without reading further.
+fn read_capped(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(Error::file(path, format!("larger than {} MiB: not a policy file", MAX_POLICY_BYTES >> 20)));
+    }
+    Ok(bytes)
+}
+
 pub fn load_policy(path: &Path) -> Result<Box<dyn ScalingPolicy>> {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("csv") | Some("json") => Ok(Box::new(LookupPolicy::load(path)?)),
@@ -403,6 +419,19 @@ mod tests {
         assert!(load_policy(&path).err().unwrap().to_string().contains("4 bytes trail the policy"));
         std::fs::write(&path, b"meshrlP1garbage").unwrap();
         assert!(load_policy(&path).err().unwrap().to_string().contains("damaged"));
+    }
+
+    /// A file that never ends (a device) is refused without reading it all, by either reader.
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_policy_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("zero.csv");
+        std::os::unix::fs::symlink("/dev/zero", &table).unwrap();
+        for path in [Path::new("/dev/zero"), table.as_path()] {
+            let err = load_policy(path).err().expect("refused").to_string();
+            assert!(err.contains("larger than 64 MiB"), "{}: {err}", path.display());
+        }
     }
 
     /// A CSV and a JSON table pass the same checks, naming the row and the field.

@@ -1916,3 +1916,22 @@ fn autoscale_refuses_nonsense_before_it_starts() {
     }
     assert_eq!(tree(tmp.path()), before, "nothing written");
 }
+
+/// `serve` refuses a worker count outside 1-1024 and a policy file that never ends, with exit
+/// 2 and before it listens.
+#[test]
+fn serve_refuses_absurd_workers_and_endless_policy_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("p.csv");
+    std::fs::write(&policy, "load,ready,starting,delta,replicas,predicted_latency_s\n1,1,0,0,1,0.3\n").unwrap();
+    for workers in ["0", "2000"] {
+        let out = meshrl(&["serve", policy.to_str().unwrap(), "--addr", "127.0.0.1:0", "--workers", workers], tmp.path());
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--workers"), "{}", text(&out.stderr));
+    }
+    #[cfg(unix)]
+    {
+        let out = meshrl(&["serve", "/dev/zero", "--addr", "127.0.0.1:0"], tmp.path());
+        assert_exit_2_naming(&out, &["/dev/zero", "larger than 64 MiB"]);
+    }
+}

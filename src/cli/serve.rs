@@ -18,8 +18,8 @@ pub struct ServeArgs {
     /// server accepts connections.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Worker threads, 1-1024 (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     /// Seconds the requests in flight may take after SIGTERM or Ctrl-C before the server
     /// stops anyway.
