@@ -19,14 +19,15 @@
 //! so is a query the policy cannot answer (a load above its largest, replicas outside its
 //! bounds). Unknown paths get a 404, other methods a 405, both with a JSON error.
 //!
-//! [`serve`] runs until SIGTERM or Ctrl-C, then stops accepting, lets the requests in flight
-//! finish (at most [`ServeOptions::grace`]) and returns.
+//! [`serve`] runs until SIGTERM or Ctrl-C, then stops accepting, closes the connections with
+//! no request in flight, lets the requests in flight finish (at most [`Timeouts::grace`]) and
+//! returns. A connection that is slow to send a request, or idles, is closed ([`Timeouts`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -37,6 +38,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use tower::ServiceExt;
 
 use crate::error::{Error, Result};
 use crate::policy::{ScalingPolicy, ScalingQuery};
@@ -46,16 +48,41 @@ use crate::policy::{ScalingPolicy, ScalingQuery};
 pub struct ServeOptions {
     /// Where to listen; port 0 picks a free one (given to the `listening` callback).
     pub addr: SocketAddr,
-    /// Worker threads; `None`: one per core.
+    /// Worker threads, 1-[`MAX_WORKERS`]; `None`: one per core.
     pub workers: Option<usize>,
-    /// After a shutdown signal, how long requests in flight may take before the server
-    /// returns anyway.
-    pub grace: Duration,
+    /// How long a connection may take or idle (see [`Timeouts`]).
+    pub timeouts: Timeouts,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { addr: SocketAddr::from(([127, 0, 0, 1], 8080)), workers: None, grace: Duration::from_secs(10) }
+        ServeOptions { addr: SocketAddr::from(([127, 0, 0, 1], 8080)), workers: None, timeouts: Timeouts::default() }
+    }
+}
+
+/// The most worker threads [`serve`] starts: more only cost memory (the server answers in
+/// microseconds), and a huge count fails at thread creation.
+pub const MAX_WORKERS: usize = 1024;
+
+/// How long a client may hold a connection without using it. Without these a few sockets
+/// that open and never finish a request (or idle forever) use up the server's file
+/// descriptors, and a shutdown waits for them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// From the first byte of a request to its whole head and body: a client slower than this
+    /// is disconnected (408 if the head has arrived). Default 10 s.
+    pub request: Duration,
+    /// A keep-alive connection with no request for this long is closed. Default 60 s.
+    pub idle: Duration,
+    /// After a shutdown signal, how long requests in flight may take before the server returns
+    /// anyway. Connections with no request in flight (idle, or a request still arriving) are
+    /// closed at once. Default 10 s.
+    pub grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { request: Duration::from_secs(10), idle: Duration::from_secs(60), grace: Duration::from_secs(10) }
     }
 }
 
@@ -69,18 +96,21 @@ pub fn serve(policy: Box<dyn ScalingPolicy>, options: &ServeOptions, listening: 
     single_threaded_kernels();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = options.workers {
-        if workers == 0 {
-            return Err(Error::config("workers must be >= 1"));
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            return Err(Error::config(format!("workers must lie in 1-{MAX_WORKERS}, but is {workers}")));
         }
         runtime.worker_threads(workers);
     }
-    let runtime = runtime.enable_all().build().map_err(|e| Error::io("starting the server's runtime", e))?;
+    // Tokio panics when the system refuses a thread: an error, not a panic.
+    let runtime = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.enable_all().build()))
+        .map_err(|_| Error::config("could not start the server's worker threads (the system refused them); try fewer --workers"))?
+        .map_err(|e| Error::io("starting the server's runtime", e))?;
     runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(|e| Error::io("installing the SIGTERM and Ctrl-C handlers", e))?;
         let listener = tokio::net::TcpListener::bind(options.addr).await.map_err(|e| Error::io(format!("binding {}", options.addr), e))?;
         let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
         listening(addr);
-        run(Arc::from(policy), listener, shutdown, options.grace).await
+        run(Arc::from(policy), listener, shutdown, options.timeouts).await
     })
 }
 
@@ -97,34 +127,217 @@ pub fn single_threaded_kernels() {
 }
 
 /// Serves `policy` on `listener` until `shutdown` completes, then drains the connections (at
-/// most `grace`). For callers with their own runtime (tests, benchmarks).
+/// most `timeouts.grace`). For callers with their own runtime (tests, benchmarks).
+///
+/// Each connection is served by hyper's HTTP/1.1 connection and watched by its own task
+/// ([`connection`]), which enforces [`Timeouts`]: hyper's own header timeout also closes
+/// idle keep-alive connections after the same time, so it cannot give the two their own
+/// values.
 pub async fn run(
     policy: Arc<dyn ScalingPolicy>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    timeouts: Timeouts,
 ) -> Result<()> {
-    use axum::serve::ListenerExt;
-    // Answers are small and the client waits for each: do not let Nagle hold them back.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(policy)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
-    });
-    let deadline = async move {
-        // The sender is dropped only once the signal came (or the server is gone).
-        let _ = stopping_rx.await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        served = server => served.map_err(|e| Error::io("serving", e)),
-        () = deadline => {
-            eprintln!("meshrl serve: requests still in flight {grace:?} after the shutdown signal; stopping anyway");
-            Ok(())
+    let app = router_with(policy, timeouts.request);
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Answers are small and the client waits for each: no Nagle delay.
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection(stream, app.clone(), timeouts, stopping.clone()));
+                }
+                // Out of file descriptors, or a connection reset before it was accepted:
+                // wait a little instead of spinning (as axum::serve does).
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    let drained = tokio::time::timeout(timeouts.grace, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        eprintln!("meshrl serve: requests still in flight {:?} after the shutdown signal; stopping anyway", timeouts.grace);
+    }
+    Ok(())
+}
+
+/// What one connection is doing, as its watcher sees it.
+#[derive(Debug)]
+struct Activity {
+    /// Requests handed to the router whose answers are not yet written.
+    in_flight: usize,
+    /// When the first byte of a request not yet handed to the router arrived.
+    arriving_since: Option<Instant>,
+    /// When the last request's answer was written (or the connection opened).
+    last_answer: Instant,
+}
+
+type SharedActivity = Arc<std::sync::Mutex<Activity>>;
+
+fn lock(activity: &SharedActivity) -> std::sync::MutexGuard<'_, Activity> {
+    activity.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Serves one connection until it closes, a [`Timeouts`] limit passes, or the server stops
+/// (then it finishes the request in flight, if any, and closes).
+async fn connection(stream: tokio::net::TcpStream, app: Router, timeouts: Timeouts, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let activity: SharedActivity =
+        Arc::new(std::sync::Mutex::new(Activity { in_flight: 0, arriving_since: None, last_answer: Instant::now() }));
+    let io = hyper_util::rt::TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+    let watched = activity.clone();
+    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let guard = InFlight::start(watched.clone());
+        async move {
+            let response = app.oneshot(request.map(axum::body::Body::new)).await?;
+            // The request counts as in flight until hyper has taken the whole answer.
+            Ok::<_, std::convert::Infallible>(response.map(|body| axum::body::Body::new(Guarded { body, _guard: guard })))
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // The watcher below enforces the timeouts (hyper's own would also cut idle connections).
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(None);
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let tick = (timeouts.request.min(timeouts.idle) / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let mut stopped = *stopping.borrow();
+    if stopped {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = tokio::time::sleep(tick) => {}
+            changed = stopping.changed(), if !stopped => {
+                stopped = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+        let now = Instant::now();
+        let a = lock(&activity);
+        let expired = a.in_flight == 0
+            && match a.arriving_since {
+                // A request still arriving: too slow, or the server is stopping.
+                Some(since) => stopped || now.duration_since(since) > timeouts.request,
+                None => stopped || now.duration_since(a.last_answer) > timeouts.idle,
+            };
+        if expired {
+            // Dropping the connection closes the socket.
+            return;
+        }
+    }
+}
+
+/// Marks a request in flight from the moment hyper hands it over until its answer's body is
+/// dropped (written, or abandoned with the connection).
+struct InFlight(SharedActivity);
+
+impl InFlight {
+    fn start(activity: SharedActivity) -> Self {
+        {
+            let mut a = lock(&activity);
+            a.in_flight += 1;
+            a.arriving_since = None;
+        }
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut a = lock(&self.0);
+        a.in_flight -= 1;
+        a.last_answer = Instant::now();
+        a.arriving_since = None;
+    }
+}
+
+/// An answer's body that keeps its request in flight while hyper writes it.
+struct Guarded {
+    body: axum::body::Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A socket that notes when the bytes of a new request start to arrive.
+struct Watched {
+    inner: tokio::net::TcpStream,
+    activity: SharedActivity,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let mut a = lock(&self.activity);
+            if a.in_flight == 0 && a.arriving_since.is_none() {
+                a.arriving_since = Some(Instant::now());
+            }
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -151,15 +364,47 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
     }
 }
 
-/// The routes, for [`run`] or for calling directly (`tower::ServiceExt::oneshot`).
+/// The routes, for [`run`] or for calling directly (`tower::ServiceExt::oneshot`), with the
+/// default request timeout.
 pub fn router(policy: Arc<dyn ScalingPolicy>) -> Router {
+    router_with(policy, Timeouts::default().request)
+}
+
+/// The routes, answering 408 when a request's body takes longer than `request_timeout`.
+pub fn router_with(policy: Arc<dyn ScalingPolicy>, request_timeout: Duration) -> Router {
     Router::new()
         .route("/predict", post(predict))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(request_timeout, framing))
         .with_state(policy)
+}
+
+/// Checks a request's framing before anything reads its body. A body must come with
+/// `Content-Length`: `Transfer-Encoding` is refused (411), alone or with `Content-Length` (the
+/// two disagree on where the body ends, the root of request smuggling; RFC 9112, section 6.3,
+/// lets a server refuse such requests, and hyper would silently drop the length); a state is
+/// a few dozen bytes, which every client sends with a length. A declared length above
+/// [`BODY_LIMIT`] gets its 413 at once (a client that sent `Expect: 100-continue` then never
+/// sends the body), and the body must arrive within `request_timeout` (408).
+async fn framing(State(request_timeout): State<Duration>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let headers = request.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return error(
+            StatusCode::LENGTH_REQUIRED,
+            "send the body with Content-Length: Transfer-Encoding is refused, alone or beside Content-Length (RFC 9112, section 6.3)",
+        );
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&l| l > BODY_LIMIT as u64) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is {length} bytes; at most {BODY_LIMIT} are accepted"));
+    }
+    match tokio::time::timeout(request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(StatusCode::REQUEST_TIMEOUT, &format!("the request did not arrive within {request_timeout:?}")),
+    }
 }
 
 /// The answer of `POST /predict`.
@@ -307,7 +552,6 @@ fn count(name: &str, v: &Value) -> std::result::Result<u32, String> {
 mod tests {
     use super::*;
     use crate::policy::{LookupPolicy, LookupRow, ScalingDecision};
-    use tower::ServiceExt;
 
     fn q(body: &str) -> std::result::Result<ScalingQuery, String> {
         parse_query(body.as_bytes())
@@ -475,7 +719,12 @@ mod tests {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = rt.spawn(run(table(), listener, async move { stopped.await.unwrap_or(()) }, Duration::from_secs(5)));
+        let server = rt.spawn(run(
+            table(),
+            listener,
+            async move { stopped.await.unwrap_or(()) },
+            Timeouts { grace: Duration::from_secs(5), ..Default::default() },
+        ));
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut buf = [0u8; 256];
@@ -486,5 +735,145 @@ mod tests {
         let started = std::time::Instant::now();
         rt.block_on(server).unwrap().unwrap();
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    /// A server on loopback with the given timeouts, in a runtime of its own.
+    struct Live {
+        rt: tokio::runtime::Runtime,
+        addr: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        server: Option<tokio::task::JoinHandle<Result<()>>>,
+    }
+
+    impl Live {
+        fn start(timeouts: Timeouts) -> Live {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = rt.spawn(run(table(), listener, async move { stopped.await.unwrap_or(()) }, timeouts));
+            Live { rt, addr, stop: Some(stop), server: Some(server) }
+        }
+
+        /// Signals the shutdown and returns how long the server took to return.
+        fn stop(&mut self) -> Duration {
+            self.stop.take().unwrap().send(()).unwrap();
+            let started = std::time::Instant::now();
+            self.rt.block_on(self.server.take().unwrap()).unwrap().unwrap();
+            started.elapsed()
+        }
+
+        fn connect(&self) -> std::net::TcpStream {
+            let s = std::net::TcpStream::connect(self.addr).unwrap();
+            // A guard against a hung test, not a speed check.
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s
+        }
+    }
+
+    /// Writes `request` and reads until the peer closes or the answer's body (by its
+    /// Content-Length) is complete.
+    fn exchange(stream: &mut std::net::TcpStream, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        stream.write_all(request).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length = text[..head_end]
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
+                if length.is_some_and(|l| got.len() >= head_end + 4 + l) {
+                    break;
+                }
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// Whether the server has closed `stream` (a read sees end of file or a reset).
+    fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
+        use std::io::Read;
+        stream.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn slow_sockets_neither_block_the_server_nor_hold_its_shutdown() {
+        use std::io::Write;
+        let mut live = Live::start(Timeouts { grace: Duration::from_secs(30), ..Timeouts::default() });
+        // 50 sockets that start a request and never finish it.
+        let mut slow: Vec<_> = (0..50)
+            .map(|_| {
+                let mut s = live.connect();
+                s.write_all(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le").unwrap();
+                s
+            })
+            .collect();
+        for _ in 0..20 {
+            let answer = exchange(&mut live.connect(), HEALTHZ);
+            assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        }
+        // The shutdown closes them at once instead of waiting the 30 s grace.
+        let took = live.stop();
+        assert!(took < Duration::from_secs(10), "the shutdown waited {took:?} for sockets that never sent a request");
+        assert!(closed_within(&mut slow[0], Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_slow_request_and_an_idle_connection_are_closed_after_their_timeouts() {
+        use std::io::Write;
+        let timeouts = Timeouts { request: Duration::from_millis(300), idle: Duration::from_millis(900), grace: Duration::from_secs(5) };
+        let mut live = Live::start(timeouts);
+        // A head that never ends: closed after about 0.3 s, well before the idle timeout.
+        let mut slow = live.connect();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+        let started = std::time::Instant::now();
+        assert!(closed_within(&mut slow, Duration::from_secs(10)), "a request that never ends holds its connection");
+        assert!(started.elapsed() < Duration::from_millis(850), "closed after {:?}, not the request timeout", started.elapsed());
+        // A body that never ends: 408.
+        let mut body = live.connect();
+        let answer = exchange(&mut body, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{\"rps\"");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        // An idle keep-alive connection: answered, kept a while, then closed.
+        let mut idle = live.connect();
+        assert!(exchange(&mut idle, HEALTHZ).starts_with("HTTP/1.1 200"));
+        assert!(!closed_within(&mut idle, Duration::from_millis(300)), "closed long before the idle timeout");
+        assert!(closed_within(&mut idle, Duration::from_secs(10)), "an idle connection is never closed");
+        live.stop();
+    }
+
+    #[test]
+    fn ambiguous_framing_and_oversized_bodies_are_refused_before_the_body_is_read() {
+        let mut live = Live::start(Timeouts::default());
+        let smuggled = exchange(
+            &mut live.connect(),
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+        assert!(smuggled.starts_with("HTTP/1.1 411") && smuggled.contains("Transfer-Encoding"), "{smuggled}");
+        let chunked =
+            exchange(&mut live.connect(), b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+        assert!(chunked.starts_with("HTTP/1.1 411"), "{chunked}");
+        // The client waits for 100 Continue before sending the body: it gets the 413 instead.
+        let big = format!("POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", BODY_LIMIT + 1);
+        let answer = exchange(&mut live.connect(), big.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 413") && !answer.contains("100 Continue"), "{answer}");
+        live.stop();
     }
 }

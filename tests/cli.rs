@@ -1917,8 +1917,8 @@ fn autoscale_refuses_nonsense_before_it_starts() {
     assert_eq!(tree(tmp.path()), before, "nothing written");
 }
 
-/// `serve` refuses a worker count outside 1-1024 and a policy file that never ends, with exit
-/// 2 and before it listens.
+/// `serve` refuses a worker count outside 1-1024, timeouts that are not positive numbers of
+/// seconds and a policy file that never ends, with exit 2 and before it listens.
 #[test]
 fn serve_refuses_absurd_workers_and_endless_policy_files() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1928,6 +1928,10 @@ fn serve_refuses_absurd_workers_and_endless_policy_files() {
         let out = meshrl(&["serve", policy.to_str().unwrap(), "--addr", "127.0.0.1:0", "--workers", workers], tmp.path());
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
         assert!(text(&out.stderr).contains("--workers"), "{}", text(&out.stderr));
+    }
+    for (flag, value) in [("--request-timeout", "0"), ("--idle-timeout", "-1"), ("--idle-timeout", "NaN"), ("--grace", "inf")] {
+        let out = meshrl(&["serve", policy.to_str().unwrap(), "--addr", "127.0.0.1:0", &format!("{flag}={value}")], tmp.path());
+        assert_exit_2_naming(&out, &[flag, "seconds"]);
     }
     #[cfg(unix)]
     {
