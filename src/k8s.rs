@@ -4,6 +4,9 @@
 
 use crate::error::{Error, Result};
 
+/// The most replicas a Deployment can hold (`spec.replicas` is an int32).
+pub const MAX_REPLICAS: u32 = i32::MAX as u32;
+
 /// What kind of Kubernetes name a field holds (apimachinery's `validation.go`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {

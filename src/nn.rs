@@ -35,6 +35,16 @@ pub fn init_uniform_fan_in(varmap: &VarMap, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// Sets a variable to saved values (a checkpoint or a policy file), refusing any that is not
+/// a finite number: a NaN weight makes every answer NaN, and an argmax over NaN picks an
+/// action silently.
+pub fn restore_var(name: &str, var: &Var, values: Vec<f32>) -> Result<()> {
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::config(format!("variable {name}: value {i} of {} is {v}, not a finite number", values.len())));
+    }
+    var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).map_err(candle_error)?).map_err(candle_error)
+}
+
 /// A contiguous f32 CPU tensor's values, borrowed for as long as this lives (a read lock
 /// on its storage: no in-place op may write the tensor meanwhile).
 pub struct Values<'a> {

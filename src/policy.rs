@@ -162,7 +162,7 @@ impl LookupPolicy {
 
     /// The checks every format passes alike (a CSV and a JSON table are the same policy),
     /// naming the row (1-based) and the field: no rows; a load or latency that is negative or
-    /// not a number; a delta other than -1, 0 or 1; replicas other than ready + starting +
+    /// not a number; replica counts beyond a Deployment's int32; a delta other than -1, 0 or 1; replicas other than ready + starting +
     /// delta; two rows for one state (load, ready, starting), which would make the answer
     /// depend on the order of the file.
     pub fn check(&self, path: &Path) -> Result<()> {
@@ -175,6 +175,16 @@ impl LookupPolicy {
             for (name, v) in [("load", r.load), ("predicted_latency_s", r.predicted_latency_s)] {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(Error::field(path, row, name, format!("must be a number >= 0, but is {v}")));
+                }
+            }
+            for (name, v) in [("ready", r.ready), ("starting", r.starting), ("replicas", r.replicas)] {
+                if v > crate::k8s::MAX_REPLICAS {
+                    return Err(Error::field(
+                        path,
+                        row,
+                        name,
+                        format!("is {v}, beyond a Deployment's {} replicas (an int32)", crate::k8s::MAX_REPLICAS),
+                    ));
                 }
             }
             if !(-1..=1).contains(&r.delta) {
@@ -419,6 +429,35 @@ mod tests {
         assert!(load_policy(&path).err().unwrap().to_string().contains("4 bytes trail the policy"));
         std::fs::write(&path, b"meshrlP1garbage").unwrap();
         assert!(load_policy(&path).err().unwrap().to_string().contains("damaged"));
+
+        // A NaN weight (the first number of the first variable) is refused, naming it.
+        NetworkPolicy::save(&path, &spec, LearnerKind::Ppo, &DqnConfig::default(), &ppo, learner.as_ref()).unwrap();
+        let saved = std::fs::read(&path).unwrap();
+        let mut file: NetworkFile = ciborium::from_reader(&saved[NETWORK_MAGIC.len()..]).unwrap();
+        let mut weights: ciborium::value::Value = ciborium::from_reader(file.weights.as_slice()).unwrap();
+        assert!(first_float_to_nan(&mut weights), "the saved learner holds no number");
+        file.weights.clear();
+        ciborium::into_writer(&weights, &mut file.weights).unwrap();
+        let mut bytes = NETWORK_MAGIC.to_vec();
+        ciborium::into_writer(&file, &mut bytes).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let err = load_policy(&path).err().unwrap().to_string();
+        assert!(err.contains("ppo.policy") && err.contains("variable") && err.contains("NaN, not a finite number"), "{err}");
+    }
+
+    /// Replaces the first float of a CBOR tree (depth first) by NaN.
+    fn first_float_to_nan(v: &mut ciborium::value::Value) -> bool {
+        use ciborium::value::Value;
+        match v {
+            Value::Float(f) => {
+                *f = f64::NAN;
+                true
+            }
+            Value::Array(items) => items.iter_mut().any(first_float_to_nan),
+            Value::Map(entries) => entries.iter_mut().any(|(_, v)| first_float_to_nan(v)),
+            Value::Tag(_, inner) => first_float_to_nan(inner),
+            _ => false,
+        }
     }
 
     /// A file that never ends (a device) is refused without reading it all, by either reader.
@@ -451,6 +490,7 @@ mod tests {
             ("4,1,0,2,3,2.0", "delta", "-1, 0 or 1"),
             ("-4,1,0,1,2,2.0", "load", ">= 0"),
             ("4,1,0,1,2,-2.0", "predicted_latency_s", ">= 0"),
+            ("4,3000000000,0,0,3000000000,2.0", "ready", "int32"),
         ];
         for (row, field, why) in bad_rows {
             let text = format!("load,ready,starting,delta,replicas,predicted_latency_s\n1,1,0,0,1,0.3\n{row}\n");

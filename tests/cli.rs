@@ -1269,6 +1269,7 @@ fn shards_then_report_give_the_tables_of_a_single_run() {
         assert_ok(s);
         let out = text(&s.stdout);
         assert!(out.contains("cells' share") && !out.contains("claim 2"), "a shard writes cells, not the report:\n{out}");
+        assert!(out.contains("estimate: 1 cell to compute"), "a shard estimates its own share:\n{out}");
     }
     assert_ok(&meshrl(&["report", config], tmp.path()));
     assert_ok(&meshrl(&["run", config, "--set", "out_dir=\"single\""], tmp.path()));

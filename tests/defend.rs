@@ -155,3 +155,60 @@ fn a_bad_rule_value_exits_2_naming_the_field_and_writes_nothing() {
         assert!(!tmp.path().join("out").exists(), "{set}: nothing is written");
     }
 }
+
+/// Every file under `dir` with its bytes, sorted: a refused run must leave it unchanged.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A grid of 1.92 M rules at 16 loads, 1 000 selection runs each (about 300 h on two cores;
+/// above 2 h on any machine whose load test takes over 0.5 us): the estimate is printed and
+/// the run refused before it writes anything, unless the user says yes.
+#[test]
+fn a_run_estimated_above_two_hours_is_refused_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_defend(tmp.path());
+    let before = tree(tmp.path());
+    let huge = [
+        "grid.max_connections=[1, 2, 4, 8, 16, 32, 64, 128, 256, \"unlimited\"]",
+        "grid.max_pending_requests=[1, 2, 4, 8, 16, 32, 64, 128, 256, \"unlimited\"]",
+        "grid.http2_max_requests=[1, 2, 4, 8, 16, 32, 64, 128, 256, \"unlimited\"]",
+        "grid.consecutive_errors=[1, 2, 3, 5, 8, 13, 21, \"unlimited\"]",
+        "grid.max_ejection_percent=[10, 20, 34, 50, 100]",
+        "grid.ejection_time_s=[1, 5, 10, 30, 60, 120]",
+        "grid.retry_attempts=[0, 1, 2, 3]",
+        "grid.load_balancer=[\"ROUND_ROBIN\", \"LEAST_REQUEST\"]",
+        "loads.threads=[1, 2, 4, 8, 16, 32, 64, 128]",
+        "loads.calls=[200, 400]",
+        "select_runs=1000",
+    ];
+    let mut args = vec!["run", config.to_str().unwrap()];
+    for set in &huge {
+        args.extend(["--set", set]);
+    }
+    let out = meshrl(&args, tmp.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("estimate:") && stdout.contains("30 720 000 000 load tests in the exhaustive search"), "{stdout}");
+    assert!(stderr.contains("--yes") && stderr.contains("allow_long_run") && !stderr.contains("panicked"), "{stderr}");
+    assert_eq!(tree(tmp.path()), before, "a refused run wrote something");
+
+    // The field must be a boolean; a tiny run starts without being asked.
+    let out = meshrl(&["run", config.to_str().unwrap(), "--set", "allow_long_run=\"maybe\""], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("allow_long_run must be true or false"), "{}", text(&out.stderr));
+    assert_eq!(tree(tmp.path()), before);
+}

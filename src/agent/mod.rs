@@ -137,4 +137,11 @@ pub trait LearnerSpec {
     /// The per-epoch diagnostics the learner reports, in order, with their print precision
     /// (`metrics.csv` columns).
     fn diagnostic_columns(&self) -> &'static [DiagnosticColumn];
+
+    /// Steps before updates start (DQN's `learning_starts`), and then between two updates
+    /// (DQN's `train_every`, PPO's rollout of `n_steps`): a short timing of training must
+    /// cover both to see what a step costs.
+    fn update_schedule(&self) -> (usize, usize) {
+        (0, 1)
+    }
 }

@@ -65,12 +65,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => emulate::emulate(&args),
         Command::Run(args) => {
             let stage = args.shard.as_deref().map_or(Ok(Stage::All), Stage::shard)?;
-            let options = RunOptions { timing_snapshot: args.timing_snapshot };
+            let options = RunOptions { timing_snapshot: args.timing_snapshot, allow_long: args.yes };
             Ok(meshrl::experiment::run(&args.experiment.config, &args.experiment.overrides, stage, options)?)
         }
         Command::Prepare(args) => Ok(meshrl::experiment::run(&args.config, &args.overrides, Stage::Prepare, RunOptions::default())?),
         Command::Report(args) => {
-            let options = RunOptions { timing_snapshot: args.timing_snapshot };
+            let options = RunOptions { timing_snapshot: args.timing_snapshot, allow_long: args.yes };
             Ok(meshrl::experiment::run(&args.experiment.config, &args.experiment.overrides, Stage::Report, options)?)
         }
         Command::Predict(args) => predict::predict(&args),
@@ -119,6 +119,10 @@ pub struct RunArgs {
     /// run writes them to `wall_time.md`, which git ignores).
     #[arg(long)]
     pub timing_snapshot: bool,
+    /// Start the run even if its estimate (printed before it starts) is above 2 hours; the
+    /// experiment file's `allow_long_run = true` does the same.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +132,10 @@ pub struct ReportArgs {
     /// Also write the cells' wall times to `timing.md` (see `run --timing-snapshot`).
     #[arg(long)]
     pub timing_snapshot: bool,
+    /// Write the report even if its own work (the defender's exhaustive search) is estimated
+    /// above 2 hours (see `run --yes`).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,7 @@ pub mod claims;
 pub mod compare;
 pub mod control;
 pub mod defend;
+pub mod estimate;
 pub mod metrics;
 pub mod rundir;
 pub mod table4;
@@ -132,17 +133,21 @@ impl Stage {
 pub struct RunOptions {
     /// Also write the wall times as the committed snapshot `timing.md` ([`timing`]).
     pub timing_snapshot: bool,
+    /// Start a run estimated above [`estimate::LONG_RUN`] (`--yes`, or the experiment file's
+    /// `allow_long_run = true`).
+    pub allow_long: bool,
 }
 
 /// Runs the experiment a file describes (or one stage of it).
 pub fn run(path: &Path, overrides: &[String], stage: Stage, options: RunOptions) -> Result<()> {
-    let table = load_experiment(path, overrides)?;
+    let mut table = load_experiment(path, overrides)?;
+    let options = RunOptions { allow_long: options.allow_long || estimate::take_allow_long_run(&mut table, path)?, ..options };
     let kind = table.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     match kind {
-        "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?, stage),
+        "table4" => table4::run(&parse_config(table, path, overrides, table4::Table4Config::validate)?, stage, options),
         "table5" => table5::run(&parse_config(table, path, overrides, table5::Table5Config::validate)?, stage, options),
-        "autoscale" => autoscale::run(&parse_config(table, path, overrides, autoscale::AutoscaleConfig::validate)?, stage),
-        "control" => control::run(&parse_config(table, path, overrides, control::ControlConfig::validate)?, stage),
+        "autoscale" => autoscale::run(&parse_config(table, path, overrides, autoscale::AutoscaleConfig::validate)?, stage, options),
+        "control" => control::run(&parse_config(table, path, overrides, control::ControlConfig::validate)?, stage, options),
         "defend" => defend::run(&parse_config(table, path, overrides, defend::DefendConfig::validate)?, stage, options),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),

@@ -130,6 +130,12 @@ pub struct CheckedRunDir {
 }
 
 impl CheckedRunDir {
+    /// A saved cell, as [`RunDir::read_cell`] reads it, before anything is written (a run
+    /// plans and estimates its work first).
+    pub fn read_cell<T: Cell>(&self, dataset: &str, name: &str, key: &str) -> Option<T> {
+        RunDir { root: self.root.clone() }.read_cell(dataset, name, key)
+    }
+
     /// Creates the directory and writes the resolved config into it.
     pub fn create(self) -> Result<RunDir> {
         if self.write {

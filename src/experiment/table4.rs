@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::rundir::{Cell, CellJob, DirCoordination, OutputSet, RunDir};
-use super::Stage;
+use super::{RunOptions, Stage};
 use crate::data::{load_table, prepare, Prepared, TableSpec, TraceTable};
 use crate::error::{Error, Result};
 use crate::report::{self, mean_std, plot};
@@ -334,7 +334,7 @@ impl CellJob for Job<'_> {
 
 /// Runs the experiment: every cell (resuming finished ones), then the tables and plots.
 /// (Table 4 has nothing to prepare: its cells train the simulators.)
-pub fn run(cfg: &Table4Config, stage: Stage) -> Result<()> {
+pub fn run(cfg: &Table4Config, stage: Stage, _options: RunOptions) -> Result<()> {
     // Load and check every dataset before the long work starts.
     let mut tables = Vec::new();
     for ds in &cfg.datasets {
@@ -369,6 +369,10 @@ pub fn run(cfg: &Table4Config, stage: Stage) -> Result<()> {
         println!("prepared {}", cfg.out_dir.display());
         return Ok(());
     }
+    // A fit's time does not follow from a short sample (an SVM grows with the square of the
+    // rows, the MLP stops early): the count only.
+    let fits = planned.iter().filter(|p| matches!(p, Planned::Todo(_))).count();
+    println!("estimate: {fits} fits to compute (their time is not estimated before the run)");
     // One cell at a time, in table order, on every core (the fits use them).
     let label = |job: &Job| Label {
         prefix: format!("cell {}/{total} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.model, job.seed),
@@ -689,7 +693,7 @@ trees = 10
         );
         let cfg: Table4Config = toml::from_str(&text).unwrap();
         cfg.validate().unwrap();
-        run(&cfg, Stage::All).unwrap();
+        run(&cfg, Stage::All, RunOptions::default()).unwrap();
         let out = tmp.path().join("out");
         let csv = std::fs::read_to_string(out.join("table4.csv")).unwrap();
         let line = csv.lines().find(|l| l.starts_with("S1,forest,all,mse,")).expect("forest row");
@@ -702,7 +706,7 @@ trees = 10
         assert_eq!(cell.train_rows, 240);
         // Recomputed from scratch, the same seed gives the same cell.
         std::fs::remove_dir_all(out.join("cells")).unwrap();
-        run(&cfg, Stage::All).unwrap();
+        run(&cfg, Stage::All, RunOptions::default()).unwrap();
         assert_eq!(csv, std::fs::read_to_string(out.join("table4.csv")).unwrap());
     }
 

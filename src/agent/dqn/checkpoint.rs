@@ -6,7 +6,6 @@
 //! gradient buffers) and what the training loop empties every epoch (the loss sums, the
 //! actions waiting for their rewards) is not saved.
 
-use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +46,7 @@ fn set_values(net: &SharedTrunkNet, saved: Vec<(String, Vec<f32>)>) -> Result<()
         if name != saved_name || var.elem_count() != values.len() {
             return Err(Error::config(format!("variable {name} does not match the checkpoint's {saved_name}")));
         }
-        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).map_err(candle_error)?).map_err(candle_error)?;
+        crate::nn::restore_var(&name, &var, values)?;
     }
     Ok(())
 }

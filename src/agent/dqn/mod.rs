@@ -474,6 +474,10 @@ impl LearnerSpec for DqnConfig {
     fn diagnostic_columns(&self) -> &'static [DiagnosticColumn] {
         &[DiagnosticColumn { name: "loss", decimals: 5 }, DiagnosticColumn { name: "epsilon", decimals: 4 }]
     }
+
+    fn update_schedule(&self) -> (usize, usize) {
+        (self.learning_starts, self.train_every)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! between the training loop's epochs, saved so that a checkpoint taken anywhere resumes
 //! bit for bit).
 
-use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +57,7 @@ impl Agent {
             if *name != saved_name || var.elem_count() != values.len() {
                 return Err(Error::config(format!("variable {name} does not match the checkpoint's {saved_name}")));
             }
-            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).map_err(candle_error)?).map_err(candle_error)?;
+            crate::nn::restore_var(name, var, values)?;
             if !self.adam.restore(s.adam_steps, var, m, v) {
                 return Err(Error::config(format!("Adam's moments of {name} do not match the network")));
             }

@@ -261,6 +261,10 @@ impl LearnerSpec for PpoConfig {
         }))
     }
 
+    fn update_schedule(&self) -> (usize, usize) {
+        (0, self.n_steps)
+    }
+
     fn diagnostic_columns(&self) -> &'static [DiagnosticColumn] {
         &[
             DiagnosticColumn { name: "policy_loss", decimals: 5 },

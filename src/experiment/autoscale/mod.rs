@@ -26,7 +26,7 @@ use super::compare::TieMargin;
 use super::control::model::{ControlModel, ModelInputs};
 use super::control::trace::{ControlTrace, Knobs, TraceConfig};
 use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
-use super::Stage;
+use super::{RunOptions, Stage};
 use crate::agent::dqn::DqnConfig;
 use crate::agent::ppo::PpoConfig;
 use crate::agent::LearnerKind;
@@ -400,12 +400,12 @@ impl CellJob for Job {
     }
 }
 
-pub fn run(cfg: &AutoscaleConfig, stage: Stage) -> Result<()> {
+pub fn run(cfg: &AutoscaleConfig, stage: Stage, options: RunOptions) -> Result<()> {
     let trace = ControlTrace::load(&cfg.trace)?;
     let (model, truth) = latency_tables(cfg, &trace)?;
     let specs: Vec<ScalingSpec> = cfg.scenarios.iter().map(|s| scaling_spec(cfg, s, &model, &truth)).collect::<Result<_>>()?;
     let fingerprint = crate::data::fingerprint(&cfg.trace.path)?;
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"])?;
+    let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"], &[])?;
     // Candle's kernels on one thread each, whole cells in parallel (as in Table 5).
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let mut planned = Vec::new();
@@ -415,7 +415,7 @@ pub fn run(cfg: &AutoscaleConfig, stage: Stage) -> Result<()> {
                 let settings = learner.settings_json(&cfg.dqn, &cfg.ppo);
                 let key = json(&(spec, &fingerprint, (cfg.epochs, cfg.steps_per_epoch, cfg.eval_episodes), learner.name(), settings, seed));
                 let job = Job { index: planned.len(), scenario: si, scenario_name: scenario.name.clone(), learner, seed, key };
-                planned.push(match dir.read_cell::<AutoscaleCell>(&scenario.name, &job.name(), &job.key) {
+                planned.push(match checked.read_cell::<AutoscaleCell>(&scenario.name, &job.name(), &job.key) {
                     Some(cell) => Planned::Done(cell),
                     None => Planned::Todo(job),
                 });
@@ -425,9 +425,22 @@ pub fn run(cfg: &AutoscaleConfig, stage: Stage) -> Result<()> {
     let total = planned.len();
     let (planned, missing) = split_by_stage(planned, stage, |j: &Job| format!("{} {}", j.scenario_name, j.name()));
     if stage == Stage::Prepare {
+        checked.create()?;
         println!("prepared {}", cfg.out_dir.display());
         return Ok(());
     }
+    let (cells, training) = super::estimate::training(
+        &planned,
+        |_| (cfg.epochs * cfg.steps_per_epoch) as u64,
+        Workers::new(cfg.parallel_cells).cells,
+        |j| format!("{} {}", j.scenario_name, j.learner.name()),
+        |j| {
+            let env = ScalingEnv::new(specs[j.scenario].clone())?;
+            super::estimate::seconds_per_step(&env, j.learner.spec(&cfg.dqn, &cfg.ppo), cfg.epochs * cfg.steps_per_epoch)
+        },
+    )?;
+    super::estimate::Estimate { cells, work: vec![training] }.check(options.allow_long)?;
+    let dir = checked.create()?;
     let label =
         |j: &Job| Label { prefix: format!("cell {}/{total} {} {}", j.index + 1, j.scenario_name, j.name()), units: cfg.epochs as u64 };
     let coordination = DirCoordination { dir: &dir, claims: Claims::start() };

@@ -57,8 +57,8 @@ pub struct PolicyRow {
     pub blocking: Option<f64>,
 }
 
-/// The most replicas a Deployment can hold (`spec.replicas` is an int32).
-const MAX_REPLICAS: f64 = i32::MAX as f64;
+/// The most replicas a Deployment can hold.
+const MAX_REPLICAS: f64 = crate::k8s::MAX_REPLICAS as f64;
 
 /// Reads the row of `load` from a policy CSV (`l,r,p,c,d[,blocking]`). The whole file is
 /// checked first, each error naming the row and field: a load or delay below 0, a routing

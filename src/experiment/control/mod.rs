@@ -31,7 +31,7 @@ use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Wo
 use super::claims::Claims;
 use super::compare::TieMargin;
 use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
-use super::Stage;
+use super::{RunOptions, Stage};
 use crate::agent::dqn::DqnConfig;
 use crate::agent::ppo::PpoConfig;
 use crate::agent::LearnerKind;
@@ -328,11 +328,11 @@ impl Tables {
     }
 }
 
-pub fn run(cfg: &ControlConfig, stage: Stage) -> Result<()> {
+pub fn run(cfg: &ControlConfig, stage: Stage, options: RunOptions) -> Result<()> {
     let trace = ControlTrace::load(&cfg.trace)?;
     check_coverage(cfg, &trace)?;
     let fingerprint = crate::data::fingerprint(&cfg.trace.path)?;
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"])?;
+    let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"], &[])?;
     println!(
         "{}: {} rows ({} censored: nothing completed), {} settings; fitting {} forests",
         trace.path.display(),
@@ -374,7 +374,7 @@ pub fn run(cfg: &ControlConfig, stage: Stage) -> Result<()> {
                         seed,
                     ));
                     let job = Job { index: planned.len(), objective: oi, objective_name: o.name.clone(), model, learner, seed, key };
-                    planned.push(match dir.read_cell::<ControlCell>(&o.name, &job.cell_name(), &job.key) {
+                    planned.push(match checked.read_cell::<ControlCell>(&o.name, &job.cell_name(), &job.key) {
                         Some(cell) => Planned::Done(cell),
                         None => Planned::Todo(job),
                     });
@@ -385,9 +385,22 @@ pub fn run(cfg: &ControlConfig, stage: Stage) -> Result<()> {
     let total = planned.len();
     let (planned, missing) = split_by_stage(planned, stage, |j: &Job| format!("{} {}", cfg.objectives[j.objective].name, j.cell_name()));
     if stage == Stage::Prepare {
+        checked.create()?;
         println!("prepared {}", cfg.out_dir.display());
         return Ok(());
     }
+    let (cells, training) = super::estimate::training(
+        &planned,
+        |_| (cfg.epochs * cfg.steps_per_epoch) as u64,
+        Workers::new(cfg.parallel_cells).cells,
+        |j| j.learner.name().to_string(),
+        |j| {
+            let env = cell_env(cfg, j, &tables, &cfg.objectives[j.objective])?;
+            super::estimate::seconds_per_step(&env, j.learner.spec(&cfg.dqn, &cfg.ppo), cfg.epochs * cfg.steps_per_epoch)
+        },
+    )?;
+    super::estimate::Estimate { cells, work: vec![training] }.check(options.allow_long)?;
+    let dir = checked.create()?;
     let label = |j: &Job| Label {
         prefix: format!("cell {}/{total} {} {}", j.index + 1, cfg.objectives[j.objective].name, j.cell_name()),
         units: cfg.epochs as u64,
@@ -407,15 +420,20 @@ pub fn run(cfg: &ControlConfig, stage: Stage) -> Result<()> {
     Ok(())
 }
 
-fn train_cell(cfg: &ControlConfig, job: &Job, tables: &Tables, o: &Objective, bar: &indicatif::ProgressBar) -> Result<ControlCell> {
-    let started = Instant::now();
-    let env = ControlEnv::new(ControlTables {
+/// A cell's environment: its model's table to learn on, the measured one to score on.
+fn cell_env(cfg: &ControlConfig, job: &Job, tables: &Tables, o: &Objective) -> Result<ControlEnv> {
+    ControlEnv::new(ControlTables {
         loads: cfg.loads.values.clone(),
         weights: cfg.weights(),
         actions: o.actions().iter().map(report::describe_knobs).collect(),
         model: tables.model(job.objective, job.model, job.seed).reward.clone(),
         truth: tables.measured[job.objective].reward.clone(),
-    })?;
+    })
+}
+
+fn train_cell(cfg: &ControlConfig, job: &Job, tables: &Tables, o: &Objective, bar: &indicatif::ProgressBar) -> Result<ControlCell> {
+    let started = Instant::now();
+    let env = cell_env(cfg, job, tables, o)?;
     let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
     let mut learner = job.learner.spec(&cfg.dqn, &cfg.ppo).build(crate::env::Environment::layout(&env), &mut rng)?;
     let schedule = Schedule { epochs: cfg.epochs, steps_per_epoch: cfg.steps_per_epoch };

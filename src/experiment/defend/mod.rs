@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::compare::TieMargin;
+use super::estimate::{Estimate, Work};
 use super::rundir::{json, Cell, CellJob, DirCoordination, RunDir};
 use super::{RunOptions, Stage};
 use crate::agent::dqn::DqnConfig;
@@ -340,7 +341,7 @@ pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> 
         Some(path) => table::midpoint_rules(path)?,
         None => vec![],
     };
-    let dir = RunDir::create(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"])?;
+    let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"], &[])?;
     let loads = cfg.loads.loads();
     println!(
         "defend: {} loads x {} joint rules ({} fields searched), {} replicas; {} objective(s), modes {:?}",
@@ -369,7 +370,7 @@ pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> 
                         seed,
                     ));
                     let job = Job { index: planned.len(), objective: oi, objective_name: o.name.clone(), mode, learner, seed, key };
-                    planned.push(match dir.read_cell::<DefendCell>(&o.name, &job.cell_name(), &job.key) {
+                    planned.push(match checked.read_cell::<DefendCell>(&o.name, &job.cell_name(), &job.key) {
                         Some(cell) => Planned::Done(cell),
                         None => Planned::Todo(job),
                     });
@@ -380,6 +381,7 @@ pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> 
     let total = planned.len();
     let (planned, missing) = split_by_stage(planned, stage, |j: &Job| format!("{} {}", cfg.objectives[j.objective].name, j.cell_name()));
     if stage == Stage::Prepare {
+        checked.create()?;
         println!("prepared {}", cfg.out_dir.display());
         return Ok(());
     }
@@ -387,6 +389,8 @@ pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> 
     // count at every product); whole cells run in parallel instead, in pools of their own.
     // The exhaustive search below builds its own pool.
     std::env::set_var("RAYON_NUM_THREADS", "1");
+    estimate(cfg, &planned, stage)?.check(options.allow_long)?;
+    let dir = checked.create()?;
     let label = |j: &Job| Label {
         prefix: format!("cell {}/{total} {} {}", j.index + 1, cfg.objectives[j.objective].name, j.cell_name()),
         units: cfg.epochs as u64,
@@ -414,6 +418,35 @@ pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> 
     }
     println!("wrote {}", cfg.out_dir.join("defend.md").display());
     Ok(())
+}
+
+/// The cells' training, and the exhaustive search where this stage writes the report (its
+/// selection runs: the refinement and the fresh scoring add a few per cent).
+fn estimate(cfg: &DefendConfig, planned: &[Planned<Job, DefendCell>], stage: Stage) -> Result<Estimate> {
+    let (cells, training) = super::estimate::training(
+        planned,
+        |_| (cfg.epochs * cfg.steps_per_epoch) as u64,
+        Workers::new(cfg.parallel_cells).cells,
+        |j| format!("{} {}", j.mode.name(), j.learner.name()),
+        |j| {
+            let env = DefendEnv::new(cfg.spec(&cfg.objectives[j.objective].objective, j.mode));
+            super::estimate::seconds_per_step(&env, j.learner.spec(&cfg.dqn, &cfg.ppo), cfg.epochs * cfg.steps_per_epoch)
+        },
+    )?;
+    let mut work = vec![training];
+    if stage.reports() {
+        let (loads, rules) = (cfg.loads.loads(), cfg.grid.joint_rules());
+        // Rules spread over the grid, every load in turn.
+        let each = super::estimate::seconds_each(16, 64, |i| {
+            let rule = cfg.grid.rule(&cfg.grid.choice(i * 7919 % rules));
+            crate::emulator::run_load_test(&rule, &loads[i % loads.len()], &cfg.scenario, i as u64);
+            Ok(())
+        })?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = (rules * loads.len() * cfg.select_runs) as u64;
+        work.push(Work { what: "load tests in the exhaustive search".into(), count, seconds_each: each, parallel: cores });
+    }
+    Ok(Estimate { cells, work })
 }
 
 fn train_cell(cfg: &DefendConfig, job: &Job, objective: &DefendObjective, bar: &indicatif::ProgressBar) -> Result<DefendCell> {

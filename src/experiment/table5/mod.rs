@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::cells::{run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::compare::TieMargin;
+use super::estimate::{Estimate, Work};
 use super::rundir::{json, CellJob, DirCoordination, RunDir};
 use super::timing;
 use super::{RunOptions, Stage};
@@ -31,7 +32,7 @@ pub use crate::agent::LearnerKind;
 use crate::agent::LearnerSpec;
 use crate::data::{load_table, prepare, TableSpec};
 use crate::emulator::Scenario;
-use crate::env::load_search::{ActionGrid, Configuration, LoadSearchData};
+use crate::env::load_search::{ActionGrid, Configuration, LoadSearch, LoadSearchData};
 use crate::error::{Error, Result};
 use crate::generate::DatasetsConfig;
 use crate::simulator::mlp::MlpConfig;
@@ -404,6 +405,38 @@ impl CellJob for Job {
 
 /// Runs every cell (resuming finished ones), then writes the tables, curves and claims; or
 /// one [`Stage`] of that.
+/// The cells' training and their validation load tests (the validated pairs on three sides;
+/// with yardsticks, every alternative of the oracle's states `oracle_runs` times and two
+/// fresh scorings), each configuration timed once on the first dataset it is computed for.
+fn estimate(cfg: &Table5Config, contexts: &[DatasetContext], planned: &[Planned<Job, CellResult>]) -> Result<Estimate> {
+    let timed = std::cell::RefCell::new(Vec::new());
+    let (cells, training) = super::estimate::training(
+        planned,
+        |_| (cfg.epochs * cfg.steps_per_epoch) as u64,
+        Workers::new(cfg.parallel_cells).cells,
+        |j| j.conf.name(),
+        |j| {
+            let env = LoadSearch::new(&contexts[j.dataset].data, j.conf, cfg.beta);
+            let per_step = super::estimate::seconds_per_step(&env, cfg.learner(), cfg.epochs * cfg.steps_per_epoch)?;
+            timed.borrow_mut().push((j.conf.name(), super::estimate::truth_scoring(&env)?));
+            Ok(per_step)
+        },
+    )?;
+    let timed = timed.into_inner();
+    let (mut count, mut seconds) = (0u64, 0.0);
+    for job in planned.iter().filter_map(|p| if let Planned::Todo(j) = p { Some(j) } else { None }) {
+        let Some((_, (each, width))) = timed.iter().find(|(name, _)| *name == job.conf.name()) else { continue };
+        let states = cfg.oracle_validation_states as u64;
+        let oracle = if cfg.yardsticks { states * (*width as u64 * cfg.oracle_runs as u64 + 2) } else { 0 };
+        let tests = 3 * cfg.validation_pairs.unwrap_or(cfg.steps_per_epoch) as u64 + oracle;
+        count += tests;
+        seconds += tests as f64 * each;
+    }
+    let each = if count > 0 { seconds / count as f64 } else { 0.0 };
+    let validation = Work { what: "validation load tests".into(), count, seconds_each: each, parallel: training.parallel };
+    Ok(Estimate { cells, work: vec![training, validation] })
+}
+
 pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> {
     let cfg = &cfg.resolved();
     // Matrix products of these small networks run fastest on one core each (measured: two
@@ -417,8 +450,8 @@ pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> 
     let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "checkpoint_every", "tie_margin"], &[&cfg.simulators_dir])?;
     let train = stage.trains_simulators();
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios, train)).collect::<Result<_>>()?;
-    let dir = checked.create()?;
     if stage == Stage::Prepare {
+        checked.create()?;
         println!("prepared {}: simulators in {}", cfg.out_dir.display(), cfg.simulators_dir.display());
         return Ok(());
     }
@@ -428,7 +461,7 @@ pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> 
         for conf in &confs {
             for seed in cfg.seeds() {
                 let key = format!("{}|{}", cfg.cell_key(d, &conf.name(), seed), contexts[di].fingerprints);
-                planned.push(match dir.read_cell(&d.name, &cell::cell_name(conf, seed), &key) {
+                planned.push(match checked.read_cell(&d.name, &cell::cell_name(conf, seed), &key) {
                     Some(cell) => Planned::Done(cell),
                     None => Planned::Todo(Job { index: planned.len(), dataset: di, dataset_name: d.name.clone(), conf: *conf, seed, key }),
                 });
@@ -438,6 +471,8 @@ pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> 
     let total_cells = planned.len();
     let (planned, missing) =
         split_by_stage(planned, stage, |job: &Job| format!("{} {} seed {}", job.dataset_name, job.conf.name(), job.seed));
+    estimate(cfg, &contexts, &planned)?.check(options.allow_long)?;
+    let dir = checked.create()?;
     let run_started = Instant::now();
     let label = |job: &Job| Label {
         prefix: format!("cell {}/{total_cells} {} {} seed {}", job.index + 1, cfg.datasets[job.dataset].name, job.conf.name(), job.seed),
