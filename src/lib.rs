@@ -33,6 +33,7 @@ pub mod generate;
 pub mod ingest;
 pub mod inspect;
 pub mod k8s;
+pub mod mesh;
 pub mod nan_as_null;
 pub mod nn;
 pub mod optim;
