@@ -658,4 +658,17 @@ services:
         refused("services: []\n", None, &["empty"]);
         refused("- a\n", None, &["mapping"]);
     }
+
+    /// The topologies shipped in `topologies/` read without a warning, with the sizes their
+    /// comments give.
+    #[test]
+    fn the_shipped_topologies_read_cleanly() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");
+        for (file, services, entry) in [("chain3.yaml", 3, "a"), ("bookinfo.yaml", 4, "productpage"), ("shop11.yaml", 11, "frontend")] {
+            let t = Topology::load(&dir.join(file), None).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(t.services.len(), services, "{file}");
+            assert_eq!(t.services[t.entry].name, entry, "{file}");
+            assert!(t.warnings.is_empty(), "{file}: {:?}", t.warnings);
+        }
+    }
 }
