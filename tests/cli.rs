@@ -1940,3 +1940,21 @@ fn serve_refuses_absurd_workers_and_endless_policy_files() {
         assert_exit_2_naming(&out, &["/dev/zero", "larger than 64 MiB"]);
     }
 }
+
+/// `mesh tree` writes the committed 100-service tree byte for byte; nonsense exits 2 and
+/// writes nothing.
+#[test]
+fn mesh_tree_regenerates_the_committed_tree_and_refuses_nonsense() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tree100.yaml");
+    assert_ok(&meshrl(&["mesh", "tree", "--out", out.to_str().unwrap()], tmp.path()));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(repo().join("topologies/tree100.yaml")).unwrap());
+    let bad = tmp.path().join("bad.yaml");
+    for args in [&["--services", "0"][..], &["--heavy-tail", "-1"], &["--sleep-ms", "3", "1"]] {
+        let mut all = vec!["mesh", "tree", "--out", bad.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let result = meshrl(&all, tmp.path());
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {}", text(&result.stderr));
+        assert!(!bad.exists(), "{args:?} wrote a file");
+    }
+}

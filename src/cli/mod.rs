@@ -2,6 +2,7 @@
 //! the binary's side; each maps to the plain options of the library function it runs.
 
 mod emulate;
+mod mesh;
 mod predict;
 mod serve;
 
@@ -56,6 +57,9 @@ pub enum Command {
     /// Serve a scaling policy over HTTP: `POST /predict` with the state as JSON (seed 004's
     /// fields) answers the action; `GET /healthz`. Stops gracefully on SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Service graphs in Isotope's format: `mesh tree` writes a generated tree.
+    #[command(subcommand)]
+    Mesh(mesh::MeshCommand),
 }
 
 /// Runs one parsed command line.
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict(args) => predict::predict(&args),
         Command::Serve(args) => serve::serve(&args),
+        Command::Mesh(command) => mesh::run(&command),
         Command::Ingest(IngestSource::Fortio(args)) => Ok(meshrl::ingest::run_fortio(&args.into())?),
         Command::Export(args) => Ok(meshrl::export::run(&args.into())?),
         Command::Validate(args) => Ok(meshrl::validate::run(&args.fortio)?),

@@ -4,4 +4,8 @@
 //!   meshrl's documented extensions, checked as a whole (one entrypoint, no cycle, no call to
 //!   an unknown service), every refusal naming the file and the field.
 
+//! - [`generate`]: larger graphs (trees with a fixed or heavy-tailed fan-out), written in
+//!   the same format (`meshrl mesh tree`).
+
+pub mod generate;
 pub mod topology;

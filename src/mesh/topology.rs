@@ -664,7 +664,9 @@ services:
     #[test]
     fn the_shipped_topologies_read_cleanly() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");
-        for (file, services, entry) in [("chain3.yaml", 3, "a"), ("bookinfo.yaml", 4, "productpage"), ("shop11.yaml", 11, "frontend")] {
+        for (file, services, entry) in
+            [("chain3.yaml", 3, "a"), ("bookinfo.yaml", 4, "productpage"), ("shop11.yaml", 11, "frontend"), ("tree100.yaml", 100, "s0")]
+        {
             let t = Topology::load(&dir.join(file), None).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(t.services.len(), services, "{file}");
             assert_eq!(t.services[t.entry].name, entry, "{file}");
