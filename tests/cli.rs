@@ -1,5 +1,8 @@
 //! Integration tests: the real `meshrl` executable, run in throwaway directories.
 
+mod common;
+use common::tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -1771,24 +1774,6 @@ fn autoscale_tiny_run_scores_the_optimum_the_hpa_and_the_agents_and_is_reproduci
     assert_exit_2_naming(&outside, &["load 6", "outside"]);
     let bad = meshrl(&["run", config.to_str().unwrap(), "--set", "max_replicas=3"], tmp.path());
     assert_exit_2_naming(&bad, &["3 replicas"]);
-}
-
-/// Every file below `dir` with its bytes, in path order: a refusal must leave it the same.
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push((path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! The defend experiment through the real CLI, on a tiny grid.
 
+mod common;
+use common::tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -154,24 +157,6 @@ fn a_bad_rule_value_exits_2_naming_the_field_and_writes_nothing() {
         assert!(err.contains(field) && !err.contains("panicked"), "{set} should name {field}: {err}");
         assert!(!tmp.path().join("out").exists(), "{set}: nothing is written");
     }
-}
-
-/// Every file under `dir` with its bytes, sorted: a refused run must leave it unchanged.
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 /// A grid of 1.92 M rules at 16 loads, 1 000 selection runs each (about 300 h on two cores;
