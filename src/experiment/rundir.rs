@@ -23,6 +23,10 @@ pub trait Cell: Serialize + DeserializeOwned {
     fn key(&self) -> &str;
 }
 
+/// Fields of every kind that has them which change how a run is scheduled or reported, not
+/// its cells: the cells at once, and the verdicts' tie margin.
+pub const SCHEDULING: &[&str] = &["parallel_cells", "tie_margin"];
+
 /// An experiment's output directory.
 pub struct RunDir {
     root: PathBuf,
@@ -38,9 +42,10 @@ impl RunDir {
     /// Every refusal of [`RunDir::create`], writing nothing, for a run that loads its inputs
     /// (and may train simulators into the directory) before it writes its config.
     ///
-    /// A directory that holds another config's run is refused. `scheduling` names fields that
-    /// change how a run is scheduled or reported but not its cells: they may differ, and the
-    /// file then takes this run's values (so that it says what made the report beside it).
+    /// A directory that holds another config's run is refused. [`SCHEDULING`] and
+    /// `scheduling` (a kind's own) name fields that change how a run is scheduled or reported
+    /// but not its cells: they may differ, and the file then takes this run's values (so that
+    /// it says what made the report beside it).
     /// A directory is the run's or refused: an empty `out_dir` (the current directory) and a
     /// folder that holds files but no resolved config (a folder no meshrl run created) are
     /// refused, naming the field, so that a run never writes over a user's files. `own` are
@@ -54,7 +59,8 @@ impl RunDir {
         let path = root.join("config.resolved.toml");
         let write = match std::fs::read_to_string(&path) {
             Ok(owner) => {
-                check_same_config(&path, &owner, &text, scheduling)?;
+                let scheduling: Vec<&str> = SCHEDULING.iter().chain(scheduling).copied().collect();
+                check_same_config(&path, &owner, &text, &scheduling)?;
                 owner != text
             }
             Err(_) => {

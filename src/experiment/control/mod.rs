@@ -332,7 +332,7 @@ pub fn run(cfg: &ControlConfig, stage: Stage, options: RunOptions) -> Result<()>
     let trace = ControlTrace::load(&cfg.trace)?;
     check_coverage(cfg, &trace)?;
     let fingerprint = crate::data::fingerprint(&cfg.trace.path)?;
-    let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"], &[])?;
+    let checked = RunDir::check(&cfg.out_dir, cfg, &[], &[])?;
     println!(
         "{}: {} rows ({} censored: nothing completed), {} settings; fitting {} forests",
         trace.path.display(),

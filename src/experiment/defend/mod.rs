@@ -341,7 +341,7 @@ pub fn run(cfg: &DefendConfig, stage: Stage, options: RunOptions) -> Result<()> 
         Some(path) => table::midpoint_rules(path)?,
         None => vec![],
     };
-    let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "tie_margin"], &[])?;
+    let checked = RunDir::check(&cfg.out_dir, cfg, &[], &[])?;
     let loads = cfg.loads.loads();
     println!(
         "defend: {} loads x {} joint rules ({} fields searched), {} replicas; {} objective(s), modes {:?}",

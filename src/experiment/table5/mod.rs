@@ -447,7 +447,7 @@ pub fn run(cfg: &Table5Config, stage: Stage, options: RunOptions) -> Result<()> 
     let confs: Vec<Configuration> = cfg.configurations.iter().map(|c| Configuration::parse(c)).collect::<Result<_>>()?;
     // The directory is checked before simulators may be trained into it; only a run whose
     // inputs all load writes its config there.
-    let checked = RunDir::check(&cfg.out_dir, cfg, &["parallel_cells", "checkpoint_every", "tie_margin"], &[&cfg.simulators_dir])?;
+    let checked = RunDir::check(&cfg.out_dir, cfg, &["checkpoint_every"], &[&cfg.simulators_dir])?;
     let train = stage.trains_simulators();
     let contexts: Vec<DatasetContext> = cfg.datasets.iter().map(|d| load_context(cfg, d, &scenarios, train)).collect::<Result<_>>()?;
     if stage == Stage::Prepare {
