@@ -812,6 +812,13 @@ mod tests {
         }
     }
 
+    /// The `error` of an answer's JSON body.
+    fn error_of(answer: &str) -> String {
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let value: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"));
+        value["error"].as_str().unwrap_or_else(|| panic!("no error field: {answer}")).to_string()
+    }
+
     const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 
     #[test]
@@ -851,6 +858,7 @@ mod tests {
         let mut body = live.connect();
         let answer = exchange(&mut body, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{\"rps\"");
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(error_of(&answer).contains("did not arrive within"), "{answer}");
         // An idle keep-alive connection: answered, kept a while, then closed.
         let mut idle = live.connect();
         assert!(exchange(&mut idle, HEALTHZ).starts_with("HTTP/1.1 200"));
@@ -866,7 +874,8 @@ mod tests {
             &mut live.connect(),
             b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         );
-        assert!(smuggled.starts_with("HTTP/1.1 411") && smuggled.contains("Transfer-Encoding"), "{smuggled}");
+        assert!(smuggled.starts_with("HTTP/1.1 411"), "{smuggled}");
+        assert!(error_of(&smuggled).contains("Transfer-Encoding"), "{smuggled}");
         let chunked =
             exchange(&mut live.connect(), b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
         assert!(chunked.starts_with("HTTP/1.1 411"), "{chunked}");
@@ -874,6 +883,7 @@ mod tests {
         let big = format!("POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", BODY_LIMIT + 1);
         let answer = exchange(&mut live.connect(), big.as_bytes());
         assert!(answer.starts_with("HTTP/1.1 413") && !answer.contains("100 Continue"), "{answer}");
+        assert!(error_of(&answer).contains(&format!("at most {BODY_LIMIT}")), "{answer}");
         live.stop();
     }
 }

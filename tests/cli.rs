@@ -1897,6 +1897,7 @@ fn autoscale_refuses_nonsense_before_it_starts() {
             "the profile's stages[0] load 9 lies outside loads 1-4",
         ),
         ("scenarios=[{name=\"r\", load={kind=\"profile\", start=0.5, stages=[[5, 4]]}}]", "the profile's start load 0.5"),
+        ("scenarios=[{name=\"r\", load={kind=\"profile\", start=1, stages=[[5, 2], [0, 4], [5, 1]]}}]", "stages[1] lasts 0 steps"),
     ] {
         assert_exit_2_naming(&meshrl(&["run", config.to_str().unwrap(), "--set", set], tmp.path()), &[needle]);
     }

@@ -218,6 +218,14 @@ impl AutoscaleConfig {
                     return Err(Error::config(format!("scenario {}: a profile needs at least one stage", s.name)))
                 }
                 LoadProcess::Profile { start, stages } => {
+                    // A stage of no steps would skip its load: the next stage starts from a
+                    // load the profile never reached.
+                    if let Some(k) = stages.iter().position(|stage| stage.0 == 0) {
+                        return Err(Error::config(format!(
+                            "scenario {}: the profile's stages[{k}] lasts 0 steps; a stage lasts at least 1",
+                            s.name
+                        )));
+                    }
                     // A profile moves between the loads the latency table has: beyond them it
                     // would be an extrapolation.
                     let named = std::iter::once(("start".to_string(), *start))
