@@ -21,8 +21,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::knobs::{LoadBalancer, LEAST_REQUEST_CHOICE_COUNT};
-use super::scenario::{EjectionRule, Scenario};
+use super::envoy;
+use super::knobs::LoadBalancer;
+use super::scenario::Scenario;
 use super::{RunDetails, RunResult};
 use crate::rules::{Load, TrafficRules};
 
@@ -463,18 +464,10 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         None
     }
 
-    /// Envoy's `LeastRequestLoadBalancer::unweightedHostPick`: `choice_count` hosts drawn
-    /// with replacement; a later draw wins only with strictly fewer active requests.
+    /// Envoy's power of two choices among the eligible hosts ([`envoy::least_request_pick`]).
     fn least_request_once(&mut self) -> usize {
-        let len = self.eligible.len();
-        let mut best = self.eligible[self.rng.random_range(0..len)] as usize;
-        for _ in 1..LEAST_REQUEST_CHOICE_COUNT {
-            let h = self.eligible[self.rng.random_range(0..len)] as usize;
-            if self.hosts[h].active < self.hosts[best].active {
-                best = h;
-            }
-        }
-        best
+        let hosts = &self.hosts;
+        envoy::least_request_pick(&mut self.rng, &self.eligible, |h| hosts[h].active)
     }
 
     fn local_reply(&mut self, worker: u32, outcome: Outcome) {
@@ -546,12 +539,9 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         }
     }
 
-    /// Envoy's fully jittered exponential back-off: retry k (0-based) waits a whole number of
-    /// ms drawn uniformly in [0, base x 2^k), the interval capped at 10 x base.
+    /// Envoy's jittered back-off of retry `k` (0-based), in ns ([`envoy::backoff_ms`]).
     fn backoff(&mut self, k: u32) -> Nanos {
-        let base = self.rules.retries.backoff_base_ms.ceil().max(1.0) as u64;
-        let interval = base.saturating_mul(1u64.checked_shl(k).unwrap_or(u64::MAX)).min(10 * base);
-        self.rng.random_range(0..interval) * 1_000_000
+        envoy::backoff_ms(&mut self.rng, self.rules.retries.backoff_base_ms, k) * 1_000_000
     }
 
     /// One upstream attempt of `worker`'s request ended with `outcome`: Envoy's router
@@ -778,13 +768,8 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
             return;
         }
         let n = self.hosts.len();
-        let active = (0..n).filter(|&i| !self.host_healthy(i)).count() as f64;
-        let pct = self.rules.max_ejection_percent;
-        let allowed = match self.sc.ejection_rule {
-            EjectionRule::AtLeastOne => 100.0 * active / (n as f64) < pct,
-            EjectionRule::Strict => 100.0 * (active + 1.0) / (n as f64) <= pct,
-        };
-        if !allowed {
+        let active = (0..n).filter(|&i| !self.host_healthy(i)).count();
+        if !envoy::ejection_allowed(self.sc.ejection_rule, active, n, self.rules.max_ejection_percent) {
             return;
         }
         let host = &mut self.hosts[h];
@@ -793,8 +778,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         host.consecutive_5xx = 0;
         // Ejection time grows with the number of ejections; the host comes back only at
         // an interval tick after that time is up.
-        let until = self.now + ms(self.rules.ejection_time_s * 1e3 * host.ejections as f64);
-        host.returns_at = until.div_ceil(self.interval) * self.interval;
+        host.returns_at = envoy::ejection_returns_at(self.now, ms(self.rules.ejection_time_s * 1e3 * host.ejections as f64), self.interval);
         self.details.ejections += 1;
     }
 

@@ -5,6 +5,7 @@
 
 pub mod calibration;
 mod engine;
+pub mod envoy;
 pub mod knobs;
 pub mod scenario;
 
