@@ -123,6 +123,12 @@ fn named_millis<'de, D: Deserializer<'de>>(d: D, field: &str) -> std::result::Re
 pub(super) fn connect_timeout<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<IstioMillis>, D::Error> {
     named_millis(d, "connectTimeout")
 }
+pub(super) fn per_try_timeout<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<IstioMillis>, D::Error> {
+    named_millis(d, "perTryTimeout")
+}
+pub(super) fn route_timeout<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<IstioMillis>, D::Error> {
+    named_millis(d, "timeout")
+}
 pub(super) fn backoff<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<IstioMillis>, D::Error> {
     named_millis(d, "backoff")
 }

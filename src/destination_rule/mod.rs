@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::rules::{knob_field_of, LoadBalancer, RetryPolicy, TrafficRules};
 use duration::{base_ejection_time, connect_timeout, interval};
 pub use duration::{IstioDuration, IstioMillis};
-pub use virtual_service::{read_virtual_service, Destination, HttpRetry, HttpRoute, RouteDestination, VirtualService, VirtualServiceSpec};
+pub use virtual_service::{read_virtual_service, Destination, HttpRetry, HttpRoute, RouteDestination, RouteSettings, VirtualService, VirtualServiceSpec};
 
 /// The file names of a rule bundle ([`crate::export::write_rule_bundle`]): a directory
 /// whose DestinationRule and VirtualService apply to every Fortio result in it.
@@ -73,6 +73,23 @@ pub struct TrafficPolicy {
     /// but omits a field gets Envoy's default for it.
     #[serde(default = "OutlierDetection::absent")]
     pub outlier_detection: OutlierDetection,
+    /// Istio >= 1.27's `retryBudget`, read by the mesh emulator only (a trace has no column
+    /// for it, so the trace's reader refuses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudgetSettings>,
+}
+
+/// `trafficPolicy.retryBudget`: concurrent retries at most max(`minRetryConcurrency`,
+/// `percent` % of the active and pending requests). Absent fields take Istio's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryBudgetSettings {
+    /// Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_retry_concurrency: Option<u32>,
 }
 
 /// `loadBalancer`: only `simple`. `consistentHash`, `localityLbSetting` or
@@ -141,7 +158,12 @@ pub struct OutlierDetection {
 impl Default for TrafficPolicy {
     /// A rule without a `trafficPolicy`: Istio's defaults, no outlier detection.
     fn default() -> Self {
-        TrafficPolicy { load_balancer: None, connection_pool: ConnectionPool::default(), outlier_detection: OutlierDetection::absent() }
+        TrafficPolicy {
+            load_balancer: None,
+            connection_pool: ConnectionPool::default(),
+            outlier_detection: OutlierDetection::absent(),
+            retry_budget: None,
+        }
     }
 }
 
@@ -329,6 +351,7 @@ impl DestinationRule {
                         base_ejection_time: IstioDuration(rules.ejection_time_s),
                         max_ejection_percent: rules.max_ejection_percent as u32,
                     },
+                    retry_budget: None,
                 },
             },
         })
@@ -397,14 +420,29 @@ impl DestinationRule {
 /// [`read_rule_files`] for the VirtualService beside it).
 pub fn read_destination_rule(path: &Path) -> Result<TrafficRules> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    // serde_yaml's messages carry the field's path (e.g. `spec.trafficPolicy.outlierDetection.interval`).
-    let rule: DestinationRule = serde_yaml::from_str(&text).map_err(|e| Error::file(path, format!("not a valid DestinationRule: {e}")))?;
-    check_kind(path, &rule.kind, &rule.api_version, "DestinationRule")?;
-    refuse_subset_policies(path, &text)?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| Error::file(path, format!("not a valid DestinationRule: {e}")))?;
+    let rule = destination_rule_of(path, "", doc)?;
+    if rule.spec.traffic_policy.retry_budget.is_some() {
+        return Err(Error::file(
+            path,
+            "field `spec.trafficPolicy.retryBudget`: a trace has no column for it (the mesh emulator reads it: `meshrl mesh run --rules-dir`)",
+        ));
+    }
     rule.rules().map_err(|e| Error::file(path, format!("field {e}")))
 }
 
-fn check_kind(path: &Path, kind: &str, api_version: &str, expected: &str) -> Result<()> {
+/// One DestinationRule document of `path` (`doc` names it in a file of several, e.g.
+/// " (document 2)"), its kind checked and subset-level policies refused.
+pub fn destination_rule_of(path: &Path, doc: &str, value: serde_yaml::Value) -> Result<DestinationRule> {
+    refuse_subset_policies(path, doc, &value)?;
+    // serde_yaml's messages carry the field's path (e.g. `spec.trafficPolicy.outlierDetection.interval`).
+    let rule: DestinationRule =
+        serde_yaml::from_value(value).map_err(|e| Error::file(path, format!("not a valid DestinationRule{doc}: {e}")))?;
+    check_kind(path, &rule.kind, &rule.api_version, "DestinationRule")?;
+    Ok(rule)
+}
+
+pub(crate) fn check_kind(path: &Path, kind: &str, api_version: &str, expected: &str) -> Result<()> {
     if kind != expected {
         return Err(Error::file(path, format!("field `kind`: expected {expected}, found {kind}")));
     }
@@ -419,8 +457,7 @@ fn check_kind(path: &Path, kind: &str, api_version: &str, expected: &str) -> Res
 /// balancer other than the rule's, makes the run's rules other than the ones read from
 /// `spec.trafficPolicy`: refused. Other subset settings (labels, tls) are ignored, as at the
 /// rule's level.
-fn refuse_subset_policies(path: &Path, text: &str) -> Result<()> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::file(path, format!("not a valid DestinationRule: {e}")))?;
+fn refuse_subset_policies(path: &Path, doc_name: &str, doc: &serde_yaml::Value) -> Result<()> {
     let Some(subsets) = doc.get("spec").and_then(|s| s.get("subsets")).and_then(|s| s.as_sequence()) else {
         return Ok(());
     };
@@ -438,7 +475,7 @@ fn refuse_subset_policies(path: &Path, text: &str) -> Result<()> {
                 return Err(Error::file(
                     path,
                     format!(
-                        "field `spec.subsets[{i}].trafficPolicy.{key}` (subset `{name}`): a subset-level policy overrides the rule's \
+                        "field `spec.subsets[{i}].trafficPolicy.{key}`{doc_name} (subset `{name}`): a subset-level policy overrides the rule's \
                          for that subset's traffic, which the trace's rule columns cannot record; put the settings in \
                          `spec.trafficPolicy` only"
                     ),

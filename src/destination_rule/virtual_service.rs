@@ -1,16 +1,18 @@
-//! An Istio VirtualService as far as the trace is concerned: the route's retries.
+//! An Istio VirtualService: the route's retries, which a trace records, and the route and
+//! per-try timeouts, which only the mesh emulator reads (a trace has no column for them).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::duration::{backoff, IstioMillis};
+use super::duration::{backoff, per_try_timeout, route_timeout, IstioMillis};
 use super::{check_kind, retry_spelling, Metadata, API_VERSION};
 use crate::error::{Error, Result};
+use crate::emulator::knobs::RetryOn;
 use crate::rules::{knob_field_of, RetryPolicy, TrafficRules};
 
-/// An Istio VirtualService (networking.istio.io/v1) as far as the trace is concerned: the
-/// `retries` of its HTTP routes. Other route fields (match, timeout, fault ...) are ignored.
+/// An Istio VirtualService (networking.istio.io/v1): the `retries` and `timeout` of its HTTP
+/// routes. Other route fields (match, fault ...) are ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualService {
@@ -35,6 +37,9 @@ pub struct HttpRoute {
     /// Absent: Istio's default policy (see [`VirtualService::retries`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<HttpRetry>,
+    /// The route timeout, over all tries. Absent: none (Istio writes 0, disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "route_timeout")]
+    pub timeout: Option<IstioMillis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,8 +52,8 @@ pub struct Destination {
     pub host: String,
 }
 
-/// Istio's `HTTPRetry`, the fields the emulator models. `perTryTimeout` and
-/// `retryRemoteLocalities` are refused: per-try timeouts and localities are not modelled.
+/// Istio's `HTTPRetry`, the fields the emulators model. `retryRemoteLocalities` is refused:
+/// localities are not modelled; `perTryTimeout` is read by the mesh emulator only.
 /// Istio has no field for the retriable status codes: a status code in `retryOn` (`503`) is
 /// one (Istio's `parseRetryOn` moves it to Envoy's `retriable_status_codes`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +70,20 @@ pub struct HttpRetry {
     /// Absent: Envoy's 25 ms.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "backoff")]
     pub backoff: Option<IstioMillis>,
+    /// Absent: the route timeout bounds each try.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "per_try_timeout")]
+    pub per_try_timeout: Option<IstioMillis>,
+}
+
+/// What one destination's routes set for the mesh emulator ([`VirtualService::route_settings`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteSettings {
+    /// `None`: no `retries`, so the Istio release's default policy applies.
+    pub retries: Option<RetryPolicy>,
+    /// `None`: no `retryOn`, so the release's default conditions apply.
+    pub retry_on: Option<RetryOn>,
+    pub per_try_timeout_ms: Option<f64>,
+    pub timeout_ms: Option<f64>,
 }
 
 impl VirtualService {
@@ -79,7 +98,7 @@ impl VirtualService {
         TrafficRules { retries: *retries, ..TrafficRules::default() }.validate_knobs()?;
         let istio = RetryPolicy::istio_default();
         let retry = if retries.is_off() {
-            HttpRetry { attempts: 0, retry_on: None, retry_ignore_previous_hosts: None, backoff: None }
+            HttpRetry { attempts: 0, retry_on: None, retry_ignore_previous_hosts: None, backoff: None, per_try_timeout: None }
         } else {
             let mut on = Vec::new();
             if retries.on_connect_failure {
@@ -93,6 +112,7 @@ impl VirtualService {
                 retry_on: Some(on.join(",")),
                 retry_ignore_previous_hosts: (retries.previous_hosts != istio.previous_hosts).then_some(retries.previous_hosts),
                 backoff: (retries.backoff_base_ms != istio.backoff_base_ms).then_some(IstioMillis(retries.backoff_base_ms)),
+                per_try_timeout: None,
             }
         };
         Ok(VirtualService {
@@ -104,6 +124,7 @@ impl VirtualService {
                 http: vec![HttpRoute {
                     route: vec![RouteDestination { destination: Destination { host: host.into() } }],
                     retries: Some(retry),
+                    timeout: None,
                 }],
             },
         })
@@ -121,6 +142,13 @@ impl VirtualService {
         }
         let mut first: Option<RetryPolicy> = None;
         for (i, route) in self.spec.http.iter().enumerate() {
+            let no_column = "a trace has no column for it (the mesh emulator reads it: `meshrl mesh run --rules-dir`)";
+            if route.timeout.is_some() {
+                return Err(format!("spec.http[{i}].timeout: {no_column}"));
+            }
+            if route.retries.as_ref().is_some_and(|r| r.per_try_timeout.is_some()) {
+                return Err(format!("spec.http[{i}].retries.perTryTimeout: {no_column}"));
+            }
             let policy = route_retries(i, route.retries.as_ref())?;
             match first {
                 None => first = Some(policy),
@@ -138,6 +166,38 @@ impl VirtualService {
 
     pub fn to_yaml(&self) -> std::result::Result<String, String> {
         serde_yaml::to_string(self).map_err(|e| e.to_string())
+    }
+
+    /// The mesh emulator's reading of the routes: retries, their conditions, the per-try
+    /// and route timeouts. As for a trace, every route must set the same (the emulator routes
+    /// all of a destination's traffic one way); an error names the YAML field.
+    pub fn route_settings(&self) -> std::result::Result<RouteSettings, String> {
+        if self.spec.http.is_empty() {
+            return Err("spec.http: no HTTP route (write one route)".into());
+        }
+        let mut first: Option<RouteSettings> = None;
+        for (i, route) in self.spec.http.iter().enumerate() {
+            let at = format!("spec.http[{i}].retries");
+            let mut settings = RouteSettings { retries: None, retry_on: None, per_try_timeout_ms: None, timeout_ms: route.timeout.map(|t| t.0) };
+            if let Some(r) = &route.retries {
+                settings.retries = Some(route_retries(i, Some(r))?);
+                settings.per_try_timeout_ms = r.per_try_timeout.map(|t| t.0);
+                if let Some(on) = r.retry_on.as_deref().filter(|s| !s.is_empty()) {
+                    settings.retry_on = Some(RetryOn::parse(on).map_err(|why| format!("{at}.retryOn: {why}"))?);
+                }
+            }
+            match first {
+                None => first = Some(settings),
+                Some(f) if f != settings => {
+                    return Err(format!(
+                        "spec.http[{i}]: its retries or timeout differ from spec.http[0]'s; the emulator routes a destination's \
+                         traffic one way (give every route the same)"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        first.ok_or_else(|| "spec.http: no HTTP route (write one route)".into())
     }
 }
 
@@ -171,40 +231,12 @@ fn route_retries(i: usize, retry: Option<&HttpRetry>) -> std::result::Result<Ret
     Ok(policy)
 }
 
-/// What a `retryOn` list retries on the emulator's HTTP/1.1 upstream: (connect failures,
-/// upstream 503s), following Envoy's `RetryStateImpl`: a connect failure is retried under
-/// `connect-failure`, `reset`, `reset-before-request`, `5xx` and `gateway-error`; a 503
-/// answer under `5xx`, `gateway-error` and the status code 503. The other conditions Istio
-/// accepts (refused-stream, retriable-4xx, the gRPC ones, other status codes ...) never fire
-/// there. Anything else Istio's validation refuses (unknown names, blanks, spaces): so does this.
+/// What a `retryOn` list retries on the single-service emulator's HTTP/1.1 upstream:
+/// (connect failures, upstream 503s), by Envoy's rules ([`RetryOn`]). Anything Istio's
+/// validation refuses (unknown names, blanks, spaces) is refused.
 fn parse_retry_on(on: &str) -> std::result::Result<(bool, bool), String> {
-    let (mut connect_failure, mut on_503) = (false, false);
-    for token in on.split(',') {
-        match token {
-            "connect-failure" | "reset" | "reset-before-request" => connect_failure = true,
-            "5xx" | "gateway-error" => (connect_failure, on_503) = (true, true),
-            "503" => on_503 = true,
-            "retriable-status-codes"
-            | "refused-stream"
-            | "retriable-4xx"
-            | "retriable-headers"
-            | "envoy-ratelimited"
-            | "http3-post-connect-failure"
-            | "cancelled"
-            | "deadline-exceeded"
-            | "internal"
-            | "resource-exhausted"
-            | "unavailable" => {}
-            code if code.len() == 3 && code.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c)) => {}
-            _ => {
-                return Err(format!(
-                    "`{token}` is not a retry condition Istio accepts (comma-separated, no spaces: e.g. connect-failure, \
-                     5xx, gateway-error, reset, retriable-status-codes, or a status code such as 503)"
-                ))
-            }
-        }
-    }
-    Ok((connect_failure, on_503))
+    let r = RetryOn::parse(on)?;
+    Ok((r.connect_failure(), r.status(503)))
 }
 
 /// Reads the retry policy of one VirtualService YAML file (see [`VirtualService::retries`]).

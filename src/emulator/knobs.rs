@@ -160,6 +160,83 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The conditions of a `retryOn` list that an HTTP/1.1 upstream can trigger, following
+/// Envoy's `RetryStateImpl`: `5xx` retries any 5xx answer, a reset (a per-try timeout) and a
+/// connect failure; `gateway-error` 502, 503, 504, resets and connect failures; `reset` resets
+/// and connect failures; `connect-failure` (and `reset-before-request`) connect failures; a
+/// status code (`503`, with `retriable-status-codes`) that answer. The other conditions Istio
+/// accepts (refused-stream, retriable-4xx, the gRPC ones ...) never fire on HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn {
+    pub any_5xx: bool,
+    pub gateway_error: bool,
+    pub reset: bool,
+    pub connect_failure: bool,
+    /// Status codes listed, 500-599, one bit each (bit k: 500 + k).
+    pub status_5xx_codes: u128,
+}
+
+impl RetryOn {
+    /// The list `retryOn` would write for [`RetryPolicy::istio_default`]'s conditions:
+    /// connect failures, and 503 when `on_503`.
+    pub fn istio_default(on_503: bool) -> RetryOn {
+        RetryOn { connect_failure: true, status_5xx_codes: if on_503 { 1 << 3 } else { 0 }, ..RetryOn::default() }
+    }
+
+    /// Whether an upstream answer with `status` (500-599) is retried.
+    pub fn status(&self, status: u16) -> bool {
+        let listed = (500..600).contains(&status) && self.status_5xx_codes & (1u128 << (status - 500)) != 0;
+        self.any_5xx || listed || (self.gateway_error && matches!(status, 502..=504))
+    }
+
+    /// Whether a reset (a per-try timeout) is retried.
+    pub fn reset(&self) -> bool {
+        self.any_5xx || self.gateway_error || self.reset
+    }
+
+    /// Whether a connect failure (refused, or not up within the connect timeout) is retried.
+    pub fn connect_failure(&self) -> bool {
+        self.any_5xx || self.gateway_error || self.reset || self.connect_failure
+    }
+
+    /// Reads a `retryOn` list as Istio's validation accepts it (comma-separated, no spaces).
+    pub fn parse(on: &str) -> Result<RetryOn, String> {
+        let mut r = RetryOn::default();
+        for token in on.split(',') {
+            match token {
+                "5xx" => r.any_5xx = true,
+                "gateway-error" => r.gateway_error = true,
+                "reset" => r.reset = true,
+                "connect-failure" | "reset-before-request" => r.connect_failure = true,
+                "retriable-status-codes"
+                | "refused-stream"
+                | "retriable-4xx"
+                | "retriable-headers"
+                | "envoy-ratelimited"
+                | "http3-post-connect-failure"
+                | "cancelled"
+                | "deadline-exceeded"
+                | "internal"
+                | "resource-exhausted"
+                | "unavailable" => {}
+                code if code.len() == 3 && code.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c)) => {
+                    let c: u16 = code.parse().unwrap_or(0);
+                    if c >= 500 {
+                        r.status_5xx_codes |= 1u128 << (c - 500);
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "`{token}` is not a retry condition Istio accepts (comma-separated, no spaces: e.g. connect-failure, \
+                         5xx, gateway-error, reset, retriable-status-codes, or a status code such as 503)"
+                    ))
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
 /// serde default of [`crate::rules::TrafficRules::connect_timeout_ms`].
 pub fn default_connect_timeout_ms() -> f64 {
     ISTIO_CONNECT_TIMEOUT_MS

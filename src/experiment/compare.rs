@@ -117,10 +117,15 @@ pub struct Interval {
 
 /// The two-sided [`CONFIDENCE`] Student-t interval of the mean of `d` (two values at least).
 pub fn t_interval(d: &[f64]) -> Interval {
+    t_interval_at(d, CONFIDENCE)
+}
+
+/// The two-sided Student-t interval of the mean of `d` at `confidence` (0.99: 99 %).
+pub fn t_interval_at(d: &[f64], confidence: f64) -> Interval {
     let n = d.len();
     assert!(n >= 2, "an interval needs two differences");
     let (mean, sd) = mean_std(d);
-    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("n - 1 >= 1 degrees of freedom").inverse_cdf(0.5 + CONFIDENCE / 2.0);
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("n - 1 >= 1 degrees of freedom").inverse_cdf(0.5 + confidence / 2.0);
     let half = t * sd / (n as f64).sqrt();
     Interval { low: mean - half, high: mean + half }
 }
