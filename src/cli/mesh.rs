@@ -152,11 +152,9 @@ fn load_of(args: &RunArgs) -> Result<MeshLoad> {
                 }
                 vec![Segment { duration_s, qps }]
             }
-            _ => {
-                return Err(flag_error(
-                    "no load: give --threads with --calls or --duration-s (closed loop), or --qps with --duration-s, or --schedule (open loop)",
-                ))
-            }
+            _ => return Err(flag_error(
+                "no load: give --threads with --calls or --duration-s (closed loop), or --qps with --duration-s, or --schedule (open loop)",
+            )),
         };
         MeshLoad::Open { arrivals, schedule }
     };

@@ -25,7 +25,9 @@ use crate::error::{Error, Result};
 use crate::rules::{knob_field_of, LoadBalancer, RetryPolicy, TrafficRules};
 use duration::{base_ejection_time, connect_timeout, interval};
 pub use duration::{IstioDuration, IstioMillis};
-pub use virtual_service::{read_virtual_service, Destination, HttpRetry, HttpRoute, RouteDestination, RouteSettings, VirtualService, VirtualServiceSpec};
+pub use virtual_service::{
+    read_virtual_service, Destination, HttpRetry, HttpRoute, RouteDestination, RouteSettings, VirtualService, VirtualServiceSpec,
+};
 
 /// The file names of a rule bundle ([`crate::export::write_rule_bundle`]): a directory
 /// whose DestinationRule and VirtualService apply to every Fortio result in it.

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::{backoff, per_try_timeout, route_timeout, IstioMillis};
 use super::{check_kind, retry_spelling, Metadata, API_VERSION};
-use crate::error::{Error, Result};
 use crate::emulator::knobs::RetryOn;
+use crate::error::{Error, Result};
 use crate::rules::{knob_field_of, RetryPolicy, TrafficRules};
 
 /// An Istio VirtualService (networking.istio.io/v1): the `retries` and `timeout` of its HTTP
@@ -178,7 +178,8 @@ impl VirtualService {
         let mut first: Option<RouteSettings> = None;
         for (i, route) in self.spec.http.iter().enumerate() {
             let at = format!("spec.http[{i}].retries");
-            let mut settings = RouteSettings { retries: None, retry_on: None, per_try_timeout_ms: None, timeout_ms: route.timeout.map(|t| t.0) };
+            let mut settings =
+                RouteSettings { retries: None, retry_on: None, per_try_timeout_ms: None, timeout_ms: route.timeout.map(|t| t.0) };
             if let Some(r) = &route.retries {
                 settings.retries = Some(route_retries(i, Some(r))?);
                 settings.per_try_timeout_ms = r.per_try_timeout.map(|t| t.0);

@@ -450,18 +450,11 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         pick
     }
 
-    /// Round robin over healthy hosts, per Envoy worker.
+    /// Round robin over healthy hosts, per Envoy worker ([`envoy::round_robin_pick`]).
     #[inline]
     fn round_robin_once(&mut self, envoy_worker: usize, panic: bool) -> Option<usize> {
-        let n = self.hosts.len();
-        for _ in 0..n {
-            let h = self.round_robin[envoy_worker] as usize % n;
-            self.round_robin[envoy_worker] = self.round_robin[envoy_worker].wrapping_add(1);
-            if panic || !self.hosts[h].ejected {
-                return Some(h);
-            }
-        }
-        None
+        let hosts = &self.hosts;
+        envoy::round_robin_pick(&mut self.round_robin[envoy_worker], hosts.len(), |h| panic || !hosts[h].ejected)
     }
 
     /// Envoy's power of two choices among the eligible hosts ([`envoy::least_request_pick`]).

@@ -38,6 +38,19 @@ pub fn ejection_returns_at(now: u64, ejection_ns: u64, interval_ns: u64) -> u64 
     (now + ejection_ns).div_ceil(interval_ns) * interval_ns
 }
 
+/// Round robin over `hosts` hosts with one worker's `counter`, skipping those not `usable`
+/// (ejected, outside panic mode); `None` if none is. No draw.
+pub fn round_robin_pick(counter: &mut u32, hosts: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    for _ in 0..hosts {
+        let h = *counter as usize % hosts;
+        *counter = counter.wrapping_add(1);
+        if usable(h) {
+            return Some(h);
+        }
+    }
+    None
+}
+
 /// Envoy's `LeastRequestLoadBalancer::unweightedHostPick`: `choice_count` hosts of
 /// `eligible` drawn with replacement; a later draw wins only with strictly fewer active
 /// requests (`active(h)`). Two draws.

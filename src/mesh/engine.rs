@@ -57,21 +57,50 @@ enum Ev {
     /// The open loop's next arrival.
     Arrival,
     /// A closed-loop worker sends its next call.
-    Send { worker: u32 },
+    Send {
+        worker: u32,
+    },
     /// A request reaches its caller's sidecar.
-    AtSidecar { ex: u32 },
-    Retry { ex: u32, gen: u32 },
-    ConnectDone { conn: u32 },
-    ConnectFailed { conn: u32 },
-    AtReplica { att: u32 },
-    SleepDone { job: u32 },
+    AtSidecar {
+        ex: u32,
+    },
+    Retry {
+        ex: u32,
+        gen: u32,
+    },
+    ConnectDone {
+        conn: u32,
+    },
+    ConnectFailed {
+        conn: u32,
+    },
+    AtReplica {
+        att: u32,
+    },
+    SleepDone {
+        job: u32,
+    },
     /// A replica's answer reaches the calling sidecar.
-    Answer { att: u32, status: u16 },
-    ConnFree { conn: u32 },
+    Answer {
+        att: u32,
+        status: u16,
+    },
+    ConnFree {
+        conn: u32,
+    },
     /// The final answer reaches the caller.
-    AtCaller { ex: u32 },
-    PerTryTimeout { ex: u32, gen: u32, attempt_no: u16 },
-    RouteTimeout { ex: u32, gen: u32 },
+    AtCaller {
+        ex: u32,
+    },
+    PerTryTimeout {
+        ex: u32,
+        gen: u32,
+        attempt_no: u16,
+    },
+    RouteTimeout {
+        ex: u32,
+        gen: u32,
+    },
     Tick,
 }
 
@@ -117,12 +146,18 @@ enum Outcome {
 #[derive(Clone, Copy)]
 enum Caller {
     /// The load generator (a closed-loop worker, or `NONE` for the open loop).
-    Load { worker: u32 },
-    Job { job: u32 },
+    Load {
+        worker: u32,
+    },
+    Job {
+        job: u32,
+    },
 }
 
 struct Exchange {
     cluster: u32,
+    /// The Envoy worker serving the caller's connection to its sidecar.
+    worker: u32,
     caller: Caller,
     sent_at: Nanos,
     gen: u32,
@@ -172,9 +207,12 @@ struct Conn {
     served: u32,
 }
 
+/// One HTTP/1.1 connection pool: per sidecar cluster, Envoy worker and host.
 #[derive(Default)]
 struct Pool {
     cluster: u32,
+    /// The host's outlier and load state, shared by the cluster's workers.
+    host_state: u32,
     idle: Vec<u32>,
     pending: VecDeque<u32>,
     pending_live: u32,
@@ -191,13 +229,17 @@ struct HostState {
     returns_at: Nanos,
 }
 
-/// One sidecar's cluster for one destination service.
+/// One sidecar's cluster for one destination service. Its circuit breakers and outlier
+/// detection are shared by the sidecar's Envoy workers; pools and round robin are per worker.
 struct Cluster {
     dest: u32,
     edge: u32,
-    /// First of its hosts in `pools` and `host_states` (one per destination replica).
-    first: u32,
-    rr: u32,
+    /// First of its hosts in `host_states` (one per destination replica).
+    first_host: u32,
+    /// First of its pools in `pools` (worker-major: worker x hosts + host), and of its
+    /// round-robin counters (one per worker).
+    first_pool: u32,
+    first_rr: u32,
     total_conns: u32,
     total_pending: u32,
     total_active: u32,
@@ -221,6 +263,9 @@ struct Job {
     has_slot: bool,
     started: bool,
     cancelled: bool,
+    /// The scenario's fault hit it: it does its work, then answers 503 (as the
+    /// single-service emulator's replica does).
+    fault: bool,
 }
 
 /// A service's counters and time integrals.
@@ -241,6 +286,11 @@ struct ServiceRun {
 struct Worker {
     remaining: u32,
     next_at: Nanos,
+    /// The Envoy worker of this Fortio connection (drawn again when it reconnects).
+    envoy_worker: u32,
+    /// Envoy closed the connection after a local reply: the next call opens a new one, and
+    /// Fortio counts that time in the call's latency.
+    reconnect: bool,
 }
 
 /// Per-destination settings the hot path reads, converted once.
@@ -285,6 +335,17 @@ impl<T> Slab<T> {
     }
 }
 
+/// The histogram of a run's entry latencies, in ns: 1 ns to 1 h at three significant
+/// digits, so memory does not grow with the run.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600 * SECOND, 3).expect("fixed, valid histogram bounds")
+}
+
+/// A latency in ms as a mesh run reports its percentiles: the highest value of its bucket.
+pub fn reported_ms(ms_value: f64) -> f64 {
+    latency_histogram().highest_equivalent(ms(ms_value).max(1)) as f64 / 1e6
+}
+
 /// Runs one load on the mesh. Deterministic in its inputs and `seed`.
 pub fn run(topology: &Topology, rules: &MeshRules, load: &MeshLoad, sc: &Scenario, options: MeshOptions, seed: u64) -> MeshResult {
     Mesh::new(topology, rules, load, sc, options, seed).simulate()
@@ -312,6 +373,8 @@ struct Mesh<'a> {
     clusters: Vec<Cluster>,
     pools: Vec<Pool>,
     host_states: Vec<HostState>,
+    round_robin: Vec<u32>,
+    envoy_workers: u32,
     replica_base: Vec<u32>,
     replicas: Vec<Replica>,
     conns: Slab<Conn>,
@@ -399,22 +462,30 @@ impl<'a> Mesh<'a> {
         let mut clusters = Vec::new();
         let mut pools = Vec::new();
         let mut host_states = Vec::new();
+        let workers = sc.envoy_workers.max(1);
+        let mut round_robin = Vec::new();
         let mut add_cluster = |dest: u32, edge: u32, clusters: &mut Vec<Cluster>| {
             let hosts = topology.services[dest as usize].replicas;
+            let (first_host, first_pool) = (host_states.len() as u32, pools.len() as u32);
             clusters.push(Cluster {
                 dest,
                 edge,
-                first: pools.len() as u32,
-                rr: 0,
+                first_host,
+                first_pool,
+                first_rr: round_robin.len() as u32,
                 total_conns: 0,
                 total_pending: 0,
                 total_active: 0,
                 active_retries: 0,
             });
-            for _ in 0..hosts {
-                pools.push(Pool { cluster: clusters.len() as u32 - 1, ..Pool::default() });
-                host_states.push(HostState::default());
+            let cluster = clusters.len() as u32 - 1;
+            round_robin.resize(round_robin.len() + workers as usize, 0);
+            for _ in 0..workers {
+                for h in 0..hosts {
+                    pools.push(Pool { cluster, host_state: first_host + h, ..Pool::default() });
+                }
             }
+            host_states.extend((0..hosts).map(|_| HostState::default()));
         };
         cluster_base.push(0);
         add_cluster(topology.entry as u32, 0, &mut clusters);
@@ -425,7 +496,7 @@ impl<'a> Mesh<'a> {
                 add_cluster(d, edge_base[s] + k as u32, &mut clusters);
             }
         }
-        let entry_latency = Histogram::new_with_bounds(1, 3_600 * SECOND, 3).expect("fixed, valid histogram bounds");
+        let entry_latency = latency_histogram();
         let series = options.time_series.then(|| TimeSeries::new(topology.services.iter().map(|s| s.name.clone()).collect()));
         let services_n = topology.services.len();
         Mesh {
@@ -448,6 +519,8 @@ impl<'a> Mesh<'a> {
             clusters,
             pools,
             host_states,
+            round_robin,
+            envoy_workers: workers,
             replica_base,
             replicas,
             conns: Slab::new(),
@@ -553,7 +626,8 @@ impl<'a> Mesh<'a> {
                     };
                     // Fortio's goroutines start within a few microseconds of each other.
                     let jitter = if remaining > 0 { self.rng.random_range(0..20_000) } else { 0 };
-                    self.workers.push(Worker { remaining, next_at: jitter });
+                    let envoy_worker = self.random_envoy_worker();
+                    self.workers.push(Worker { remaining, next_at: jitter, envoy_worker, reconnect: false });
                     if remaining > 0 {
                         self.schedule(jitter, Ev::Send { worker: w });
                     }
@@ -641,14 +715,34 @@ impl<'a> Mesh<'a> {
         self.entry_requests += 1;
         self.entry_outstanding += 1;
         self.second.arrivals += 1;
-        self.new_exchange(0, Caller::Load { worker });
+        // Fortio keeps its connection (and so its Envoy worker); each open-loop arrival is a
+        // connection of its own.
+        let (envoy_worker, connect) = if worker == NONE {
+            (self.random_envoy_worker(), 0)
+        } else {
+            let w = &mut self.workers[worker as usize];
+            let reconnect = std::mem::take(&mut w.reconnect);
+            (w.envoy_worker, if reconnect { self.latency(self.sc.reconnect_ms) } else { 0 })
+        };
+        self.new_exchange(0, Caller::Load { worker }, envoy_worker, connect);
     }
 
-    /// A caller's request to the destination of `cluster` leaves for its sidecar.
-    fn new_exchange(&mut self, cluster: u32, caller: Caller) {
+    /// A uniform draw among the sidecar's workers; none with one worker.
+    fn random_envoy_worker(&mut self) -> u32 {
+        if self.envoy_workers > 1 {
+            self.rng.random_range(0..self.envoy_workers)
+        } else {
+            0
+        }
+    }
+
+    /// A caller's request to the destination of `cluster` leaves for its sidecar, where
+    /// Envoy worker `worker` serves it, after `connect` ns to open its connection.
+    fn new_exchange(&mut self, cluster: u32, caller: Caller, worker: u32, connect: Nanos) {
         let gen = self.next_gen();
         let ex = self.exchanges.insert(Exchange {
             cluster,
+            worker,
             caller,
             sent_at: self.now,
             gen,
@@ -663,7 +757,7 @@ impl<'a> Mesh<'a> {
         });
         self.edges[self.clusters[cluster as usize].edge as usize].requests += 1;
         let to_sidecar = self.latency(self.sc.downstream_hop_ms + self.sc.sidecar_processing_ms);
-        self.schedule(to_sidecar, Ev::AtSidecar { ex });
+        self.schedule(connect + to_sidecar, Ev::AtSidecar { ex });
     }
 
     /// Exchanges share one counter of generations: a reused slot never repeats one.
@@ -700,9 +794,10 @@ impl<'a> Mesh<'a> {
 
     /// The load balancer's pick among the cluster's healthy hosts, avoiding `avoid` (the
     /// hosts a retry already tried) up to `host_selection_retry_max_attempts` times.
-    fn choose_host(&mut self, c: usize, avoid: u64) -> Option<u32> {
+    fn choose_host(&mut self, c: usize, worker: u32, avoid: u64) -> Option<u32> {
         let cl = &self.clusters[c];
-        let (first, d) = (cl.first as usize, cl.dest as usize);
+        let (first, d) = (cl.first_host as usize, cl.dest as usize);
+        let rr = (cl.first_rr + worker) as usize;
         let n = self.dests[d].replicas as usize;
         let healthy = (0..n).filter(|&h| self.host_healthy(first + h)).count();
         let panic = (healthy as f64) * 100.0 < self.sc.panic_threshold_percent * n as f64;
@@ -722,9 +817,8 @@ impl<'a> Mesh<'a> {
         for _ in 0..picks {
             pick = match lb {
                 LoadBalancer::RoundRobin => {
-                    let i = self.clusters[c].rr as usize % self.eligible.len();
-                    self.clusters[c].rr = self.clusters[c].rr.wrapping_add(1);
-                    self.eligible[i]
+                    let states = &self.host_states[first..first + n];
+                    envoy::round_robin_pick(&mut self.round_robin[rr], n, |h| panic || !states[h].ejected).unwrap_or(0) as u32
                 }
                 LoadBalancer::LeastRequest => {
                     let states = &self.host_states[first..first + n];
@@ -745,7 +839,8 @@ impl<'a> Mesh<'a> {
         let d = self.clusters[c].dest as usize;
         let previous_hosts = self.dests[d].retry_attempts > 0 && self.dests[d].policy.rules.retries.previous_hosts;
         let avoid = if previous_hosts { self.exchanges.items[ex as usize].tried } else { 0 };
-        let Some(host) = self.choose_host(c, avoid) else {
+        let worker = self.exchanges.items[ex as usize].worker;
+        let Some(host) = self.choose_host(c, worker, avoid) else {
             return self.attempt_done(ex, Outcome::NoHealthy, false);
         };
         let x = &mut self.exchanges.items[ex as usize];
@@ -757,7 +852,7 @@ impl<'a> Mesh<'a> {
         if let Some(t) = self.dests[d].per_try {
             self.schedule(t, Ev::PerTryTimeout { ex, gen, attempt_no });
         }
-        let p = self.clusters[c].first as usize + host as usize;
+        let p = self.pool_of(c, worker, host);
         if let Some(conn) = self.pools[p].idle.pop() {
             if self.clusters[c].total_active >= self.dests[d].max_requests {
                 self.pools[p].idle.push(conn);
@@ -813,6 +908,11 @@ impl<'a> Mesh<'a> {
         }
     }
 
+    fn pool_of(&self, c: usize, worker: u32, host: u32) -> usize {
+        let cl = &self.clusters[c];
+        cl.first_pool as usize + (worker * self.dests[cl.dest as usize].replicas + host) as usize
+    }
+
     fn cluster_of_pool(&self, p: usize) -> usize {
         self.pools[p].cluster as usize
     }
@@ -823,7 +923,8 @@ impl<'a> Mesh<'a> {
         let cn = &mut self.conns.items[conn as usize];
         cn.state = ConnState::Busy { att };
         cn.served += 1;
-        self.host_states[p].active += 1;
+        let hs = self.pools[p].host_state as usize;
+        self.host_states[hs].active += 1;
         self.clusters[c].total_active += 1;
         let a = &mut self.attempts.items[att as usize];
         a.conn = conn;
@@ -884,7 +985,7 @@ impl<'a> Mesh<'a> {
             let ex = self.attempts.items[att as usize].ex;
             self.attempts.remove(att);
             self.exchanges.items[ex as usize].attempt = NONE;
-            self.record_outlier(c, p, true);
+            self.record_outlier(c, self.pools[p].host_state as usize, true);
             self.attempt_done(ex, Outcome::Connect, false);
         }
     }
@@ -896,8 +997,9 @@ impl<'a> Mesh<'a> {
         let att = self.exchanges.items[ex as usize].attempt;
         self.exchanges.items[ex as usize].attempt = NONE;
         let c = self.exchanges.items[ex as usize].cluster as usize;
+        let p = self.pool_of(c, self.exchanges.items[ex as usize].worker, self.attempts.items[att as usize].host);
+        let hs = self.pools[p].host_state as usize;
         let a = &mut self.attempts.items[att as usize];
-        let p = self.clusters[c].first as usize + a.host as usize;
         match a.state {
             AttState::Pending => {
                 a.state = AttState::AbandonedPending;
@@ -907,8 +1009,8 @@ impl<'a> Mesh<'a> {
             AttState::Sent => {
                 a.state = AttState::Abandoned;
                 let (conn, job) = (a.conn, a.job);
-                self.record_outlier(c, p, true);
-                self.host_states[p].active -= 1;
+                self.record_outlier(c, hs, true);
+                self.host_states[hs].active -= 1;
                 self.clusters[c].total_active -= 1;
                 self.conns.items[conn as usize].state = ConnState::Closed;
                 self.conns.remove(conn);
@@ -923,7 +1025,8 @@ impl<'a> Mesh<'a> {
         }
     }
 
-    /// Outlier detection: consecutive 5xx per host of this sidecar's cluster.
+    /// Outlier detection: consecutive 5xx per host (`p`, its index in `host_states`) of
+    /// this sidecar's cluster.
     fn record_outlier(&mut self, c: usize, p: usize, is_5xx: bool) {
         if !is_5xx {
             self.host_states[p].consecutive_5xx = 0;
@@ -935,7 +1038,7 @@ impl<'a> Mesh<'a> {
         if self.host_states[p].consecutive_5xx < rules.consecutive_errors || !self.host_healthy(p) {
             return;
         }
-        let first = self.clusters[c].first as usize;
+        let first = self.clusters[c].first_host as usize;
         let n = self.dests[d].replicas as usize;
         let ejected = (first..first + n).filter(|&h| !self.host_healthy(h)).count();
         if !envoy::ejection_allowed(self.sc.ejection_rule, ejected, n, rules.max_ejection_percent) {
@@ -1033,10 +1136,11 @@ impl<'a> Mesh<'a> {
         let (ex, conn, host) = (a.ex, a.conn, a.host);
         self.attempts.remove(att);
         self.exchanges.items[ex as usize].attempt = NONE;
-        let c = self.exchanges.items[ex as usize].cluster as usize;
-        let p = self.clusters[c].first as usize + host as usize;
-        self.record_outlier(c, p, status >= 500);
-        self.host_states[p].active -= 1;
+        let (c, worker) = (self.exchanges.items[ex as usize].cluster as usize, self.exchanges.items[ex as usize].worker);
+        let p = self.pool_of(c, worker, host);
+        let hs = self.pools[p].host_state as usize;
+        self.record_outlier(c, hs, status >= 500);
+        self.host_states[hs].active -= 1;
         self.clusters[c].total_active -= 1;
         self.attempt_done(ex, if status == 200 { Outcome::Ok } else { Outcome::Upstream(status) }, false);
         let d = self.clusters[c].dest as usize;
@@ -1089,10 +1193,14 @@ impl<'a> Mesh<'a> {
             self.check_closed_loop_over();
             return;
         }
-        let mut delay = w.next_at.saturating_sub(self.now);
+        let delay = w.next_at.saturating_sub(self.now);
         if matches!(outcome, Outcome::Overflow | Outcome::NoHealthy | Outcome::Connect) {
-            // Envoy closes the downstream connection after a local reply; Fortio reconnects.
-            delay += self.latency(self.sc.reconnect_ms);
+            // Envoy closes the downstream connection after a local reply; Fortio reconnects,
+            // maybe to another Envoy worker.
+            let envoy_worker = self.random_envoy_worker();
+            let w = &mut self.workers[worker as usize];
+            w.envoy_worker = envoy_worker;
+            w.reconnect = true;
         }
         self.schedule(delay, Ev::Send { worker });
     }
@@ -1134,6 +1242,7 @@ impl<'a> Mesh<'a> {
             failed: false,
             has_slot: false,
             started: false,
+            fault: false,
             // A request given up on while it crossed to the replica.
             cancelled: self.options.cancel_abandoned && self.attempts.items[att as usize].state == AttState::Abandoned,
         });
@@ -1188,7 +1297,7 @@ impl<'a> Mesh<'a> {
                 }
             }
             if self.fault_share > 0.0 && self.rng.random::<f64>() < self.fault_share {
-                return self.end_job(job, 503);
+                self.jobs.items[job as usize].fault = true;
             }
         }
         loop {
@@ -1198,7 +1307,13 @@ impl<'a> Mesh<'a> {
             }
             let step = j.step as usize;
             let Some(st) = svc.script.get(step) else {
-                let status = if j.failed { 500 } else { 200 };
+                let status = if j.failed {
+                    500
+                } else if j.fault {
+                    503
+                } else {
+                    200
+                };
                 return self.end_job(job, status);
             };
             match st {
@@ -1226,7 +1341,8 @@ impl<'a> Mesh<'a> {
                         }
                         let k = self.callees[s].iter().position(|&d| d as usize == call.service).unwrap_or(0) as u32;
                         made += 1;
-                        self.new_exchange(first_cluster + k, Caller::Job { job });
+                        let worker = self.random_envoy_worker();
+                        self.new_exchange(first_cluster + k, Caller::Job { job }, worker, 0);
                     }
                     if made == 0 {
                         self.jobs.items[job as usize].step += 1;

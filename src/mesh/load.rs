@@ -100,8 +100,17 @@ mod tests {
     #[test]
     fn schedules_parse_and_refuse_with_the_segment_named() {
         let s = parse_schedule("60s@100,10s@250,2m@100").unwrap();
-        assert_eq!(s, vec![Segment { duration_s: 60.0, qps: 100.0 }, Segment { duration_s: 10.0, qps: 250.0 }, Segment { duration_s: 120.0, qps: 100.0 }]);
-        for (bad, named) in [("60s", "segment 1"), ("60s@100,10x@5", "segment 2"), ("60s@-1", "segment 1"), ("0s@5", "segment 1"), ("1s@fast", "segment 1")] {
+        assert_eq!(
+            s,
+            vec![
+                Segment { duration_s: 60.0, qps: 100.0 },
+                Segment { duration_s: 10.0, qps: 250.0 },
+                Segment { duration_s: 120.0, qps: 100.0 }
+            ]
+        );
+        for (bad, named) in
+            [("60s", "segment 1"), ("60s@100,10x@5", "segment 2"), ("60s@-1", "segment 1"), ("0s@5", "segment 1"), ("1s@fast", "segment 1")]
+        {
             let e = parse_schedule(bad).unwrap_err();
             assert!(e.contains(named), "{bad}: {e}");
         }

@@ -26,7 +26,8 @@ use crate::error::{Error, Result};
 
 /// The `[scenario]` fields that apply on every hop of the mesh: each sidecar, connection
 /// and replica takes them from the one scenario.
-pub const PER_HOP_FIELDS: [&str; 14] = [
+pub const PER_HOP_FIELDS: [&str; 15] = [
+    "envoy_workers",
     "downstream_hop_ms",
     "sidecar_processing_ms",
     "upstream_hop_ms",
@@ -48,9 +49,9 @@ pub const PER_HOP_FIELDS: [&str; 14] = [
 pub const PER_SERVICE_FIELDS: [&str; 6] =
     ["replicas", "replica_concurrency", "replica_queue_limit", "service_time_ms", "service_time_sigma", "replica_behaviour"];
 
-/// The `[scenario]` fields the mesh does not model: each sidecar is one Envoy worker, and
-/// overflows never count for outlier detection (Envoy >= 1.26).
-pub const NOT_MODELLED_FIELDS: [&str; 2] = ["envoy_workers", "overflow_counts_for_outliers"];
+/// The `[scenario]` fields the mesh does not model: overflows never count for outlier
+/// detection (Envoy >= 1.26).
+pub const NOT_MODELLED_FIELDS: [&str; 1] = ["overflow_counts_for_outliers"];
 
 /// Reads a scenario TOML for a mesh run: the fields of [`PER_HOP_FIELDS`] apply, the others
 /// are named in the returned warnings.

@@ -137,7 +137,8 @@ pub struct DestinationPolicy {
 impl DestinationPolicy {
     /// A destination with no DestinationRule and no VirtualService under `release`.
     pub fn release_default(release: IstioRelease) -> DestinationPolicy {
-        let mut rules = TrafficRules { consecutive_errors: u32::MAX, load_balancer: release.default_load_balancer(), ..TrafficRules::default() };
+        let mut rules =
+            TrafficRules { consecutive_errors: u32::MAX, load_balancer: release.default_load_balancer(), ..TrafficRules::default() };
         apply_release_limits(&mut rules, release);
         let (retries, retry_on) = release.default_retries().unwrap_or((RetryPolicy::off(), RetryOn::default()));
         rules.retries = retries;
@@ -218,8 +219,8 @@ impl MeshRules {
                         rules[s] = Some((traffic, lb_given, budget));
                     }
                     "VirtualService" => {
-                        let vs: VirtualService = serde_yaml::from_value(doc)
-                            .map_err(|e| Error::file(path, format!("not a valid VirtualService{name}: {e}")))?;
+                        let vs: VirtualService =
+                            serde_yaml::from_value(doc).map_err(|e| Error::file(path, format!("not a valid VirtualService{name}: {e}")))?;
                         check_kind(path, &vs.kind, &vs.api_version, "VirtualService")?;
                         let settings = vs.route_settings().map_err(|e| Error::file(path, format!("field {e}{name}")))?;
                         if vs.spec.hosts.is_empty() {
@@ -240,8 +241,10 @@ impl MeshRules {
                 }
             }
         }
-        let destinations =
-            (0..n).map(|s| destination(release, rules[s], routes[s])).collect::<std::result::Result<Vec<_>, String>>().map_err(Error::config)?;
+        let destinations = (0..n)
+            .map(|s| destination(release, rules[s], routes[s]))
+            .collect::<std::result::Result<Vec<_>, String>>()
+            .map_err(Error::config)?;
         Ok(MeshRules { release, destinations, files: entries })
     }
 }
@@ -291,9 +294,11 @@ fn retry_budget(path: &Path, doc: &str, percent: Option<f64>, min: Option<u32>, 
 /// The service a rule's host names: `name` or `name.<namespace>[.svc.cluster.local]`.
 fn service_of(path: &Path, doc: &str, field: &str, host: &str, topology: &Topology) -> Result<usize> {
     let name = host.split('.').next().unwrap_or("");
-    topology.services.iter().position(|s| s.name == name).ok_or_else(|| {
-        Error::file(path, format!("field `{field}`{doc}: host `{host}` is not a service of the topology"))
-    })
+    topology
+        .services
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| Error::file(path, format!("field `{field}`{doc}: host `{host}` is not a service of the topology")))
 }
 
 fn claim(slot: &mut Option<String>, path: &Path, doc: &str, kind: &str, host: &str) -> Result<()> {

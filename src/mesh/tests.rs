@@ -147,3 +147,128 @@ services:
     let results = runs(yaml, 500.0, 100_000.0);
     assert_near(&mean_latency_ms(&results), (12.0 - 0.5) / 8.0 * 2.0, "fork-join R2");
 }
+
+// ---- One edge against the single-service emulator ----
+
+use super::engine::reported_ms;
+use super::rules::DestinationPolicy;
+use crate::emulator::calibration::{calibration_rules, calibration_scenario, PUBLISHED_RUNS};
+use crate::emulator::knobs::RetryOn;
+use crate::emulator::{run_load_test, LoadBalancer, RetryPolicy};
+use crate::rules::{Load, TrafficRules};
+
+/// Runs per configuration and engine.
+const KS_RUNS: u64 = 300;
+
+/// The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical
+/// distribution functions (ties handled by stepping over equal values together).
+fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+/// The statistic above which two samples of sizes n and m differ at alpha 0.01.
+fn ks_critical(n: usize, m: usize) -> f64 {
+    let c = (-(0.01f64 / 2.0).ln() / 2.0).sqrt();
+    c * ((n + m) as f64 / (n * m) as f64).sqrt()
+}
+
+#[test]
+fn the_ks_statistic_tells_equal_from_shifted_samples() {
+    let a: Vec<f64> = (0..200).map(|i| f64::from(i) / 200.0).collect();
+    let same: Vec<f64> = (0..200).map(|i| (f64::from(i) + 0.5) / 200.0).collect();
+    let shifted: Vec<f64> = a.iter().map(|x| x + 0.3).collect();
+    assert!(ks_statistic(&a, &same) < ks_critical(200, 200));
+    assert!((ks_statistic(&a, &shifted) - 0.3).abs() < 0.01);
+    assert!((ks_critical(200, 200) - 0.1628).abs() < 1e-3);
+}
+
+/// One service as the single-service emulator sees it: the scenario's replicas, slots,
+/// queue and log-normal service time, in Isotope's format with meshrl's extensions.
+fn one_service(sc: &Scenario) -> Topology {
+    let yaml = format!(
+        "services:\n- {{name: httpbin, isEntrypoint: true, numReplicas: {}, concurrency: {}, queueLimit: {}, \
+         script: [{{sleep: {{lognormal: {{median: {}us, sigma: {}}}}}}}]}}\n",
+        sc.replicas,
+        sc.replica_concurrency,
+        sc.replica_queue_limit,
+        sc.service_time_ms * 1e3,
+        sc.service_time_sigma
+    );
+    Topology::parse(&yaml, None).unwrap()
+}
+
+/// `emulate` and a one-service mesh on the same rules, load and scenario (run noise off):
+/// 503 share, qps, p50 and p99 pass a two-sample KS test at alpha 0.01.
+fn same_distribution(label: &str, rules: &TrafficRules, load: Load, sc: &Scenario, seed: u64) {
+    let sc = Scenario { run_speed_sigma: 0.0, run_handshake_sigma: 0.0, run_fault_sigma: 0.0, ..sc.clone() };
+    let ks_runs: u64 = std::env::var("KS_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(KS_RUNS);
+    let single: Vec<_> = (0..ks_runs).map(|i| run_load_test(rules, &load, &sc, seed + i)).collect();
+    let topology = one_service(&sc);
+    let retry_on = RetryOn { connect_failure: rules.retries.on_connect_failure, ..RetryOn::istio_default(rules.retries.on_503) };
+    let policy = DestinationPolicy { rules: *rules, retry_on, retry_budget: None, timeout_ms: None, per_try_timeout_ms: None };
+    let mesh_rules = MeshRules { release: IstioRelease::parse("1.30").unwrap(), destinations: vec![policy], files: Vec::new() };
+    let mesh_load = MeshLoad::Closed { threads: load.threads, calls: Some(load.calls), duration_s: None, qps: None };
+    let mesh = super::run_seeds(&topology, &mesh_rules, &mesh_load, &sc, MeshOptions::default(), seed + 1_000_000, ks_runs);
+    let critical = ks_critical(single.len(), mesh.len());
+    let metrics: [(&str, Vec<f64>, Vec<f64>); 4] = [
+        ("503 share", single.iter().map(|r| r.failure_rate).collect(), mesh.iter().map(|r| r.entry.failure_share).collect()),
+        ("qps", single.iter().map(|r| r.qps).collect(), mesh.iter().map(|r| r.entry.requests as f64 / r.duration_s).collect()),
+        // The mesh keeps its latencies in a histogram (three significant digits): the
+        // emulator's exact percentiles are compared at that resolution.
+        (
+            "p50",
+            single.iter().map(|r| reported_ms(r.details.latency_p50_ms)).collect(),
+            mesh.iter().map(|r| r.entry.latency_ms.p50).collect(),
+        ),
+        (
+            "p99",
+            single.iter().map(|r| reported_ms(r.details.latency_p99_ms)).collect(),
+            mesh.iter().map(|r| r.entry.latency_ms.p99).collect(),
+        ),
+    ];
+    for (name, a, b) in metrics {
+        let d = ks_statistic(&a, &b);
+        if std::env::var("KS_DEBUG").is_ok() {
+            let q = |v: &[f64]| {
+                let mut v = v.to_vec();
+                v.sort_by(f64::total_cmp);
+                [0.1, 0.25, 0.5, 0.75, 0.9].map(|p| v[(p * v.len() as f64) as usize])
+            };
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            eprintln!("{label} {name}: single {:?} mesh {:?} means {:.4} {:.4} D {d:.3}", q(&a), q(&b), mean(&a), mean(&b));
+        }
+        assert!(d <= critical, "{label}: {name}: KS statistic {d:.3} > {critical:.3}");
+    }
+}
+
+#[test]
+fn one_edge_matches_the_single_service_emulator_in_distribution() {
+    let base = calibration_scenario(&Scenario::default());
+    for (i, run) in PUBLISHED_RUNS.iter().enumerate() {
+        let load = Load { threads: run.threads, calls: run.calls };
+        same_distribution(&format!("published run {i} ({})", run.source), &calibration_rules(), load, &base, 10_000 * i as u64);
+    }
+    let three = Scenario { replicas: 3, fault_share: 0.05, ..Scenario::default() };
+    let loose = TrafficRules { max_pending_requests: 4, max_connections: 4, max_requests_per_connection: 10, ..TrafficRules::default() };
+    let load = Load { threads: 4, calls: 200 };
+    let retries = TrafficRules { retries: RetryPolicy::istio_default(), ..loose };
+    same_distribution("retries", &retries, load, &three, 100_000);
+    let least = TrafficRules { load_balancer: LoadBalancer::LeastRequest, ..loose };
+    same_distribution("least request", &least, load, &three, 200_000);
+    let ejection = TrafficRules { consecutive_errors: 1, max_ejection_percent: 100.0, ejection_time_s: 0.2, interval_s: 0.05, ..loose };
+    same_distribution("ejection", &ejection, load, &Scenario { fault_share: 0.15, ..three }, 300_000);
+}
