@@ -437,11 +437,16 @@ pub fn read_destination_rule(path: &Path) -> Result<TrafficRules> {
 /// " (document 2)"), its kind checked and subset-level policies refused.
 pub fn destination_rule_of(path: &Path, doc: &str, value: serde_yaml::Value) -> Result<DestinationRule> {
     refuse_subset_policies(path, doc, &value)?;
-    // serde_yaml's messages carry the field's path (e.g. `spec.trafficPolicy.outlierDetection.interval`).
-    let rule: DestinationRule =
-        serde_yaml::from_value(value).map_err(|e| Error::file(path, format!("not a valid DestinationRule{doc}: {e}")))?;
+    let rule: DestinationRule = from_document(path, doc, "DestinationRule", &value)?;
     check_kind(path, &rule.kind, &rule.api_version, "DestinationRule")?;
     Ok(rule)
+}
+
+/// One YAML document as `T`. Read from its text, not from the parsed value: only then do
+/// serde_yaml's messages carry the field's path (`spec.trafficPolicy.outlierDetection.interval`).
+pub(crate) fn from_document<T: serde::de::DeserializeOwned>(path: &Path, doc: &str, kind: &str, value: &serde_yaml::Value) -> Result<T> {
+    let invalid = |e: serde_yaml::Error| Error::file(path, format!("not a valid {kind}{doc}: {e}"));
+    serde_yaml::from_str(&serde_yaml::to_string(value).map_err(invalid)?).map_err(invalid)
 }
 
 pub(crate) fn check_kind(path: &Path, kind: &str, api_version: &str, expected: &str) -> Result<()> {

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::destination_rule::{check_kind, destination_rule_of, RouteSettings, VirtualService};
+use crate::destination_rule::{check_kind, destination_rule_of, from_document, RouteSettings, VirtualService};
 use crate::emulator::knobs::RetryOn;
 use crate::error::{Error, Result};
 use crate::mesh::topology::Topology;
@@ -219,8 +219,7 @@ impl MeshRules {
                         rules[s] = Some((traffic, lb_given, budget));
                     }
                     "VirtualService" => {
-                        let vs: VirtualService =
-                            serde_yaml::from_value(doc).map_err(|e| Error::file(path, format!("not a valid VirtualService{name}: {e}")))?;
+                        let vs: VirtualService = from_document(path, &name, "VirtualService", &doc)?;
                         check_kind(path, &vs.kind, &vs.api_version, "VirtualService")?;
                         let settings = vs.route_settings().map_err(|e| Error::file(path, format!("field {e}{name}")))?;
                         if vs.spec.hosts.is_empty() {
