@@ -1,37 +1,10 @@
 //! Integration tests: the real `meshrl` executable, run in throwaway directories.
 
 mod common;
-use common::tree;
+use common::{assert_exit_2_naming, assert_ok, meshrl, repo, text, tree};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn meshrl(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshrl")).args(args).current_dir(cwd).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", out.status.code(), text(&out.stdout), text(&out.stderr));
-}
-
-#[track_caller]
-fn assert_exit_2_naming(out: &Output, needles: &[&str]) {
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr should name {n:?}:\n{err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
-}
 
 #[test]
 fn help_lists_every_subcommand_with_a_description() {
@@ -1924,23 +1897,5 @@ fn serve_refuses_absurd_workers_and_endless_policy_files() {
     {
         let out = meshrl(&["serve", "/dev/zero", "--addr", "127.0.0.1:0"], tmp.path());
         assert_exit_2_naming(&out, &["/dev/zero", "larger than 64 MiB"]);
-    }
-}
-
-/// `mesh tree` writes the committed 100-service tree byte for byte; nonsense exits 2 and
-/// writes nothing.
-#[test]
-fn mesh_tree_regenerates_the_committed_tree_and_refuses_nonsense() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("tree100.yaml");
-    assert_ok(&meshrl(&["mesh", "tree", "--out", out.to_str().unwrap()], tmp.path()));
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(repo().join("topologies/tree100.yaml")).unwrap());
-    let bad = tmp.path().join("bad.yaml");
-    for args in [&["--services", "0"][..], &["--heavy-tail", "-1"], &["--sleep-ms", "3", "1"]] {
-        let mut all = vec!["mesh", "tree", "--out", bad.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let result = meshrl(&all, tmp.path());
-        assert_eq!(result.status.code(), Some(2), "{args:?}: {}", text(&result.stderr));
-        assert!(!bad.exists(), "{args:?} wrote a file");
     }
 }

@@ -1,24 +1,10 @@
 //! The defend experiment through the real CLI, on a tiny grid.
 
 mod common;
-use common::tree;
+use common::{meshrl, repo, text, tree};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn meshrl(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshrl")).args(args).current_dir(cwd).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Two searched fields (4 joint rules), two loads, two seeds, both learners and modes.
 fn tiny_defend(dir: &Path) -> PathBuf {
     let config = format!(
         r#"kind = "defend"

@@ -1,0 +1,153 @@
+//! Integration tests of `meshrl mesh`: the real executable on small topologies.
+
+mod common;
+use common::{assert_exit_2_naming, assert_ok, meshrl, repo, text};
+
+use std::path::Path;
+
+/// `mesh tree` writes the committed 100-service tree byte for byte; nonsense exits 2 and
+/// writes nothing.
+#[test]
+fn mesh_tree_regenerates_the_committed_tree_and_refuses_nonsense() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tree100.yaml");
+    assert_ok(&meshrl(&["mesh", "tree", "--out", out.to_str().unwrap()], tmp.path()));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(repo().join("topologies/tree100.yaml")).unwrap());
+    let bad = tmp.path().join("bad.yaml");
+    for args in [&["--services", "0"][..], &["--heavy-tail", "-1"], &["--sleep-ms", "3", "1"]] {
+        let mut all = vec!["mesh", "tree", "--out", bad.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let result = meshrl(&all, tmp.path());
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {}", text(&result.stderr));
+        assert!(!bad.exists(), "{args:?} wrote a file");
+    }
+}
+
+/// A service `a` calling `b`, which fails every second request (Isotope's errorRate 50 %).
+const FLAKY: &str =
+    "services:\n- {name: a, isEntrypoint: true, script: [{sleep: 1ms}, {call: b}]}\n- {name: b, errorRate: 50%, script: [{sleep: 1ms}]}\n";
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, body).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn mesh_run_gives_the_same_bytes_for_a_seed_and_writes_its_series() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chain = repo().join("topologies/chain3.yaml");
+    let out = tmp.path().join("out");
+    let args = ["mesh", "run", chain.to_str().unwrap(), "--qps", "200", "--duration-s", "3", "--runs", "2", "--json"];
+    let first = meshrl(&args, tmp.path());
+    assert_ok(&first);
+    let mut with_out = args.to_vec();
+    with_out.extend(["--out", out.to_str().unwrap()]);
+    let second = meshrl(&with_out, tmp.path());
+    assert_ok(&second);
+    assert_eq!(first.stdout, second.stdout);
+    let lines: Vec<serde_json::Value> = text(&first.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((lines[0]["seed"].as_u64(), lines[1]["seed"].as_u64()), (Some(1), Some(2)));
+    for key in ["requests", "ok", "failed", "failure_share", "goodput_per_s"] {
+        assert!(lines[0]["entry"][key].is_number(), "entry.{key}");
+    }
+    for key in ["mean", "p50", "p90", "p99"] {
+        assert!(lines[0]["entry"]["latency_ms"][key].as_f64().unwrap() > 0.0, "latency_ms.{key}");
+    }
+    let edges = lines[0]["edges"].as_array().unwrap();
+    assert_eq!(
+        edges.iter().map(|e| format!("{}>{}", e["source"].as_str().unwrap(), e["destination"].as_str().unwrap())).collect::<Vec<_>>(),
+        ["load>a", "a>b", "b>c"]
+    );
+    assert_eq!(std::fs::read_to_string(out.join("runs.jsonl")).unwrap(), text(&first.stdout));
+    let csv = std::fs::read_to_string(out.join("series-1.csv")).unwrap();
+    assert!(csv.starts_with("second,arrivals,ok,failed,p99_ms,a_in_flight,b_in_flight,c_in_flight,a_queued,b_queued,c_queued\n"), "{csv}");
+    assert!(csv.lines().count() >= 4, "{csv}");
+    assert!(std::fs::metadata(out.join("series-2.png")).unwrap().len() > 1000);
+}
+
+#[test]
+fn mesh_run_applies_rules_per_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let topology = write(tmp.path(), "flaky.yaml", FLAKY);
+    let share = |extra: &[&str]| {
+        let mut args = vec!["mesh", "run", topology.as_str(), "--threads", "2", "--calls", "400", "--json"];
+        args.extend_from_slice(extra);
+        let out = meshrl(&args, tmp.path());
+        assert_ok(&out);
+        let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        (v["entry"]["failure_share"].as_f64().unwrap(), v["edges"][1]["retries"].as_u64().unwrap())
+    };
+    // Istio 1.30's default retries skip a 500: half the calls fail.
+    let (plain, retries) = share(&[]);
+    assert!((0.45..0.55).contains(&plain) && retries == 0, "{plain} {retries}");
+    // A VirtualService retrying 5xx on `b`: most of Isotope's every-second failures are retried
+    // away (two concurrent callers sometimes retry into the failing turn again).
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: b}\nspec:\n  hosts: [b]\n  http:\n  - route:\n    - destination: {host: b}\n    retries: {attempts: 2, retryOn: 5xx}\n";
+    let rules = tmp.path().join("rules");
+    write(&rules, "b.yaml", vs);
+    let (fixed, retries) = share(&["--rules-dir", rules.to_str().unwrap()]);
+    assert!(fixed < 0.1 && retries > 100, "{fixed} {retries}");
+}
+
+#[test]
+fn mesh_run_refuses_bad_input_naming_the_file_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let svc = |name: &str, rest: &str| format!("- {{name: {name}, {rest}}}\n");
+    let topologies = [
+        (
+            "cycle",
+            format!("services:\n{}{}", svc("a", "isEntrypoint: true, script: [{call: b}]"), svc("b", "script: [{call: a}]")),
+            "cycle",
+        ),
+        ("unknown", format!("services:\n{}", svc("a", "isEntrypoint: true, script: [{call: nobody}]")), "nobody"),
+        ("no_entry", format!("services:\n{}{}", svc("a", "script: [{call: b}]"), svc("b", "script: []")), "isEntrypoint"),
+        ("two_entries", format!("services:\n{}{}", svc("a", "isEntrypoint: true"), svc("b", "isEntrypoint: true")), "isEntrypoint"),
+        ("twice", format!("services:\n{}{}", svc("a", "isEntrypoint: true"), svc("a", "script: []")), "name"),
+        ("negative", format!("services:\n{}", svc("a", "isEntrypoint: true, script: [{sleep: -1ms}]")), "sleep"),
+        ("unparseable", format!("services:\n{}", svc("a", "isEntrypoint: true, script: [{sleep: 10 ms}]")), "sleep"),
+        (
+            "probability",
+            format!(
+                "services:\n{}{}",
+                svc("a", "isEntrypoint: true, script: [{call: {service: b, probability: 150}}]"),
+                svc("b", "script: []")
+            ),
+            "probability",
+        ),
+    ];
+    for (name, body, field) in topologies {
+        let path = write(tmp.path(), &format!("{name}.yaml"), &body);
+        let result = meshrl(&["mesh", "run", &path, "--qps", "10", "--duration-s", "1", "--out", out.to_str().unwrap()], tmp.path());
+        assert_exit_2_naming(&result, &[&format!("{name}.yaml"), field]);
+        assert!(!out.exists(), "{name}: wrote --out");
+    }
+    let good = write(tmp.path(), "good.yaml", FLAKY);
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: x}\nspec:\n  host: ghost\n";
+    let rules = tmp.path().join("rules");
+    let rule = write(&rules, "ghost.yaml", dr);
+    let budget = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: x}\nspec:\n  host: b\n  trafficPolicy:\n    retryBudget: {percent: 20}\n";
+    let old = tmp.path().join("old");
+    write(&old, "b.yaml", budget);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--rules-dir", rules.to_str().unwrap(), "--qps", "10", "--duration-s", "1"], vec![rule.as_str(), "spec.host", "ghost"]),
+        (
+            vec!["--rules-dir", old.to_str().unwrap(), "--istio-version", "1.24", "--qps", "10", "--duration-s", "1"],
+            vec!["b.yaml", "retryBudget", "1.27"],
+        ),
+        (vec!["--schedule", "60s@100,10x@5"], vec!["--schedule", "segment 2"]),
+        (vec!["--schedule", "60s"], vec!["--schedule", "segment 1"]),
+        (vec!["--istio-version", "2.0", "--qps", "10", "--duration-s", "1"], vec!["--istio-version"]),
+        (vec!["--threads", "0", "--calls", "10"], vec!["--threads"]),
+        (vec!["--qps", "10"], vec!["--duration-s"]),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec!["mesh", "run", good.as_str(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(&extra);
+        assert_exit_2_naming(&meshrl(&args, tmp.path()), &needles);
+        assert!(!out.exists(), "{extra:?}: wrote --out");
+    }
+}
