@@ -22,7 +22,9 @@
 //! connection) and the replica keeps working on it, unless `cancel_abandoned` is set.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
+
+use dary_heap::QuaternaryHeap;
 
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -104,14 +106,15 @@ enum Ev {
     Tick,
 }
 
+/// An event, keyed by its time (high 64 bits) and scheduling order (low 64 bits): one
+/// integer comparison orders two events, ties by order.
 struct Event {
-    at: Nanos,
-    seq: u64,
+    key: u128,
     ev: Ev,
 }
 impl PartialEq for Event {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+        self.key == o.key
     }
 }
 impl Eq for Event {}
@@ -121,9 +124,9 @@ impl PartialOrd for Event {
     }
 }
 impl Ord for Event {
-    // BinaryHeap is a max-heap: the earliest event first.
+    // The heap is a max-heap: the earliest event first.
     fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
+        o.key.cmp(&self.key)
     }
 }
 
@@ -205,6 +208,10 @@ struct Conn {
     pool: u32,
     state: ConnState,
     served: u32,
+    /// When a freed connection is ready for the next request (the next event-loop turn).
+    ready_at: Nanos,
+    /// A `ConnFree` event is scheduled for it (only while its pool has pending requests).
+    wake_scheduled: bool,
 }
 
 /// One HTTP/1.1 connection pool: per sidecar cluster, Envoy worker and host.
@@ -216,6 +223,11 @@ struct Pool {
     idle: Vec<u32>,
     pending: VecDeque<u32>,
     pending_live: u32,
+    /// Connections freed by an answer, waiting for the next event-loop turn, in the order
+    /// they become ready. Each becomes idle when a request next looks at the pool, or at its
+    /// turn by an event if requests are pending (an event per freed connection would be
+    /// one heap operation per hop for nothing, most of the time).
+    freeing: VecDeque<u32>,
     conns: u32,
     connecting: u32,
 }
@@ -293,6 +305,34 @@ struct Worker {
     reconnect: bool,
 }
 
+/// The scenario's fixed latencies, scaled by the run's speed factor, in ns.
+struct Hops {
+    /// Caller to its sidecar, through the filter chain.
+    to_sidecar: Nanos,
+    /// Sidecar to replica (network and the server's sidecar), each way.
+    upstream: Nanos,
+    /// An upstream answer from the sidecar back to the caller.
+    answer_to_caller: Nanos,
+    /// A local reply (overflow, no healthy host, timeout) back to the caller.
+    local_reply: Nanos,
+    event_loop_turn: Nanos,
+    reconnect: Nanos,
+}
+
+impl Hops {
+    fn of(sc: &Scenario, speed: f64) -> Hops {
+        let at = |median_ms: f64| ms(median_ms * speed);
+        Hops {
+            to_sidecar: at(sc.downstream_hop_ms + sc.sidecar_processing_ms),
+            upstream: at(sc.upstream_hop_ms),
+            answer_to_caller: at(sc.sidecar_processing_ms + sc.downstream_hop_ms),
+            local_reply: at(sc.downstream_hop_ms),
+            event_loop_turn: at(sc.event_loop_turn_ms),
+            reconnect: at(sc.reconnect_ms),
+        }
+    }
+}
+
 /// Per-destination settings the hot path reads, converted once.
 struct Dest {
     policy: DestinationPolicy,
@@ -359,12 +399,13 @@ struct Mesh<'a> {
     seed: u64,
     rng: ChaCha8Rng,
     speed: f64,
+    hops: Hops,
     handshake_scale: f64,
     fault_share: f64,
     now: Nanos,
     seq: u64,
     generation: u32,
-    events: BinaryHeap<Event>,
+    events: QuaternaryHeap<Event>,
     dests: Vec<Dest>,
     /// Distinct callees of each service, in script order.
     callees: Vec<Vec<u32>>,
@@ -410,6 +451,7 @@ impl<'a> Mesh<'a> {
         let z_speed: f64 = rng.sample(StandardNormal);
         let z_fault: f64 = rng.sample(StandardNormal);
         let z_handshake: f64 = rng.sample(StandardNormal);
+        let speed = (sc.run_speed_sigma * z_speed).exp();
         let n = topology.services.len();
         let dests: Vec<Dest> = (0..n)
             .map(|s| {
@@ -506,13 +548,14 @@ impl<'a> Mesh<'a> {
             options,
             seed,
             rng,
-            speed: (sc.run_speed_sigma * z_speed).exp(),
+            speed,
+            hops: Hops::of(sc, speed),
             handshake_scale: (sc.run_handshake_sigma * z_handshake).exp(),
             fault_share: (sc.fault_share * (sc.run_fault_sigma * z_fault).exp()).min(1.0),
             now: 0,
             seq: 0,
             generation: 0,
-            events: BinaryHeap::new(),
+            events: QuaternaryHeap::new(),
             dests,
             callees,
             cluster_base,
@@ -548,12 +591,8 @@ impl<'a> Mesh<'a> {
 
     fn schedule(&mut self, after: Nanos, ev: Ev) {
         self.seq += 1;
-        self.events.push(Event { at: self.now + after, seq: self.seq, ev });
-    }
-
-    /// A testbed latency, scaled by the run's speed factor.
-    fn latency(&self, median_ms: f64) -> Nanos {
-        ms(median_ms * self.speed)
+        let at = self.now + after;
+        self.events.push(Event { key: (u128::from(at) << 64) | u128::from(self.seq), ev });
     }
 
     fn simulate(mut self) -> MeshResult {
@@ -562,7 +601,7 @@ impl<'a> Mesh<'a> {
             self.schedule(SECOND, Ev::Tick);
         }
         while let Some(e) = self.events.pop() {
-            self.now = e.at;
+            self.now = (e.key >> 64) as Nanos;
             self.handle(e.ev);
             if self.load_over && self.entry_outstanding == 0 {
                 break;
@@ -589,7 +628,12 @@ impl<'a> Mesh<'a> {
                 self.run_script(job);
             }
             Ev::Answer { att, status } => self.on_answer(att, status),
-            Ev::ConnFree { conn } => self.serve_pending_or_idle(conn),
+            Ev::ConnFree { conn } => {
+                let p = self.conns.items[conn as usize].pool as usize;
+                self.conns.items[conn as usize].wake_scheduled = false;
+                self.pools[p].freeing.retain(|&c| c != conn);
+                self.serve_pending_or_idle(conn);
+            }
             Ev::AtCaller { ex } => self.on_caller(ex),
             Ev::PerTryTimeout { ex, gen, attempt_no } => {
                 let x = &self.exchanges.items[ex as usize];
@@ -722,7 +766,7 @@ impl<'a> Mesh<'a> {
         } else {
             let w = &mut self.workers[worker as usize];
             let reconnect = std::mem::take(&mut w.reconnect);
-            (w.envoy_worker, if reconnect { self.latency(self.sc.reconnect_ms) } else { 0 })
+            (w.envoy_worker, if reconnect { self.hops.reconnect } else { 0 })
         };
         self.new_exchange(0, Caller::Load { worker }, envoy_worker, connect);
     }
@@ -756,7 +800,7 @@ impl<'a> Mesh<'a> {
             outcome: Outcome::Ok,
         });
         self.edges[self.clusters[cluster as usize].edge as usize].requests += 1;
-        let to_sidecar = self.latency(self.sc.downstream_hop_ms + self.sc.sidecar_processing_ms);
+        let to_sidecar = self.hops.to_sidecar;
         self.schedule(connect + to_sidecar, Ev::AtSidecar { ex });
     }
 
@@ -803,6 +847,10 @@ impl<'a> Mesh<'a> {
         let panic = (healthy as f64) * 100.0 < self.sc.panic_threshold_percent * n as f64;
         if healthy == 0 && !panic {
             return None;
+        }
+        if n == 1 {
+            // One host: every balancer picks it (without Envoy's draws).
+            return Some(0);
         }
         self.eligible.clear();
         for h in 0..n as u32 {
@@ -853,6 +901,7 @@ impl<'a> Mesh<'a> {
             self.schedule(t, Ev::PerTryTimeout { ex, gen, attempt_no });
         }
         let p = self.pool_of(c, worker, host);
+        self.promote_freed(p);
         if let Some(conn) = self.pools[p].idle.pop() {
             if self.clusters[c].total_active >= self.dests[d].max_requests {
                 self.pools[p].idle.push(conn);
@@ -864,6 +913,7 @@ impl<'a> Mesh<'a> {
             self.pools[p].pending.push_back(att);
             self.pools[p].pending_live += 1;
             self.clusters[c].total_pending += 1;
+            self.wake_freed(p);
             self.maybe_connect(p, c);
         } else {
             self.overflow(ex);
@@ -888,7 +938,8 @@ impl<'a> Mesh<'a> {
             if self.clusters[c].total_conns >= self.dests[d].policy.rules.max_connections && self.pools[p].conns > 0 {
                 break;
             }
-            let conn = self.conns.insert(Conn { pool: p as u32, state: ConnState::Connecting, served: 0 });
+            let conn =
+                self.conns.insert(Conn { pool: p as u32, state: ConnState::Connecting, served: 0, ready_at: 0, wake_scheduled: false });
             self.pools[p].conns += 1;
             self.pools[p].connecting += 1;
             self.clusters[c].total_conns += 1;
@@ -929,8 +980,41 @@ impl<'a> Mesh<'a> {
         let a = &mut self.attempts.items[att as usize];
         a.conn = conn;
         a.state = AttState::Sent;
-        let hop = self.latency(self.sc.upstream_hop_ms);
+        let hop = self.hops.upstream;
         self.schedule(hop, Ev::AtReplica { att });
+    }
+
+    /// Freed connections whose turn has come, and that no event will wake, become idle (in
+    /// the order they became ready, as their events would have made them).
+    fn promote_freed(&mut self, p: usize) {
+        let mut i = 0;
+        while i < self.pools[p].freeing.len() {
+            let conn = self.pools[p].freeing[i];
+            let cn = &self.conns.items[conn as usize];
+            if cn.ready_at > self.now {
+                break;
+            }
+            if cn.wake_scheduled {
+                i += 1;
+                continue;
+            }
+            self.pools[p].freeing.remove(i);
+            self.conns.items[conn as usize].state = ConnState::Idle;
+            self.pools[p].idle.push(conn);
+        }
+    }
+
+    /// Requests are pending: every freed connection wakes at its turn to take one.
+    fn wake_freed(&mut self, p: usize) {
+        for i in 0..self.pools[p].freeing.len() {
+            let conn = self.pools[p].freeing[i];
+            let cn = &mut self.conns.items[conn as usize];
+            if !cn.wake_scheduled {
+                cn.wake_scheduled = true;
+                let after = cn.ready_at.saturating_sub(self.now);
+                self.schedule(after, Ev::ConnFree { conn });
+            }
+        }
     }
 
     /// A ready connection takes its pool's oldest live pending request, or goes idle.
@@ -1121,8 +1205,8 @@ impl<'a> Mesh<'a> {
         }
         // An upstream answer passes back through the sidecar; a local reply starts there.
         let back = match outcome {
-            Outcome::Ok | Outcome::Upstream(_) => self.latency(self.sc.sidecar_processing_ms + self.sc.downstream_hop_ms),
-            _ => self.latency(self.sc.downstream_hop_ms),
+            Outcome::Ok | Outcome::Upstream(_) => self.hops.answer_to_caller,
+            _ => self.hops.local_reply,
         };
         self.schedule(back, Ev::AtCaller { ex });
     }
@@ -1151,9 +1235,13 @@ impl<'a> Mesh<'a> {
             self.clusters[c].total_conns -= 1;
             self.maybe_connect(p, c);
         } else {
-            self.conns.items[conn as usize].state = ConnState::Freed;
-            let turn = self.latency(self.sc.event_loop_turn_ms);
-            self.schedule(turn, Ev::ConnFree { conn });
+            let cn = &mut self.conns.items[conn as usize];
+            cn.state = ConnState::Freed;
+            cn.ready_at = self.now + self.hops.event_loop_turn;
+            self.pools[p].freeing.push_back(conn);
+            if self.pools[p].pending_live > 0 {
+                self.wake_freed(p);
+            }
         }
     }
 
@@ -1230,7 +1318,7 @@ impl<'a> Mesh<'a> {
         if !has_room && rep.queue.len() as u32 >= dest.queue_limit {
             // Overloaded: 503 at once.
             self.services[d].rejected += 1;
-            let hop = self.latency(self.sc.upstream_hop_ms);
+            let hop = self.hops.upstream;
             return self.schedule(hop, Ev::Answer { att, status: 503 });
         }
         let job = self.jobs.insert(Job {
@@ -1402,7 +1490,7 @@ impl<'a> Mesh<'a> {
         self.service_change(s, -1, 0, 0);
         self.jobs.remove(job);
         self.attempts.items[att as usize].job = NONE;
-        let hop = self.latency(self.sc.upstream_hop_ms);
+        let hop = self.hops.upstream;
         self.schedule(hop, Ev::Answer { att, status });
     }
 

@@ -124,7 +124,7 @@ fn a_multi_server_station_waits_as_erlang_c_says() {
 #[test]
 fn a_station_without_a_queue_blocks_as_erlang_b_says() {
     // M/M/c/c: queueLimit 0, retries off for a 503 (Istio >= 1.24): the failure share is B.
-    for (c, a, requests) in [(2u32, 1.0, 100_000.0), (10, 5.0, 400_000.0)] {
+    for (c, a, requests) in [(2u32, 1.0, 100_000.0), (10, 5.0, 1_000_000.0)] {
         let yaml = format!(
             "services:\n- {{name: s, isEntrypoint: true, concurrency: {c}, queueLimit: 0, script: [{{sleep: {{exponential: 1ms}}}}]}}\n"
         );
