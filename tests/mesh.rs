@@ -65,7 +65,12 @@ fn mesh_run_gives_the_same_bytes_for_a_seed_and_writes_its_series() {
     let csv = std::fs::read_to_string(out.join("series-1.csv")).unwrap();
     assert!(csv.starts_with("second,arrivals,ok,failed,p99_ms,a_in_flight,b_in_flight,c_in_flight,a_queued,b_queued,c_queued\n"), "{csv}");
     assert!(csv.lines().count() >= 4, "{csv}");
-    assert!(std::fs::metadata(out.join("series-2.png")).unwrap().len() > 1000);
+    assert!(std::fs::metadata(out.join("series-1.png")).unwrap().len() > 1000);
+    assert!(out.join("series-2.csv").exists() && !out.join("series-2.png").exists());
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("Seeds: 1, 2.") && summary.contains("| entry goodput, 200/s | 2 |"), "{summary}");
+    let command = std::fs::read_to_string(out.join("command.txt")).unwrap();
+    assert!(command.starts_with("mesh run ") && command.contains("--runs 2 --json") && !command.contains("--out"), "{command}");
 }
 
 #[test]
@@ -149,5 +154,29 @@ fn mesh_run_refuses_bad_input_naming_the_file_and_field() {
         args.extend_from_slice(&extra);
         assert_exit_2_naming(&meshrl(&args, tmp.path()), &needles);
         assert!(!out.exists(), "{extra:?}: wrote --out");
+    }
+}
+
+/// Every documented mesh run (results/mesh/*/command.txt) reproduces its committed first
+/// seed: the same JSON line and the same per-second series, byte for byte.
+#[test]
+fn documented_mesh_runs_reproduce_their_committed_first_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = repo().join("results/mesh");
+    let mut runs: Vec<_> = std::fs::read_dir(&results).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    runs.sort();
+    assert!(runs.len() >= 8, "{runs:?}");
+    for run in runs {
+        let command = std::fs::read_to_string(run.join("command.txt")).unwrap();
+        let mut words = shlex::split(command.trim()).unwrap();
+        let at = words.iter().position(|w| w == "--runs").expect("a documented run names its seeds");
+        words[at + 1] = "1".into();
+        let out = tmp.path().join(run.file_name().unwrap());
+        words.extend(["--out".into(), out.to_str().unwrap().into()]);
+        let args: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert_ok(&meshrl(&args, &repo()));
+        let first_line = |p: &Path| std::fs::read_to_string(p.join("runs.jsonl")).unwrap().lines().next().unwrap().to_string();
+        assert_eq!(first_line(&out), first_line(&run), "{}", run.display());
+        assert_eq!(std::fs::read(out.join("series-1.csv")).unwrap(), std::fs::read(run.join("series-1.csv")).unwrap(), "{}", run.display());
     }
 }

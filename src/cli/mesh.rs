@@ -9,7 +9,7 @@ use meshrl::emulator::Scenario;
 use meshrl::mesh::engine::MeshOptions;
 use meshrl::mesh::generate::{Fanout, TreeSpec};
 use meshrl::mesh::load::{parse_schedule, Arrivals, MeshLoad, Segment};
-use meshrl::mesh::result::MeshResult;
+use meshrl::mesh::result::{summary_markdown, MeshResult};
 use meshrl::mesh::rules::{IstioRelease, MeshRules};
 use meshrl::mesh::topology::Topology;
 use meshrl::Error;
@@ -37,9 +37,10 @@ pub struct RunArgs {
     /// The entry service, when the topology marks none or several `isEntrypoint`.
     #[arg(long, value_name = "NAME")]
     pub entry: Option<String>,
-    /// A directory of DestinationRule and VirtualService YAML, any host of the topology.
+    /// A directory of DestinationRule and VirtualService YAML, any host of the topology;
+    /// repeatable (the directories add up: one rule of each kind per host in all).
     #[arg(long, value_name = "DIR")]
-    pub rules_dir: Option<PathBuf>,
+    pub rules_dir: Vec<PathBuf>,
     /// The Istio release whose defaults apply where no rule says otherwise (1.0 to 1.31,
     /// optionally with a patch: 1.28.5).
     #[arg(long, default_value = "1.30", value_name = "VERSION")]
@@ -65,6 +66,9 @@ pub struct RunArgs {
     /// Open loop: rates over time, `DURATION@QPS,...` (e.g. "60s@100,10s@250,120s@100").
     #[arg(long, value_name = "SCHEDULE", conflicts_with_all = ["qps", "duration_s", "threads"])]
     pub schedule: Option<String>,
+    /// Make a service this many times slower (its sleeps scale), e.g. `c=3`; repeatable.
+    #[arg(long, value_name = "NAME=FACTOR")]
+    pub slowdown: Vec<String>,
     /// A replica stops working on a request its caller's sidecar gave up on (default: it
     /// keeps working, as Isotope does).
     #[arg(long)]
@@ -78,8 +82,9 @@ pub struct RunArgs {
     /// Print one JSON object per run instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Also write, into this directory (replaced as a whole): runs.jsonl, and each run's
-    /// per-second series as series-<seed>.csv and .png.
+    /// Also write, into this directory (replaced as a whole): runs.jsonl, summary.md (mean
+    /// and sd over the seeds), command.txt, each run's per-second series-<SEED>.csv, and the
+    /// first seed's series-<SEED>.png.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -166,15 +171,18 @@ fn run_mesh(args: &RunArgs) -> Result<()> {
     if args.runs == 0 {
         return Err(flag_error("--runs must be >= 1"));
     }
-    let topology = Topology::load(&args.topology, args.entry.as_deref())?;
+    let mut topology = Topology::load(&args.topology, args.entry.as_deref())?;
+    for spec in &args.slowdown {
+        let (name, factor) =
+            spec.split_once('=').ok_or_else(|| flag_error(format!("--slowdown `{spec}`: expected NAME=FACTOR, e.g. c=3")))?;
+        let factor: f64 = factor.parse().map_err(|_| flag_error(format!("--slowdown `{spec}`: `{factor}` is not a number")))?;
+        topology.slow_down(name, factor).map_err(|m| flag_error(format!("--slowdown `{spec}`: {m}")))?;
+    }
     for w in &topology.warnings {
         eprintln!("warning: {w}");
     }
     let release = IstioRelease::parse(&args.istio_version).map_err(|m| flag_error(format!("--istio-version: {m}")))?;
-    let rules = match &args.rules_dir {
-        Some(dir) => MeshRules::load(dir, &topology, release)?,
-        None => MeshRules::defaults(&topology, release),
-    };
+    let rules = MeshRules::load(&args.rules_dir, &topology, release)?;
     let scenario = match &args.scenario {
         Some(path) => {
             let (scenario, warnings) = meshrl::mesh::load_scenario(path)?;
@@ -204,14 +212,32 @@ fn run_mesh(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// The command line as typed after `meshrl`, for the record (`--out` and its directory
+/// left out, so the line does not depend on where it wrote).
+fn command_line() -> String {
+    let mut words: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = words.iter().position(|w| w == "--out") {
+        words.drain(i..(i + 2).min(words.len()));
+    }
+    words.retain(|w| !w.starts_with("--out="));
+    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+}
+
+/// runs.jsonl, summary.md and command.txt, every seed's series CSV, and the first seed's
+/// series plot.
 fn write_out(dir: &Path, args: &RunArgs, results: &[MeshResult], lines: &[String]) -> Result<()> {
     let name = args.topology.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let command = command_line();
     meshrl::atomic::write_dir(dir, |tmp| {
         meshrl::atomic::write_file(&tmp.join("runs.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
-        for r in results {
+        meshrl::atomic::write_file(&tmp.join("command.txt"), format!("{command}\n"))?;
+        meshrl::atomic::write_file(&tmp.join("summary.md"), summary_markdown(results, &command))?;
+        for (i, r) in results.iter().enumerate() {
             if let Some(series) = &r.series {
                 series.write_csv(&tmp.join(format!("series-{}.csv", r.seed)))?;
-                series.write_png(&tmp.join(format!("series-{}.png", r.seed)), &format!("{name}, seed {}", r.seed))?;
+                if i == 0 {
+                    series.write_png(&tmp.join(format!("series-{}.png", r.seed)), &format!("{name}, seed {}", r.seed))?;
+                }
             }
         }
         Ok(())
@@ -236,6 +262,13 @@ fn render(r: &MeshResult, topology: &Topology) -> String {
         e.latency_ms.p90,
         e.latency_ms.p99
     );
+    if let Some(rec) = &r.recovery {
+        let after = rec.recovered_after_s.map_or("not within the schedule".to_string(), |s| format!("{s} s after the spike"));
+        out.push_str(&format!(
+            "  spike: baseline goodput {:.1}/s; under half of it for {} s after the spike; recovered: {after}\n",
+            rec.baseline_goodput_per_s, rec.seconds_below_half
+        ));
+    }
     out.push_str("  edge                      requests   retries        ok  overflow  no_healthy  upstream   timeout   connect\n");
     for x in &r.edges {
         out.push_str(&format!(

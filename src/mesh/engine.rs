@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, StandardNormal};
 
 use super::load::{Arrivals, MeshLoad};
-use super::result::{EdgeStats, EntryStats, Latency, MeshResult, SecondRow, ServiceStats, TimeSeries};
+use super::result::{EdgeStats, EntryStats, Latency, MeshResult, Recovery, SecondRow, ServiceStats, TimeSeries};
 use super::rules::{DestinationPolicy, MeshRules};
 use super::topology::{ServiceTime, Step, Topology};
 use crate::emulator::envoy;
@@ -539,7 +539,9 @@ impl<'a> Mesh<'a> {
             }
         }
         let entry_latency = latency_histogram();
-        let series = options.time_series.then(|| TimeSeries::new(topology.services.iter().map(|s| s.name.clone()).collect()));
+        // A spike's recovery is read off the series.
+        let series = (options.time_series || load.spike().is_some())
+            .then(|| TimeSeries::new(topology.services.iter().map(|s| s.name.clone()).collect()));
         let services_n = topology.services.len();
         Mesh {
             topology,
@@ -1458,7 +1460,9 @@ impl<'a> Mesh<'a> {
                 median * (sigma * z).exp()
             }
         };
-        ms(seconds * 1e3 * self.speed)
+        // Isotope's sleeps are timers: the run's speed factor (a busy node, a slow CPU)
+        // stretches the testbed's latencies, not them.
+        ms(seconds * 1e3)
     }
 
     fn call_returned(&mut self, job: u32, ok: bool) {
@@ -1497,7 +1501,8 @@ impl<'a> Mesh<'a> {
     // ---- Output ----
 
     fn on_tick(&mut self) {
-        let second = (self.now / SECOND) as u32;
+        // The row covers the second that just ended: [second, second + 1).
+        let second = (self.now / SECOND) as u32 - 1;
         self.second_latencies.sort_unstable();
         let p99 = if self.second_latencies.is_empty() {
             f64::NAN
@@ -1564,6 +1569,11 @@ impl<'a> Mesh<'a> {
                 }
             })
             .collect();
-        MeshResult { seed: self.seed, duration_s, entry, edges: self.edges, services, series: self.series }
+        let recovery = match (self.load.spike(), &self.series) {
+            (Some(spike), Some(series)) => Some(Recovery::of(series, &spike, self.load.offered_s().unwrap_or(0.0))),
+            _ => None,
+        };
+        let series = if self.options.time_series { self.series } else { None };
+        MeshResult { seed: self.seed, duration_s, entry, edges: self.edges, services, recovery, series }
     }
 }

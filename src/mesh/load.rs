@@ -23,6 +23,14 @@ pub struct Segment {
     pub qps: f64,
 }
 
+/// A spike in a schedule (see [`MeshLoad::spike`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spike {
+    pub baseline_qps: f64,
+    pub baseline_end_s: f64,
+    pub spike_end_s: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MeshLoad {
@@ -41,6 +49,19 @@ impl MeshLoad {
             MeshLoad::Closed { duration_s, .. } => *duration_s,
             MeshLoad::Open { schedule, .. } => Some(schedule.iter().map(|s| s.duration_s).sum()),
         }
+    }
+
+    /// For a schedule that starts at a rate, rises above it and comes back to it: the
+    /// baseline rate, and the seconds at which the first segment and the last higher one end.
+    pub fn spike(&self) -> Option<Spike> {
+        let MeshLoad::Open { schedule, .. } = self else { return None };
+        let (first, last) = (schedule.first()?, schedule.last()?);
+        if schedule.len() < 3 || last.qps != first.qps {
+            return None;
+        }
+        let last_high = schedule.iter().rposition(|s| s.qps > first.qps)?;
+        let spike_end_s = schedule[..=last_high].iter().map(|s| s.duration_s).sum();
+        Some(Spike { baseline_qps: first.qps, baseline_end_s: first.duration_s, spike_end_s })
     }
 
     /// Checks the numbers; the message names the flag.

@@ -88,6 +88,37 @@ pub struct ServiceStats {
     pub mean_in_system: f64,
 }
 
+/// Seconds a recovered goodput must hold to count as recovered.
+pub const RECOVERY_HOLD_S: usize = 10;
+
+/// How the entry's goodput came through a spike of the schedule (`MeshLoad::spike`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Recovery {
+    /// Mean 200s per second over the second half of the schedule's first segment.
+    pub baseline_goodput_per_s: f64,
+    /// Whole seconds after the spike during which goodput was under half the baseline.
+    pub seconds_below_half: u32,
+    /// Seconds from the spike's end until goodput reaches 90 % of the baseline and holds
+    /// there for [`RECOVERY_HOLD_S`] seconds; `None`: not within the schedule.
+    pub recovered_after_s: Option<u32>,
+}
+
+impl Recovery {
+    /// From the per-second rows; seconds after the schedule's end (the drain) are left out.
+    pub fn of(series: &TimeSeries, spike: &crate::mesh::load::Spike, schedule_end_s: f64) -> Recovery {
+        let ok = |s: usize| series.rows.get(s).map_or(0.0, |r| r.ok as f64);
+        // Row s covers second s (its 200s arrived in [s, s + 1)).
+        let (half, end) = ((spike.baseline_end_s / 2.0).floor() as usize, spike.baseline_end_s.floor() as usize);
+        let baseline = (half..end).map(ok).sum::<f64>() / (end - half).max(1) as f64;
+        let (from, to) = (spike.spike_end_s.ceil() as usize, schedule_end_s.floor() as usize);
+        let seconds_below_half = (from..to).filter(|&s| ok(s) < 0.5 * baseline).count() as u32;
+        let recovered_after_s = (from..to.saturating_sub(RECOVERY_HOLD_S - 1))
+            .find(|&s| (s..s + RECOVERY_HOLD_S).all(|t| ok(t) >= 0.9 * baseline))
+            .map(|s| (s - from) as u32);
+        Recovery { baseline_goodput_per_s: baseline, seconds_below_half, recovered_after_s }
+    }
+}
+
 /// One run's measurements; the same inputs and seed give the same bytes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeshResult {
@@ -97,6 +128,9 @@ pub struct MeshResult {
     pub entry: EntryStats,
     pub edges: Vec<EdgeStats>,
     pub services: Vec<ServiceStats>,
+    /// Present when the schedule has a spike.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
     #[serde(skip)]
     pub series: Option<TimeSeries>,
 }
@@ -181,4 +215,52 @@ impl TimeSeries {
         ];
         series_grid(path, title, "second", "", &panels, 2)
     }
+}
+
+/// The runs of one setting (one per seed) as a Markdown table: each measure's mean and
+/// standard deviation over the seeds, with how many seeds had a value; then each edge's
+/// retry amplification ((requests + retries) / requests). `command` is the line that made
+/// them.
+pub fn summary_markdown(results: &[MeshResult], command: &str) -> String {
+    let seeds: Vec<String> = results.iter().map(|r| r.seed.to_string()).collect();
+    let mut out = format!("`meshrl {command}`\n\nSeeds: {}.\n\n| measure | seeds | mean | sd |\n|---|---|---|---|\n", seeds.join(", "));
+    let mut row = |name: &str, values: Vec<f64>| {
+        let values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+        let (mean, sd) = crate::report::mean_std(&values);
+        let cell = |v: f64| if values.is_empty() { "-".to_string() } else { format!("{v:.3}") };
+        out.push_str(&format!("| {name} | {} | {} | {} |\n", values.len(), cell(mean), cell(sd)));
+    };
+    row("entry goodput, 200/s", results.iter().map(|r| r.entry.goodput_per_s).collect());
+    row("entry failure share", results.iter().map(|r| r.entry.failure_share).collect());
+    row("entry latency mean, ms", results.iter().map(|r| r.entry.latency_ms.mean).collect());
+    row("entry latency p99, ms", results.iter().map(|r| r.entry.latency_ms.p99).collect());
+    if results.iter().any(|r| r.recovery.is_some()) {
+        row("baseline goodput, 200/s", results.iter().filter_map(|r| r.recovery.map(|x| x.baseline_goodput_per_s)).collect());
+        row(
+            "seconds under half after the spike",
+            results.iter().filter_map(|r| r.recovery.map(|x| f64::from(x.seconds_below_half))).collect(),
+        );
+        // Runs that never recovered have no value: the seeds column says how many did.
+        row(
+            "recovered after, s (runs that recovered)",
+            results.iter().filter_map(|r| r.recovery.and_then(|x| x.recovered_after_s).map(f64::from)).collect(),
+        );
+    }
+    if let Some(first) = results.first() {
+        for (e, edge) in first.edges.iter().enumerate() {
+            let amplification = results
+                .iter()
+                .map(|r| {
+                    let x = &r.edges[e];
+                    if x.requests == 0 {
+                        f64::NAN
+                    } else {
+                        (x.requests + x.retries) as f64 / x.requests as f64
+                    }
+                })
+                .collect();
+            row(&format!("retry amplification {} -> {}", edge.source, edge.destination), amplification);
+        }
+    }
+    out
 }

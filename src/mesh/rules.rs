@@ -177,17 +177,22 @@ impl MeshRules {
         MeshRules { release, destinations: vec![DestinationPolicy::release_default(release); topology.services.len()], files: Vec::new() }
     }
 
-    /// Reads every `*.yaml` and `*.yml` file of `dir` (in name order; a file may hold several
-    /// documents separated by `---`). Each document is a DestinationRule or a VirtualService
-    /// whose host is a service of the topology (`name`, or `name.namespace...`); at most one
-    /// of each kind per host. An error names the file, the document and the field.
-    pub fn load(dir: &Path, topology: &Topology, release: IstioRelease) -> Result<MeshRules> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::file(dir, format!("cannot read the rules directory: {e}")))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        entries.sort();
+    /// Reads every `*.yaml` and `*.yml` file of each of `dirs` (in name order; a file may
+    /// hold several documents separated by `---`). Each document is a DestinationRule or a
+    /// VirtualService whose host is a service of the topology (`name`, or
+    /// `name.namespace...`); at most one of each kind per host over all the directories (they
+    /// add up, none overrides another). An error names the file, the document and the field.
+    pub fn load(dirs: &[PathBuf], topology: &Topology, release: IstioRelease) -> Result<MeshRules> {
+        let mut entries = Vec::new();
+        for dir in dirs {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| Error::file(dir, format!("cannot read the rules directory: {e}")))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            entries.extend(files);
+        }
         let n = topology.services.len();
         let mut rules: Vec<Option<(TrafficRules, bool, Option<RetryBudget>)>> = vec![None; n];
         let mut routes: Vec<Option<RouteSettings>> = vec![None; n];

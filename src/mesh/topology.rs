@@ -181,6 +181,25 @@ impl Topology {
         Ok(topology)
     }
 
+    /// Makes the service `name` `factor` times slower: every `sleep` of its script scales
+    /// (a slow dependency, a pod on a busy node). A `--slowdown NAME=FACTOR` of `mesh run`.
+    pub fn slow_down(&mut self, name: &str, factor: f64) -> std::result::Result<(), String> {
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(format!("the factor must be a number > 0, found {factor}"));
+        }
+        let service = self.services.iter_mut().find(|s| s.name == name).ok_or_else(|| format!("no service `{name}` in the topology"))?;
+        for step in &mut service.script {
+            if let Step::Sleep(time) = step {
+                *time = match *time {
+                    ServiceTime::Constant(s) => ServiceTime::Constant(s * factor),
+                    ServiceTime::Exponential { mean } => ServiceTime::Exponential { mean: mean * factor },
+                    ServiceTime::Lognormal { median, sigma } => ServiceTime::Lognormal { median: median * factor, sigma },
+                };
+            }
+        }
+        Ok(())
+    }
+
     /// Services called from `s`, in script order (a service called twice appears twice).
     pub fn callees(&self, s: usize) -> impl Iterator<Item = usize> + '_ {
         self.services[s].script.iter().flat_map(|step| match step {
