@@ -1019,6 +1019,21 @@ impl<'a> Mesh<'a> {
         }
     }
 
+    /// The oldest pending attempt of pool `p` (of cluster `c`) still wanted, out of the
+    /// queue and the counts; those given up on while they waited are dropped on the way.
+    fn pop_pending(&mut self, p: usize, c: usize) -> Option<u32> {
+        while let Some(att) = self.pools[p].pending.pop_front() {
+            if self.attempts.items[att as usize].state == AttState::AbandonedPending {
+                self.attempts.remove(att);
+                continue;
+            }
+            self.pools[p].pending_live -= 1;
+            self.clusters[c].total_pending -= 1;
+            return Some(att);
+        }
+        None
+    }
+
     /// A ready connection takes its pool's oldest live pending request, or goes idle.
     fn serve_pending_or_idle(&mut self, conn: u32) {
         if self.conns.items[conn as usize].state == ConnState::Closed {
@@ -1027,13 +1042,7 @@ impl<'a> Mesh<'a> {
         let p = self.conns.items[conn as usize].pool as usize;
         let c = self.cluster_of_pool(p);
         let d = self.clusters[c].dest as usize;
-        while let Some(att) = self.pools[p].pending.pop_front() {
-            if self.attempts.items[att as usize].state == AttState::AbandonedPending {
-                self.attempts.remove(att);
-                continue;
-            }
-            self.pools[p].pending_live -= 1;
-            self.clusters[c].total_pending -= 1;
+        while let Some(att) = self.pop_pending(p, c) {
             if self.clusters[c].total_active >= self.dests[d].max_requests {
                 let ex = self.attempts.items[att as usize].ex;
                 self.overflow(ex);
@@ -1061,13 +1070,7 @@ impl<'a> Mesh<'a> {
         self.pools[p].connecting -= 1;
         self.pools[p].conns -= 1;
         self.clusters[c].total_conns -= 1;
-        while let Some(att) = self.pools[p].pending.pop_front() {
-            if self.attempts.items[att as usize].state == AttState::AbandonedPending {
-                self.attempts.remove(att);
-                continue;
-            }
-            self.pools[p].pending_live -= 1;
-            self.clusters[c].total_pending -= 1;
+        while let Some(att) = self.pop_pending(p, c) {
             let ex = self.attempts.items[att as usize].ex;
             self.attempts.remove(att);
             self.exchanges.items[ex as usize].attempt = NONE;
