@@ -94,16 +94,10 @@ struct Worker {
     remaining: u32,
     sent_at: Nanos,
     outcome: Outcome,
-    /// Retries the current request may still make (Envoy's `retries_remaining_`; the
-    /// policy's attempts, at most 65 535).
-    retries_left: u16,
-    /// Retries the current request made (sets its back-off interval).
-    retry_count: u16,
+    /// The current request's retries.
+    retry: envoy::RetryState,
     /// Hosts the current request tried, one bit per host (mod 64): previous_hosts.
     tried: u64,
-    /// The current request holds one unit of the cluster's `max_retries` circuit breaker,
-    /// from the retry's scheduling until that attempt's outcome (Envoy's `resetRetry`).
-    holds_retry: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -140,10 +134,6 @@ struct Pool {
 
 #[derive(Default)]
 struct Host {
-    consecutive_5xx: u32,
-    ejections: u32,
-    ejected: bool,
-    returns_at: Nanos,
     busy: u32,
     queue: VecDeque<u32>,
     /// Requests attached to a connection to this host, all Envoy workers together (Envoy's
@@ -182,6 +172,9 @@ struct Sim<'a, const KNOBS: bool> {
     free_conns: Vec<u32>,
     pools: Vec<Pool>,
     hosts: Vec<Host>,
+    /// Each host's outlier-detection state, beside `hosts`.
+    outliers: Vec<envoy::Outlier>,
+    outlier_rules: envoy::OutlierRules,
     round_robin: Vec<u32>,
     /// Eligible hosts of the current pick (LEAST_REQUEST, RANDOM); reused, no allocation.
     eligible: Vec<u32>,
@@ -203,15 +196,12 @@ struct Sim<'a, const KNOBS: bool> {
     /// Some replica has connect faults (else no connect draws a fault).
     connect_faults: bool,
     connect_timeout: Nanos,
-    interval: Nanos,
     latencies: Vec<Nanos>,
     details: RunDetails,
     finished_at: Nanos,
 }
 
-fn ms(x: f64) -> Nanos {
-    (x * 1e6).round().max(0.0) as Nanos
-}
+use envoy::ms;
 
 /// A host's bit in a request's set of tried hosts (hosts 64 apart share a bit).
 fn host_bit(h: usize) -> u64 {
@@ -295,6 +285,14 @@ fn start<'a, const KNOBS: bool>(
         conns: Vec::new(),
         free_conns: Vec::new(),
         pools: (0..n_pools).map(|_| Pool::default()).collect(),
+        outliers: vec![envoy::Outlier::default(); hosts.len()],
+        outlier_rules: envoy::OutlierRules {
+            consecutive_5xx: rules.consecutive_errors,
+            max_ejection_percent: rules.max_ejection_percent,
+            base_ejection_time_s: rules.ejection_time_s,
+            interval_ns: ms(rules.interval_s * 1e3).max(1),
+            ejection_rule: sc.ejection_rule,
+        },
         hosts,
         round_robin: vec![0; sc.envoy_workers as usize],
         eligible: Vec::new(),
@@ -309,7 +307,6 @@ fn start<'a, const KNOBS: bool>(
         connect_faults: has_connect_faults(sc),
         max_retries: rules.max_retries.unwrap_or(u32::MAX),
         connect_timeout: ms(rules.connect_timeout_ms),
-        interval: ms(rules.interval_s * 1e3).max(1),
         latencies: Vec::with_capacity(load.calls as usize),
         details: RunDetails::default(),
         finished_at: 0,
@@ -359,10 +356,8 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
                 remaining: calls,
                 sent_at: 0,
                 outcome: Outcome::Ok,
-                retries_left: 0,
-                retry_count: 0,
+                retry: envoy::RetryState::default(),
                 tried: 0,
-                holds_retry: false,
             });
             if calls > 0 {
                 self.details.sockets += 1;
@@ -388,14 +383,6 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         }
     }
 
-    fn host_healthy(&mut self, h: usize) -> bool {
-        let host = &mut self.hosts[h];
-        if host.ejected && self.now >= host.returns_at {
-            host.ejected = false;
-        }
-        !host.ejected
-    }
-
     /// The load balancer's pick among the healthy hosts (all hosts in panic mode); `None`
     /// means "no healthy upstream". A retry with previous_hosts passes the hosts it tried in
     /// `avoid`: like Envoy's `chooseHost`, the pick is redone while it lands on one of them,
@@ -415,9 +402,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
     /// whether the cluster is in panic mode.
     #[inline]
     fn healthy_hosts(&mut self) -> (usize, bool) {
-        let n = self.hosts.len();
-        let healthy = (0..n).filter(|&h| self.host_healthy(h)).count();
-        (healthy, (healthy as f64) * 100.0 < self.sc.panic_threshold_percent * n as f64)
+        envoy::healthy_hosts(&mut self.outliers, self.now, self.sc.panic_threshold_percent)
     }
 
     /// `choose_host` for LEAST_REQUEST, RANDOM, or a retry avoiding the hosts it tried.
@@ -432,7 +417,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         let lb = self.rules.load_balancer;
         if lb != LoadBalancer::RoundRobin {
             self.eligible.clear();
-            self.eligible.extend((0..n as u32).filter(|&h| panic || !self.hosts[h as usize].ejected));
+            self.eligible.extend((0..n as u32).filter(|&h| panic || !self.outliers[h as usize].ejected));
         }
         let picks = if avoid == 0 { 1 } else { 1 + self.rules.retries.host_selection_retry_max_attempts };
         let mut pick = None;
@@ -453,8 +438,8 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
     /// Round robin over healthy hosts, per Envoy worker ([`envoy::round_robin_pick`]).
     #[inline]
     fn round_robin_once(&mut self, envoy_worker: usize, panic: bool) -> Option<usize> {
-        let hosts = &self.hosts;
-        envoy::round_robin_pick(&mut self.round_robin[envoy_worker], hosts.len(), |h| panic || !hosts[h].ejected)
+        let outliers = &self.outliers;
+        envoy::round_robin_pick(&mut self.round_robin[envoy_worker], outliers.len(), |h| panic || !outliers[h].ejected)
     }
 
     /// Envoy's power of two choices among the eligible hosts ([`envoy::least_request_pick`]).
@@ -473,8 +458,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
     fn on_request(&mut self, worker: u32) {
         if KNOBS && self.retry_attempts > 0 {
             let w = &mut self.workers[worker as usize];
-            w.retries_left = self.retry_attempts;
-            w.retry_count = 0;
+            w.retry = envoy::RetryState::start(self.retry_attempts);
             w.tried = 0;
         }
         self.route(worker);
@@ -562,26 +546,17 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
     #[inline(never)]
     fn retried(&mut self, worker: u32, outcome: Outcome) -> bool {
         let i = worker as usize;
-        if self.workers[i].holds_retry {
-            self.workers[i].holds_retry = false;
-            self.active_retries -= 1;
-        }
-        if self.workers[i].retries_left > 0 && self.retriable(outcome) {
-            // Envoy spends the retry before it checks the circuit breaker.
-            self.workers[i].retries_left -= 1;
-            if self.active_retries < self.max_retries {
-                self.active_retries += 1;
-                let w = &mut self.workers[i];
-                w.holds_retry = true;
-                let k = w.retry_count;
-                w.retry_count += 1;
+        self.workers[i].retry.release(&mut self.active_retries);
+        let (retriable, room) = (self.retriable(outcome), self.active_retries < self.max_retries);
+        match self.workers[i].retry.should_retry(retriable, room, &mut self.active_retries) {
+            Some(k) => {
                 self.details.retries += 1;
-                let wait = self.backoff(k as u32);
+                let wait = self.backoff(k);
                 self.schedule(wait, Kind::Retry { worker });
-                return true;
+                true
             }
+            None => false,
         }
-        false
     }
 
     /// Open connections while pending requests outnumber those being opened, within
@@ -749,30 +724,13 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         self.schedule(hop, Kind::ResponseAtSidecar { conn });
     }
 
-    /// Outlier detection: consecutive 5xx per host, ejection within the budget.
+    /// Outlier detection: consecutive 5xx per host, ejection within the budget
+    /// ([`envoy::record_outlier`]).
     #[inline(always)]
     fn record_outlier(&mut self, h: usize, is_5xx: bool) {
-        if !is_5xx {
-            self.hosts[h].consecutive_5xx = 0;
-            return;
+        if envoy::record_outlier(&mut self.outliers, h, is_5xx, self.now, &self.outlier_rules) {
+            self.details.ejections += 1;
         }
-        self.hosts[h].consecutive_5xx += 1;
-        if self.hosts[h].consecutive_5xx < self.rules.consecutive_errors || !self.host_healthy(h) {
-            return;
-        }
-        let n = self.hosts.len();
-        let active = (0..n).filter(|&i| !self.host_healthy(i)).count();
-        if !envoy::ejection_allowed(self.sc.ejection_rule, active, n, self.rules.max_ejection_percent) {
-            return;
-        }
-        let host = &mut self.hosts[h];
-        host.ejected = true;
-        host.ejections += 1;
-        host.consecutive_5xx = 0;
-        // Ejection time grows with the number of ejections; the host comes back only at
-        // an interval tick after that time is up.
-        host.returns_at = envoy::ejection_returns_at(self.now, ms(self.rules.ejection_time_s * 1e3 * host.ejections as f64), self.interval);
-        self.details.ejections += 1;
     }
 
     fn on_upstream_response(&mut self, conn: u32) {

@@ -12,6 +12,123 @@ use rand::Rng;
 use super::knobs::LEAST_REQUEST_CHOICE_COUNT;
 use super::scenario::EjectionRule;
 
+/// Milliseconds to whole nanoseconds, as both engines count time.
+pub fn ms(x: f64) -> u64 {
+    (x * 1e6).round().max(0.0) as u64
+}
+
+/// One host's outlier-detection state in one Envoy cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Outlier {
+    pub consecutive_5xx: u32,
+    pub ejected: bool,
+    /// Times this host was ejected: each ejection lasts that many base ejection times.
+    pub ejections: u32,
+    pub returns_at: u64,
+}
+
+impl Outlier {
+    /// Whether the host is in the load balancer's healthy set at `now`; an ejected host
+    /// whose time is up comes back first. No draw.
+    pub fn healthy(&mut self, now: u64) -> bool {
+        if self.ejected && now >= self.returns_at {
+            self.ejected = false;
+        }
+        !self.ejected
+    }
+}
+
+/// What outlier detection reads of a rule and a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct OutlierRules {
+    /// `consecutive5xxErrors` (`u32::MAX`: detection off).
+    pub consecutive_5xx: u32,
+    pub max_ejection_percent: f64,
+    pub base_ejection_time_s: f64,
+    pub interval_ns: u64,
+    pub ejection_rule: EjectionRule,
+}
+
+/// The number of healthy `hosts` at `now` (returning those whose time is up), and whether
+/// the cluster is in panic mode (healthy share below `panic_threshold_percent`).
+pub fn healthy_hosts(hosts: &mut [Outlier], now: u64, panic_threshold_percent: f64) -> (usize, bool) {
+    let n = hosts.len();
+    let healthy = hosts.iter_mut().map(|h| h.healthy(now)).filter(|&up| up).count();
+    (healthy, (healthy as f64) * 100.0 < panic_threshold_percent * n as f64)
+}
+
+/// Envoy's consecutive-5xx detector: one answer of host `h` (`is_5xx`: a 5xx, a connect
+/// failure, a reset); at the limit the host is ejected if the cap allows, for the base
+/// ejection time times its ejections, until the next interval tick. Returns whether it
+/// ejected. No draw.
+pub fn record_outlier(hosts: &mut [Outlier], h: usize, is_5xx: bool, now: u64, rules: &OutlierRules) -> bool {
+    if !is_5xx {
+        hosts[h].consecutive_5xx = 0;
+        return false;
+    }
+    hosts[h].consecutive_5xx += 1;
+    if hosts[h].consecutive_5xx < rules.consecutive_5xx || !hosts[h].healthy(now) {
+        return false;
+    }
+    let n = hosts.len();
+    let ejected = hosts.iter_mut().map(|o| o.healthy(now)).filter(|&up| !up).count();
+    if !ejection_allowed(rules.ejection_rule, ejected, n, rules.max_ejection_percent) {
+        return false;
+    }
+    let host = &mut hosts[h];
+    host.ejected = true;
+    host.ejections += 1;
+    host.consecutive_5xx = 0;
+    host.returns_at = ejection_returns_at(now, ms(rules.base_ejection_time_s * 1e3 * host.ejections as f64), rules.interval_ns);
+    true
+}
+
+/// One request's retry state in Envoy's router (`RetryStateImpl`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryState {
+    /// Retries it may still make (`retries_remaining_`: the policy's attempts, at most 65 535).
+    pub retries_left: u16,
+    /// Retries it made (sets the back-off interval).
+    pub retry_count: u16,
+    /// It holds one unit of the cluster's retry breaker (`maxRetries`, or the retry budget),
+    /// from the retry's scheduling until that attempt's outcome (Envoy's `resetRetry`).
+    pub holds_retry: bool,
+}
+
+impl RetryState {
+    /// A new request under a policy of `attempts` retries.
+    pub fn start(attempts: u16) -> RetryState {
+        RetryState { retries_left: attempts, retry_count: 0, holds_retry: false }
+    }
+
+    /// An attempt's outcome is known: a held unit of the retry breaker goes back.
+    pub fn release(&mut self, active_retries: &mut u32) {
+        if self.holds_retry {
+            self.holds_retry = false;
+            *active_retries -= 1;
+        }
+    }
+
+    /// Envoy's `shouldRetry`, after [`RetryState::release`]: a `retriable` outcome spends a
+    /// retry if any remain (before the breaker is checked), then takes a unit of the breaker
+    /// if it has `room`. Returns the retry's index (0 for the first), which sets its
+    /// back-off ([`backoff_ms`]), or `None`: no retry. No draw.
+    pub fn should_retry(&mut self, retriable: bool, room: bool, active_retries: &mut u32) -> Option<u32> {
+        if self.retries_left == 0 || !retriable {
+            return None;
+        }
+        self.retries_left -= 1;
+        if !room {
+            return None;
+        }
+        *active_retries += 1;
+        self.holds_retry = true;
+        let k = self.retry_count;
+        self.retry_count += 1;
+        Some(u32::from(k))
+    }
+}
+
 /// Envoy's fully jittered exponential back-off, in whole ms: retry `k` (0-based) waits a
 /// whole number of ms drawn uniformly in [0, base x 2^k), the interval capped at 10 x base.
 /// One draw.

@@ -164,10 +164,8 @@ struct Exchange {
     caller: Caller,
     sent_at: Nanos,
     gen: u32,
-    retries_left: u16,
-    retry_count: u16,
+    retry: envoy::RetryState,
     tried: u64,
-    holds_retry: bool,
     attempt: u32,
     attempt_no: u16,
     done: bool,
@@ -219,7 +217,7 @@ struct Conn {
 struct Pool {
     cluster: u32,
     /// The host's outlier and load state, shared by the cluster's workers.
-    host_state: u32,
+    host_index: u32,
     idle: Vec<u32>,
     pending: VecDeque<u32>,
     pending_live: u32,
@@ -232,21 +230,12 @@ struct Pool {
     connecting: u32,
 }
 
-#[derive(Default, Clone)]
-struct HostState {
-    active: u32,
-    consecutive_5xx: u32,
-    ejected: bool,
-    ejections: u32,
-    returns_at: Nanos,
-}
-
 /// One sidecar's cluster for one destination service. Its circuit breakers and outlier
 /// detection are shared by the sidecar's Envoy workers; pools and round robin are per worker.
 struct Cluster {
     dest: u32,
     edge: u32,
-    /// First of its hosts in `host_states` (one per destination replica).
+    /// First of its hosts in `outliers` and `active` (one per destination replica).
     first_host: u32,
     /// First of its pools in `pools` (worker-major: worker x hosts + host), and of its
     /// round-robin counters (one per worker).
@@ -344,7 +333,7 @@ struct Dest {
     timeout: Option<Nanos>,
     per_try: Option<Nanos>,
     connect_timeout: Nanos,
-    interval: Nanos,
+    outlier_rules: envoy::OutlierRules,
     retry_attempts: u16,
 }
 
@@ -413,7 +402,10 @@ struct Mesh<'a> {
     cluster_base: Vec<u32>,
     clusters: Vec<Cluster>,
     pools: Vec<Pool>,
-    host_states: Vec<HostState>,
+    /// Per host of every cluster (shared by the cluster's workers): outlier detection, and
+    /// requests attached to a connection to it (what least request compares).
+    outliers: Vec<envoy::Outlier>,
+    active: Vec<u32>,
     round_robin: Vec<u32>,
     envoy_workers: u32,
     replica_base: Vec<u32>,
@@ -441,9 +433,7 @@ struct Mesh<'a> {
     second_latencies: Vec<Nanos>,
 }
 
-fn ms(x: f64) -> Nanos {
-    (x * 1e6).round().max(0.0) as Nanos
-}
+use envoy::ms;
 
 impl<'a> Mesh<'a> {
     fn new(topology: &'a Topology, rules: &MeshRules, load: &'a MeshLoad, sc: &'a Scenario, options: MeshOptions, seed: u64) -> Self {
@@ -467,7 +457,13 @@ impl<'a> Mesh<'a> {
                     timeout: p.timeout_ms.map(ms),
                     per_try: p.per_try_timeout_ms.map(ms),
                     connect_timeout: ms(p.rules.connect_timeout_ms),
-                    interval: ms(p.rules.interval_s * 1e3).max(1),
+                    outlier_rules: envoy::OutlierRules {
+                        consecutive_5xx: p.rules.consecutive_errors,
+                        max_ejection_percent: p.rules.max_ejection_percent,
+                        base_ejection_time_s: p.rules.ejection_time_s,
+                        interval_ns: ms(p.rules.interval_s * 1e3).max(1),
+                        ejection_rule: sc.ejection_rule,
+                    },
                     retry_attempts: if p.rules.retries.attempts == 0 { 0 } else { p.rules.retries.attempts.min(u16::MAX as u32) as u16 },
                 }
             })
@@ -503,12 +499,12 @@ impl<'a> Mesh<'a> {
         let mut cluster_base = Vec::with_capacity(replicas.len() + 1);
         let mut clusters = Vec::new();
         let mut pools = Vec::new();
-        let mut host_states = Vec::new();
+        let mut outliers = Vec::new();
         let workers = sc.envoy_workers.max(1);
         let mut round_robin = Vec::new();
         let mut add_cluster = |dest: u32, edge: u32, clusters: &mut Vec<Cluster>| {
             let hosts = topology.services[dest as usize].replicas;
-            let (first_host, first_pool) = (host_states.len() as u32, pools.len() as u32);
+            let (first_host, first_pool) = (outliers.len() as u32, pools.len() as u32);
             clusters.push(Cluster {
                 dest,
                 edge,
@@ -524,10 +520,10 @@ impl<'a> Mesh<'a> {
             round_robin.resize(round_robin.len() + workers as usize, 0);
             for _ in 0..workers {
                 for h in 0..hosts {
-                    pools.push(Pool { cluster, host_state: first_host + h, ..Pool::default() });
+                    pools.push(Pool { cluster, host_index: first_host + h, ..Pool::default() });
                 }
             }
-            host_states.extend((0..hosts).map(|_| HostState::default()));
+            outliers.extend((0..hosts).map(|_| envoy::Outlier::default()));
         };
         cluster_base.push(0);
         add_cluster(topology.entry as u32, 0, &mut clusters);
@@ -563,7 +559,8 @@ impl<'a> Mesh<'a> {
             cluster_base,
             clusters,
             pools,
-            host_states,
+            active: vec![0; outliers.len()],
+            outliers,
             round_robin,
             envoy_workers: workers,
             replica_base,
@@ -792,10 +789,8 @@ impl<'a> Mesh<'a> {
             caller,
             sent_at: self.now,
             gen,
-            retries_left: 0,
-            retry_count: 0,
+            retry: envoy::RetryState::default(),
             tried: 0,
-            holds_retry: false,
             attempt: NONE,
             attempt_no: 0,
             done: false,
@@ -822,20 +817,12 @@ impl<'a> Mesh<'a> {
         let d = self.dest_of(ex);
         let (attempts, timeout) = (self.dests[d].retry_attempts, self.dests[d].timeout);
         let x = &mut self.exchanges.items[ex as usize];
-        x.retries_left = attempts;
+        x.retry = envoy::RetryState::start(attempts);
         let gen = x.gen;
         if let Some(t) = timeout {
             self.schedule(t, Ev::RouteTimeout { ex, gen });
         }
         self.route(ex);
-    }
-
-    fn host_healthy(&mut self, hs: usize) -> bool {
-        let h = &mut self.host_states[hs];
-        if h.ejected && self.now >= h.returns_at {
-            h.ejected = false;
-        }
-        !h.ejected
     }
 
     /// The load balancer's pick among the cluster's healthy hosts, avoiding `avoid` (the
@@ -845,8 +832,7 @@ impl<'a> Mesh<'a> {
         let (first, d) = (cl.first_host as usize, cl.dest as usize);
         let rr = (cl.first_rr + worker) as usize;
         let n = self.dests[d].replicas as usize;
-        let healthy = (0..n).filter(|&h| self.host_healthy(first + h)).count();
-        let panic = (healthy as f64) * 100.0 < self.sc.panic_threshold_percent * n as f64;
+        let (healthy, panic) = envoy::healthy_hosts(&mut self.outliers[first..first + n], self.now, self.sc.panic_threshold_percent);
         if healthy == 0 && !panic {
             return None;
         }
@@ -856,7 +842,7 @@ impl<'a> Mesh<'a> {
         }
         self.eligible.clear();
         for h in 0..n as u32 {
-            if panic || !self.host_states[first + h as usize].ejected {
+            if panic || !self.outliers[first + h as usize].ejected {
                 self.eligible.push(h);
             }
         }
@@ -867,12 +853,12 @@ impl<'a> Mesh<'a> {
         for _ in 0..picks {
             pick = match lb {
                 LoadBalancer::RoundRobin => {
-                    let states = &self.host_states[first..first + n];
-                    envoy::round_robin_pick(&mut self.round_robin[rr], n, |h| panic || !states[h].ejected).unwrap_or(0) as u32
+                    let outliers = &self.outliers[first..first + n];
+                    envoy::round_robin_pick(&mut self.round_robin[rr], n, |h| panic || !outliers[h].ejected).unwrap_or(0) as u32
                 }
                 LoadBalancer::LeastRequest => {
-                    let states = &self.host_states[first..first + n];
-                    envoy::least_request_pick(&mut self.rng, &self.eligible, |h| states[h].active) as u32
+                    let active = &self.active[first..first + n];
+                    envoy::least_request_pick(&mut self.rng, &self.eligible, |h| active[h]) as u32
                 }
                 LoadBalancer::Random => self.eligible[self.rng.random_range(0..self.eligible.len())],
             };
@@ -976,8 +962,8 @@ impl<'a> Mesh<'a> {
         let cn = &mut self.conns.items[conn as usize];
         cn.state = ConnState::Busy { att };
         cn.served += 1;
-        let hs = self.pools[p].host_state as usize;
-        self.host_states[hs].active += 1;
+        let hs = self.pools[p].host_index as usize;
+        self.active[hs] += 1;
         self.clusters[c].total_active += 1;
         let a = &mut self.attempts.items[att as usize];
         a.conn = conn;
@@ -1074,7 +1060,7 @@ impl<'a> Mesh<'a> {
             let ex = self.attempts.items[att as usize].ex;
             self.attempts.remove(att);
             self.exchanges.items[ex as usize].attempt = NONE;
-            self.record_outlier(c, self.pools[p].host_state as usize, true);
+            self.record_outlier(c, self.pools[p].host_index as usize, true);
             self.attempt_done(ex, Outcome::Connect, false);
         }
     }
@@ -1087,7 +1073,7 @@ impl<'a> Mesh<'a> {
         self.exchanges.items[ex as usize].attempt = NONE;
         let c = self.exchanges.items[ex as usize].cluster as usize;
         let p = self.pool_of(c, self.exchanges.items[ex as usize].worker, self.attempts.items[att as usize].host);
-        let hs = self.pools[p].host_state as usize;
+        let hs = self.pools[p].host_index as usize;
         let a = &mut self.attempts.items[att as usize];
         match a.state {
             AttState::Pending => {
@@ -1099,7 +1085,7 @@ impl<'a> Mesh<'a> {
                 a.state = AttState::Abandoned;
                 let (conn, job) = (a.conn, a.job);
                 self.record_outlier(c, hs, true);
-                self.host_states[hs].active -= 1;
+                self.active[hs] -= 1;
                 self.clusters[c].total_active -= 1;
                 self.conns.items[conn as usize].state = ConnState::Closed;
                 self.conns.remove(conn);
@@ -1114,39 +1100,17 @@ impl<'a> Mesh<'a> {
         }
     }
 
-    /// Outlier detection: consecutive 5xx per host (`p`, its index in `host_states`) of
-    /// this sidecar's cluster.
+    /// Outlier detection ([`envoy::record_outlier`]) of host `p` (its index in `outliers`)
+    /// of this sidecar's cluster `c`.
     fn record_outlier(&mut self, c: usize, p: usize, is_5xx: bool) {
-        if !is_5xx {
-            self.host_states[p].consecutive_5xx = 0;
-            return;
-        }
-        let d = self.clusters[c].dest as usize;
-        let rules = self.dests[d].policy.rules;
-        self.host_states[p].consecutive_5xx += 1;
-        if self.host_states[p].consecutive_5xx < rules.consecutive_errors || !self.host_healthy(p) {
-            return;
-        }
-        let first = self.clusters[c].first_host as usize;
+        let (first, d) = (self.clusters[c].first_host as usize, self.clusters[c].dest as usize);
         let n = self.dests[d].replicas as usize;
-        let ejected = (first..first + n).filter(|&h| !self.host_healthy(h)).count();
-        if !envoy::ejection_allowed(self.sc.ejection_rule, ejected, n, rules.max_ejection_percent) {
-            return;
-        }
-        let h = &mut self.host_states[p];
-        h.ejected = true;
-        h.ejections += 1;
-        h.consecutive_5xx = 0;
-        h.returns_at = envoy::ejection_returns_at(self.now, ms(rules.ejection_time_s * 1e3 * h.ejections as f64), self.dests[d].interval);
+        envoy::record_outlier(&mut self.outliers[first..first + n], p - first, is_5xx, self.now, &self.dests[d].outlier_rules);
     }
 
     fn release_retry(&mut self, ex: u32) {
         let x = &mut self.exchanges.items[ex as usize];
-        if x.holds_retry {
-            x.holds_retry = false;
-            let c = x.cluster as usize;
-            self.clusters[c].active_retries -= 1;
-        }
+        x.retry.release(&mut self.clusters[x.cluster as usize].active_retries);
     }
 
     /// Whether the retry breaker (or the retry budget, which replaces it) has room.
@@ -1176,21 +1140,14 @@ impl<'a> Mesh<'a> {
             Outcome::Connect => on.connect_failure(),
             Outcome::Ok | Outcome::Overflow | Outcome::NoHealthy => false,
         };
-        if retriable && self.exchanges.items[ex as usize].retries_left > 0 {
-            self.exchanges.items[ex as usize].retries_left -= 1;
-            if self.retry_room(c) {
-                self.clusters[c].active_retries += 1;
-                let x = &mut self.exchanges.items[ex as usize];
-                x.holds_retry = true;
-                let k = x.retry_count;
-                x.retry_count += 1;
-                let gen = x.gen;
-                let edge = self.clusters[c].edge as usize;
-                self.edges[edge].retries += 1;
-                let wait = envoy::backoff_ms(&mut self.rng, self.dests[d].policy.rules.retries.backoff_base_ms, k as u32) * 1_000_000;
-                self.schedule(wait, Ev::Retry { ex, gen });
-                return;
-            }
+        let room = self.retry_room(c);
+        let x = &mut self.exchanges.items[ex as usize];
+        if let Some(k) = x.retry.should_retry(retriable, room, &mut self.clusters[c].active_retries) {
+            let gen = x.gen;
+            let edge = self.clusters[c].edge as usize;
+            self.edges[edge].retries += 1;
+            let wait = envoy::backoff_ms(&mut self.rng, self.dests[d].policy.rules.retries.backoff_base_ms, k) * 1_000_000;
+            return self.schedule(wait, Ev::Retry { ex, gen });
         }
         self.exchange_done(ex, outcome);
     }
@@ -1227,9 +1184,9 @@ impl<'a> Mesh<'a> {
         self.exchanges.items[ex as usize].attempt = NONE;
         let (c, worker) = (self.exchanges.items[ex as usize].cluster as usize, self.exchanges.items[ex as usize].worker);
         let p = self.pool_of(c, worker, host);
-        let hs = self.pools[p].host_state as usize;
+        let hs = self.pools[p].host_index as usize;
         self.record_outlier(c, hs, status >= 500);
-        self.host_states[hs].active -= 1;
+        self.active[hs] -= 1;
         self.clusters[c].total_active -= 1;
         self.attempt_done(ex, if status == 200 { Outcome::Ok } else { Outcome::Upstream(status) }, false);
         let d = self.clusters[c].dest as usize;
