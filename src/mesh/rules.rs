@@ -245,10 +245,7 @@ impl MeshRules {
                 }
             }
         }
-        let destinations = (0..n)
-            .map(|s| destination(release, rules[s], routes[s]))
-            .collect::<std::result::Result<Vec<_>, String>>()
-            .map_err(Error::config)?;
+        let destinations = (0..n).map(|s| destination(release, rules[s], routes[s])).collect();
         Ok(MeshRules { release, destinations, files: entries })
     }
 }
@@ -258,7 +255,7 @@ fn destination(
     release: IstioRelease,
     rule: Option<(TrafficRules, bool, Option<RetryBudget>)>,
     route: Option<RouteSettings>,
-) -> std::result::Result<DestinationPolicy, String> {
+) -> DestinationPolicy {
     let mut p = DestinationPolicy::release_default(release);
     if let Some((traffic, lb_given, budget)) = rule {
         let retries = p.rules.retries;
@@ -277,7 +274,7 @@ fn destination(
             p.per_try_timeout_ms = route.per_try_timeout_ms;
         }
     }
-    Ok(p)
+    p
 }
 
 fn retry_budget(path: &Path, doc: &str, percent: Option<f64>, min: Option<u32>, release: IstioRelease) -> Result<RetryBudget> {
