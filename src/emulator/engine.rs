@@ -122,16 +122,6 @@ struct Conn {
     served: u32,
 }
 
-/// One HTTP/1.1 connection pool: per Envoy worker and per upstream host.
-#[derive(Default)]
-struct Pool {
-    idle: Vec<u32>,
-    pending: VecDeque<u32>,
-    /// Connections of this pool, connecting or connected.
-    conns: u32,
-    connecting: u32,
-}
-
 #[derive(Default)]
 struct Host {
     busy: u32,
@@ -170,7 +160,8 @@ struct Sim<'a, const KNOBS: bool> {
     workers: Vec<Worker>,
     conns: Vec<Conn>,
     free_conns: Vec<u32>,
-    pools: Vec<Pool>,
+    /// One HTTP/1.1 connection pool per Envoy worker and upstream host, queueing workers.
+    pools: Vec<envoy::ConnPool<u32>>,
     hosts: Vec<Host>,
     /// Each host's outlier-detection state, beside `hosts`.
     outliers: Vec<envoy::Outlier>,
@@ -178,14 +169,9 @@ struct Sim<'a, const KNOBS: bool> {
     round_robin: Vec<u32>,
     /// Eligible hosts of the current pick (LEAST_REQUEST, RANDOM); reused, no allocation.
     eligible: Vec<u32>,
-    total_conns: u32,
-    total_pending: u32,
-    /// Requests attached to upstream connections (Envoy's cluster `rq_active`), checked
-    /// against `max_requests`.
-    total_active: u32,
-    /// Retries outstanding, checked against `max_retries`.
-    active_retries: u32,
-    max_requests: u32,
+    /// The cluster's breakers; `active` is counted only when `track_active`.
+    breakers: envoy::Breakers,
+    limits: envoy::PoolLimits,
     max_retries: u32,
     /// Requests in flight are counted (for LEAST_REQUEST and `max_requests`).
     track_active: bool,
@@ -284,7 +270,7 @@ fn start<'a, const KNOBS: bool>(
         workers: Vec::with_capacity(load.threads as usize),
         conns: Vec::new(),
         free_conns: Vec::new(),
-        pools: (0..n_pools).map(|_| Pool::default()).collect(),
+        pools: (0..n_pools).map(|_| envoy::ConnPool::default()).collect(),
         outliers: vec![envoy::Outlier::default(); hosts.len()],
         outlier_rules: envoy::OutlierRules {
             consecutive_5xx: rules.consecutive_errors,
@@ -296,11 +282,12 @@ fn start<'a, const KNOBS: bool>(
         hosts,
         round_robin: vec![0; sc.envoy_workers as usize],
         eligible: Vec::new(),
-        total_conns: 0,
-        total_pending: 0,
-        total_active: 0,
-        active_retries: 0,
-        max_requests: rules.http2_max_requests.unwrap_or(u32::MAX),
+        breakers: envoy::Breakers::default(),
+        limits: envoy::PoolLimits {
+            max_connections: rules.max_connections,
+            max_pending: rules.max_pending_requests,
+            max_requests: rules.http2_max_requests.unwrap_or(u32::MAX),
+        },
         track_active: tracks_active(rules),
         retry_attempts: retry_attempts(rules),
         avoid_tried_hosts: retry_attempts(rules) > 0 && rules.retries.previous_hosts,
@@ -477,20 +464,13 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
             self.workers[worker as usize].tried |= host_bit(host);
         }
         let p = envoy_worker * self.hosts.len() + host;
-        if let Some(conn) = self.pools[p].idle.pop() {
-            if KNOBS && self.total_active >= self.max_requests {
-                // Envoy's attachStreamToClient: the ready connection stays ready.
-                self.pools[p].idle.push(conn);
-                return self.max_requests_overflow(worker, host);
-            }
-            return self.attach(conn, worker);
-        }
-        if self.total_pending < self.rules.max_pending_requests {
-            self.pools[p].pending.push_back(worker);
-            self.total_pending += 1;
-            self.maybe_connect(p);
-        } else {
-            self.attempt_done(worker, Outcome::Overflow);
+        let had_idle = !self.pools[p].idle.is_empty();
+        match self.pools[p].admit(worker, &mut self.breakers, &self.limits) {
+            envoy::Admission::Attach(conn) => self.attach(conn, worker),
+            envoy::Admission::Queued => self.maybe_connect(p),
+            // A ready connection was refused by http2MaxRequests; else the pending queue is full.
+            envoy::Admission::Overflow if had_idle => self.max_requests_overflow(worker, host),
+            envoy::Admission::Overflow => self.attempt_done(worker, Outcome::Overflow),
         }
     }
 
@@ -546,9 +526,9 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
     #[inline(never)]
     fn retried(&mut self, worker: u32, outcome: Outcome) -> bool {
         let i = worker as usize;
-        self.workers[i].retry.release(&mut self.active_retries);
-        let (retriable, room) = (self.retriable(outcome), self.active_retries < self.max_retries);
-        match self.workers[i].retry.should_retry(retriable, room, &mut self.active_retries) {
+        self.workers[i].retry.release(&mut self.breakers.retries);
+        let (retriable, room) = (self.retriable(outcome), self.breakers.retries < self.max_retries);
+        match self.workers[i].retry.should_retry(retriable, room, &mut self.breakers.retries) {
             Some(k) => {
                 self.details.retries += 1;
                 let wait = self.backoff(k);
@@ -559,16 +539,11 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         }
     }
 
-    /// Open connections while pending requests outnumber those being opened, within
-    /// `max_connections` cluster-wide, except that a pool with no connection may always
-    /// open one (Envoy's guard against starving a pool).
+    /// Opens the connections pool `p` wants ([`envoy::ConnPool::open_connection`]), each
+    /// with its handshake drawn.
     #[inline(always)]
     fn maybe_connect(&mut self, p: usize) {
-        while self.pools[p].pending.len() as u32 > self.pools[p].connecting {
-            let pool = &self.pools[p];
-            if self.total_conns >= self.rules.max_connections && pool.conns > 0 {
-                break;
-            }
+        while self.pools[p].open_connection(&mut self.breakers, &self.limits) {
             let host = p % self.hosts.len();
             let conn = Conn { pool: p as u32, host: host as u32, state: ConnState::Connecting, served: 0 };
             let id = match self.free_conns.pop() {
@@ -581,9 +556,6 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
                     self.conns.len() as u32 - 1
                 }
             };
-            self.pools[p].conns += 1;
-            self.pools[p].connecting += 1;
-            self.total_conns += 1;
             let median = self.sc.handshake_ms * self.noise.handshake;
             let mut at = self.lognormal_latency(median, self.sc.handshake_sigma);
             let mut up = true;
@@ -628,7 +600,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         if KNOBS && self.track_active {
             let h = c.host as usize;
             self.hosts[h].active += 1;
-            self.total_active += 1;
+            self.breakers.active += 1;
         }
         let hop = self.latency(self.sc.upstream_hop_ms);
         self.schedule(hop, Kind::AtReplica { conn });
@@ -639,9 +611,8 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
     /// `onUpstreamReady` attaches pending streams while a client is ready).
     fn serve_pending_or_idle(&mut self, conn: u32) {
         let p = self.conns[conn as usize].pool as usize;
-        while let Some(worker) = self.pools[p].pending.pop_front() {
-            self.total_pending -= 1;
-            if KNOBS && self.total_active >= self.max_requests {
+        while let Some(worker) = self.pools[p].take_pending(&mut self.breakers, |_| false) {
+            if KNOBS && self.breakers.active >= self.limits.max_requests {
                 self.max_requests_overflow(worker, self.conns[conn as usize].host as usize);
                 continue;
             }
@@ -653,7 +624,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
 
     fn on_connected(&mut self, conn: u32) {
         let p = self.conns[conn as usize].pool as usize;
-        self.pools[p].connecting -= 1;
+        self.pools[p].connected();
         self.serve_pending_or_idle(conn);
     }
 
@@ -668,13 +639,10 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         let p = self.conns[conn as usize].pool as usize;
         self.conns[conn as usize].state = ConnState::Closed;
         self.free_conns.push(conn);
-        self.pools[p].connecting -= 1;
-        self.pools[p].conns -= 1;
-        self.total_conns -= 1;
+        self.pools[p].connect_failed(&mut self.breakers);
         self.details.connect_failures += 1;
         let h = self.conns[conn as usize].host as usize;
-        while let Some(worker) = self.pools[p].pending.pop_front() {
-            self.total_pending -= 1;
+        while let Some(worker) = self.pools[p].take_pending(&mut self.breakers, |_| false) {
             self.record_outlier(h, true);
             self.attempt_done(worker, Outcome::ConnectFail);
         }
@@ -741,7 +709,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         self.record_outlier(h, fault);
         if KNOBS && self.track_active {
             self.hosts[h].active -= 1;
-            self.total_active -= 1;
+            self.breakers.active -= 1;
         }
         self.attempt_done(worker, if fault { Outcome::Upstream } else { Outcome::Ok });
 
@@ -749,8 +717,7 @@ impl<'a, const KNOBS: bool> Sim<'a, KNOBS> {
         if self.conns[conn as usize].served >= self.rules.max_requests_per_connection {
             self.conns[conn as usize].state = ConnState::Closed;
             self.free_conns.push(conn);
-            self.pools[p].conns -= 1;
-            self.total_conns -= 1;
+            self.pools[p].closed(&mut self.breakers);
             self.maybe_connect(p);
         } else {
             self.conns[conn as usize].state = ConnState::Freed;

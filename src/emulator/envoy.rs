@@ -5,7 +5,10 @@
 //!
 //! Sources: Envoy `source/common/router/retry_state_impl.cc` and
 //! `source/common/common/backoff_strategy.cc` (back-off), `source/common/upstream/outlier_detection_impl.cc`
-//! (ejection), `source/common/upstream/load_balancer_impl.cc` (`LeastRequestLoadBalancer`).
+//! (ejection), `source/common/upstream/load_balancer_impl.cc` (`LeastRequestLoadBalancer`),
+//! `source/common/conn_pool/conn_pool_base.cc` (`ConnPoolImplBase`: the pool and its breakers).
+
+use std::collections::VecDeque;
 
 use rand::Rng;
 
@@ -81,6 +84,137 @@ pub fn record_outlier(hosts: &mut [Outlier], h: usize, is_5xx: bool, now: u64, r
     host.consecutive_5xx = 0;
     host.returns_at = ejection_returns_at(now, ms(rules.base_ejection_time_s * 1e3 * host.ejections as f64), rules.interval_ns);
     true
+}
+
+/// A cluster's circuit-breaker counters, shared by every worker's pools of the cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Breakers {
+    /// Connections open or opening (checked against `maxConnections`).
+    pub conns: u32,
+    /// Requests waiting in a pool (checked against `http1MaxPendingRequests`).
+    pub pending: u32,
+    /// Requests attached to a connection (Envoy's `rq_active`, checked against
+    /// `http2MaxRequests`). An engine may leave it at 0 when no limit or balancer reads it.
+    pub active: u32,
+    /// Retries outstanding (checked against `maxRetries`, or the retry budget).
+    pub retries: u32,
+}
+
+/// A cluster's connection-pool limits, from its DestinationRule.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub max_connections: u32,
+    pub max_pending: u32,
+    /// `http2MaxRequests` (`u32::MAX`: none).
+    pub max_requests: u32,
+}
+
+/// Where a request routed to a pool goes ([`ConnPool::admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// This idle connection takes it.
+    Attach(u32),
+    /// It waits in the pending queue.
+    Queued,
+    /// A circuit breaker refused it: local 503 UO, never retried.
+    Overflow,
+}
+
+/// One Envoy worker's HTTP/1.1 connection pool to one host (`ConnPoolImplBase`): its idle
+/// connections (by id), its pending requests (`T`, whatever the engine queues), and its
+/// connections open or opening. The counts are kept with the cluster's [`Breakers`].
+#[derive(Debug, Clone)]
+pub struct ConnPool<T> {
+    pub idle: Vec<u32>,
+    pub pending: VecDeque<T>,
+    /// Pending requests still wanted: an engine may leave a request it gave up on in the
+    /// queue ([`ConnPool::abandon_pending`]) and drop it when the pool reaches it.
+    pub pending_live: u32,
+    pub conns: u32,
+    pub connecting: u32,
+}
+
+impl<T> Default for ConnPool<T> {
+    fn default() -> Self {
+        ConnPool { idle: Vec::new(), pending: VecDeque::new(), pending_live: 0, conns: 0, connecting: 0 }
+    }
+}
+
+impl<T> ConnPool<T> {
+    /// A request routed to this pool (`newStreamImpl`): the last idle connection takes it,
+    /// unless the cluster is at `max_requests` (then the connection stays ready and the
+    /// request overflows); without one it waits if the pending breaker has room. After
+    /// `Queued`, call [`ConnPool::open_connection`] in a loop. No draw.
+    pub fn admit(&mut self, request: T, breakers: &mut Breakers, limits: &PoolLimits) -> Admission {
+        if let Some(&conn) = self.idle.last() {
+            if breakers.active >= limits.max_requests {
+                return Admission::Overflow;
+            }
+            self.idle.pop();
+            return Admission::Attach(conn);
+        }
+        if breakers.pending < limits.max_pending {
+            self.pending.push_back(request);
+            self.pending_live += 1;
+            breakers.pending += 1;
+            Admission::Queued
+        } else {
+            Admission::Overflow
+        }
+    }
+
+    /// Whether to open one more connection now (`tryCreateNewConnections`): while live
+    /// pending requests outnumber the connections being opened, within `maxConnections`
+    /// cluster-wide, except that a pool with no connection may always open one (Envoy's
+    /// guard against starving a pool). If so, the connection is counted as opening; the
+    /// engine draws its handshake. No draw.
+    pub fn open_connection(&mut self, breakers: &mut Breakers, limits: &PoolLimits) -> bool {
+        if self.pending_live <= self.connecting || (breakers.conns >= limits.max_connections && self.conns > 0) {
+            return false;
+        }
+        self.conns += 1;
+        self.connecting += 1;
+        breakers.conns += 1;
+        true
+    }
+
+    /// The oldest pending request still wanted, out of the queue and the counts; those for
+    /// which `abandoned` holds are dropped on the way (`abandoned` frees them).
+    pub fn take_pending(&mut self, breakers: &mut Breakers, mut abandoned: impl FnMut(&T) -> bool) -> Option<T> {
+        while let Some(request) = self.pending.pop_front() {
+            if abandoned(&request) {
+                continue;
+            }
+            self.pending_live -= 1;
+            breakers.pending -= 1;
+            return Some(request);
+        }
+        None
+    }
+
+    /// A pending request was given up on: it no longer counts, though it stays queued
+    /// until [`ConnPool::take_pending`] drops it.
+    pub fn abandon_pending(&mut self, breakers: &mut Breakers) {
+        self.pending_live -= 1;
+        breakers.pending -= 1;
+    }
+
+    /// A connection finished its handshake.
+    pub fn connected(&mut self) {
+        self.connecting -= 1;
+    }
+
+    /// A connection failed while opening.
+    pub fn connect_failed(&mut self, breakers: &mut Breakers) {
+        self.connecting -= 1;
+        self.closed(breakers);
+    }
+
+    /// An open connection closed (reset, or at `maxRequestsPerConnection`).
+    pub fn closed(&mut self, breakers: &mut Breakers) {
+        self.conns -= 1;
+        breakers.conns -= 1;
+    }
 }
 
 /// One request's retry state in Envoy's router (`RetryStateImpl`).
@@ -214,6 +348,31 @@ mod tests {
     fn an_ejected_host_returns_at_the_next_interval_tick() {
         // 30 s x 2 ejections from t = 1.5 s, interval 10 s: back at 70 s, not 61.5 s.
         assert_eq!(ejection_returns_at(1_500_000_000, 60_000_000_000, 10_000_000_000), 70_000_000_000);
+    }
+
+    #[test]
+    fn a_pool_queues_within_its_breakers_and_opens_within_max_connections() {
+        let limits = PoolLimits { max_connections: 1, max_pending: 2, max_requests: u32::MAX };
+        let (mut b, mut pool, mut other) = (Breakers::default(), ConnPool::<u32>::default(), ConnPool::<u32>::default());
+        assert_eq!(pool.admit(1, &mut b, &limits), Admission::Queued);
+        assert!(pool.open_connection(&mut b, &limits));
+        assert!(!pool.open_connection(&mut b, &limits), "one opening already serves one pending");
+        assert_eq!(other.admit(2, &mut b, &limits), Admission::Queued);
+        // The cluster is at maxConnections, but a pool with none may always open one.
+        assert!(other.open_connection(&mut b, &limits));
+        assert_eq!(pool.admit(3, &mut b, &limits), Admission::Overflow, "pending breaker full");
+        // A request given up on stops counting, and is dropped when the pool reaches it.
+        pool.abandon_pending(&mut b);
+        assert_eq!(pool.admit(5, &mut b, &limits), Admission::Queued);
+        assert_eq!(pool.take_pending(&mut b, |&r| r == 1), Some(5));
+        assert_eq!((b.pending, pool.pending_live), (1, 0));
+        // An idle connection takes the next request unless the cluster is at http2MaxRequests.
+        pool.connected();
+        pool.idle.push(9);
+        let full = PoolLimits { max_requests: 0, ..limits };
+        assert_eq!(pool.admit(6, &mut b, &full), Admission::Overflow);
+        assert_eq!(pool.idle, [9], "the ready connection stays ready");
+        assert_eq!(pool.admit(7, &mut b, &limits), Admission::Attach(9));
     }
 
     #[test]

@@ -148,7 +148,11 @@ impl<'a> Mesh<'a> {
                     replicas: svc.replicas,
                     concurrency: svc.concurrency.unwrap_or(u32::MAX),
                     queue_limit: svc.queue_limit.unwrap_or(u32::MAX),
-                    max_requests: p.rules.http2_max_requests.unwrap_or(u32::MAX),
+                    limits: envoy::PoolLimits {
+                        max_connections: p.rules.max_connections,
+                        max_pending: p.rules.max_pending_requests,
+                        max_requests: p.rules.http2_max_requests.unwrap_or(u32::MAX),
+                    },
                     max_retries: p.rules.max_retries.unwrap_or(u32::MAX),
                     timeout: p.timeout_ms.map(ms),
                     per_try: p.per_try_timeout_ms.map(ms),
@@ -207,10 +211,7 @@ impl<'a> Mesh<'a> {
                 first_host,
                 first_pool,
                 first_rr: round_robin.len() as u32,
-                total_conns: 0,
-                total_pending: 0,
-                total_active: 0,
-                active_retries: 0,
+                breakers: envoy::Breakers::default(),
             });
             let cluster = clusters.len() as u32 - 1;
             round_robin.resize(round_robin.len() + workers as usize, 0);

@@ -92,21 +92,13 @@ impl Mesh<'_> {
         }
         let p = self.pool_of(c, worker, host);
         self.promote_freed(p);
-        if let Some(conn) = self.pools[p].idle.pop() {
-            if self.clusters[c].total_active >= self.dests[d].max_requests {
-                self.pools[p].idle.push(conn);
-                return self.overflow(ex);
+        match self.pools[p].envoy.admit(att, &mut self.clusters[c].breakers, &self.dests[d].limits) {
+            envoy::Admission::Attach(conn) => self.attach(conn, att),
+            envoy::Admission::Queued => {
+                self.wake_freed(p);
+                self.maybe_connect(p, c);
             }
-            return self.attach(conn, att);
-        }
-        if self.clusters[c].total_pending < self.dests[d].policy.rules.max_pending_requests {
-            self.pools[p].pending.push_back(att);
-            self.pools[p].pending_live += 1;
-            self.clusters[c].total_pending += 1;
-            self.wake_freed(p);
-            self.maybe_connect(p, c);
-        } else {
-            self.overflow(ex);
+            envoy::Admission::Overflow => self.overflow(ex),
         }
     }
 
@@ -120,19 +112,13 @@ impl Mesh<'_> {
         self.attempt_done(ex, Outcome::Overflow, false);
     }
 
-    /// Opens connections while pending requests outnumber those being opened, within
-    /// `maxConnections` cluster-wide (a pool with none may always open one).
+    /// Opens the connections pool `p` (of cluster `c`) wants
+    /// ([`envoy::ConnPool::open_connection`]), each with its handshake drawn.
     pub(super) fn maybe_connect(&mut self, p: usize, c: usize) {
         let d = self.clusters[c].dest as usize;
-        while self.pools[p].pending_live > self.pools[p].connecting {
-            if self.clusters[c].total_conns >= self.dests[d].policy.rules.max_connections && self.pools[p].conns > 0 {
-                break;
-            }
+        while self.pools[p].envoy.open_connection(&mut self.clusters[c].breakers, &self.dests[d].limits) {
             let conn =
                 self.conns.insert(Conn { pool: p as u32, state: ConnState::Connecting, served: 0, ready_at: 0, wake_scheduled: false });
-            self.pools[p].conns += 1;
-            self.pools[p].connecting += 1;
-            self.clusters[c].total_conns += 1;
             let median = self.sc.handshake_ms * self.handshake_scale * self.speed;
             let mut at = if median > 0.0 {
                 let z: f64 = self.rng.sample(StandardNormal);
@@ -166,7 +152,7 @@ impl Mesh<'_> {
         cn.served += 1;
         let hs = self.pools[p].host_index as usize;
         self.active[hs] += 1;
-        self.clusters[c].total_active += 1;
+        self.clusters[c].breakers.active += 1;
         let a = &mut self.attempts.items[att as usize];
         a.conn = conn;
         a.state = AttState::Sent;
@@ -190,7 +176,7 @@ impl Mesh<'_> {
             }
             self.pools[p].freeing.remove(i);
             self.conns.items[conn as usize].state = ConnState::Idle;
-            self.pools[p].idle.push(conn);
+            self.pools[p].envoy.idle.push(conn);
         }
     }
 
@@ -207,19 +193,17 @@ impl Mesh<'_> {
         }
     }
 
-    /// The oldest pending attempt of pool `p` (of cluster `c`) still wanted, out of the
-    /// queue and the counts; those given up on while they waited are dropped on the way.
+    /// The oldest pending attempt of pool `p` (of cluster `c`) still wanted
+    /// ([`envoy::ConnPool::take_pending`]); those given up on while they waited are freed.
     pub(super) fn pop_pending(&mut self, p: usize, c: usize) -> Option<u32> {
-        while let Some(att) = self.pools[p].pending.pop_front() {
-            if self.attempts.items[att as usize].state == AttState::AbandonedPending {
-                self.attempts.remove(att);
-                continue;
+        let attempts = &mut self.attempts;
+        self.pools[p].envoy.take_pending(&mut self.clusters[c].breakers, |&att| {
+            let abandoned = attempts.items[att as usize].state == AttState::AbandonedPending;
+            if abandoned {
+                attempts.remove(att);
             }
-            self.pools[p].pending_live -= 1;
-            self.clusters[c].total_pending -= 1;
-            return Some(att);
-        }
-        None
+            abandoned
+        })
     }
 
     /// A ready connection takes its pool's oldest live pending request, or goes idle.
@@ -231,7 +215,7 @@ impl Mesh<'_> {
         let c = self.cluster_of_pool(p);
         let d = self.clusters[c].dest as usize;
         while let Some(att) = self.pop_pending(p, c) {
-            if self.clusters[c].total_active >= self.dests[d].max_requests {
+            if self.clusters[c].breakers.active >= self.dests[d].limits.max_requests {
                 let ex = self.attempts.items[att as usize].ex;
                 self.overflow(ex);
                 continue;
@@ -239,12 +223,12 @@ impl Mesh<'_> {
             return self.attach(conn, att);
         }
         self.conns.items[conn as usize].state = ConnState::Idle;
-        self.pools[p].idle.push(conn);
+        self.pools[p].envoy.idle.push(conn);
     }
 
     pub(super) fn on_connected(&mut self, conn: u32) {
         let p = self.conns.items[conn as usize].pool as usize;
-        self.pools[p].connecting -= 1;
+        self.pools[p].envoy.connected();
         self.serve_pending_or_idle(conn);
     }
 
@@ -255,9 +239,7 @@ impl Mesh<'_> {
         let c = self.cluster_of_pool(p);
         self.conns.items[conn as usize].state = ConnState::Closed;
         self.conns.remove(conn);
-        self.pools[p].connecting -= 1;
-        self.pools[p].conns -= 1;
-        self.clusters[c].total_conns -= 1;
+        self.pools[p].envoy.connect_failed(&mut self.clusters[c].breakers);
         while let Some(att) = self.pop_pending(p, c) {
             let ex = self.attempts.items[att as usize].ex;
             self.attempts.remove(att);
@@ -280,19 +262,17 @@ impl Mesh<'_> {
         match a.state {
             AttState::Pending => {
                 a.state = AttState::AbandonedPending;
-                self.pools[p].pending_live -= 1;
-                self.clusters[c].total_pending -= 1;
+                self.pools[p].envoy.abandon_pending(&mut self.clusters[c].breakers);
             }
             AttState::Sent => {
                 a.state = AttState::Abandoned;
                 let (conn, job) = (a.conn, a.job);
                 self.record_outlier(c, hs, true);
                 self.active[hs] -= 1;
-                self.clusters[c].total_active -= 1;
+                self.clusters[c].breakers.active -= 1;
                 self.conns.items[conn as usize].state = ConnState::Closed;
                 self.conns.remove(conn);
-                self.pools[p].conns -= 1;
-                self.clusters[c].total_conns -= 1;
+                self.pools[p].envoy.closed(&mut self.clusters[c].breakers);
                 if self.options.cancel_abandoned && job != NONE {
                     self.jobs.items[job as usize].cancelled = true;
                 }
@@ -312,7 +292,7 @@ impl Mesh<'_> {
 
     pub(super) fn release_retry(&mut self, ex: u32) {
         let x = &mut self.exchanges.items[ex as usize];
-        x.retry.release(&mut self.clusters[x.cluster as usize].active_retries);
+        x.retry.release(&mut self.clusters[x.cluster as usize].breakers.retries);
     }
 
     /// Whether the retry breaker (or the retry budget, which replaces it) has room.
@@ -321,12 +301,12 @@ impl Mesh<'_> {
         let dest = &self.dests[cl.dest as usize];
         let limit = match dest.policy.retry_budget {
             Some(b) => {
-                let share = (b.percent / 100.0 * f64::from(cl.total_active + cl.total_pending)) as u32;
+                let share = (b.percent / 100.0 * f64::from(cl.breakers.active + cl.breakers.pending)) as u32;
                 share.max(b.min_concurrency)
             }
             None => dest.max_retries,
         };
-        cl.active_retries < limit
+        cl.breakers.retries < limit
     }
 
     /// One attempt ended with `outcome`: retried if the route's conditions, its attempts
@@ -344,7 +324,7 @@ impl Mesh<'_> {
         };
         let room = self.retry_room(c);
         let x = &mut self.exchanges.items[ex as usize];
-        if let Some(k) = x.retry.should_retry(retriable, room, &mut self.clusters[c].active_retries) {
+        if let Some(k) = x.retry.should_retry(retriable, room, &mut self.clusters[c].breakers.retries) {
             let gen = x.gen;
             let edge = self.clusters[c].edge as usize;
             self.edges[edge].retries += 1;
@@ -389,21 +369,20 @@ impl Mesh<'_> {
         let hs = self.pools[p].host_index as usize;
         self.record_outlier(c, hs, status >= 500);
         self.active[hs] -= 1;
-        self.clusters[c].total_active -= 1;
+        self.clusters[c].breakers.active -= 1;
         self.attempt_done(ex, if status == 200 { Outcome::Ok } else { Outcome::Upstream(status) }, false);
         let d = self.clusters[c].dest as usize;
         if self.conns.items[conn as usize].served >= self.dests[d].policy.rules.max_requests_per_connection {
             self.conns.items[conn as usize].state = ConnState::Closed;
             self.conns.remove(conn);
-            self.pools[p].conns -= 1;
-            self.clusters[c].total_conns -= 1;
+            self.pools[p].envoy.closed(&mut self.clusters[c].breakers);
             self.maybe_connect(p, c);
         } else {
             let cn = &mut self.conns.items[conn as usize];
             cn.state = ConnState::Freed;
             cn.ready_at = self.now + self.hops.event_loop_turn;
             self.pools[p].freeing.push_back(conn);
-            if self.pools[p].pending_live > 0 {
+            if self.pools[p].envoy.pending_live > 0 {
                 self.wake_freed(p);
             }
         }

@@ -174,16 +174,13 @@ pub(super) struct Pool {
     pub(super) cluster: u32,
     /// The host's outlier and load state, shared by the cluster's workers.
     pub(super) host_index: u32,
-    pub(super) idle: Vec<u32>,
-    pub(super) pending: VecDeque<u32>,
-    pub(super) pending_live: u32,
+    /// Envoy's pool, queueing attempts.
+    pub(super) envoy: envoy::ConnPool<u32>,
     /// Connections freed by an answer, waiting for the next event-loop turn, in the order
     /// they become ready. Each becomes idle when a request next looks at the pool, or at its
     /// turn by an event if requests are pending (an event per freed connection would be
     /// one heap operation per hop for nothing, most of the time).
     pub(super) freeing: VecDeque<u32>,
-    pub(super) conns: u32,
-    pub(super) connecting: u32,
 }
 
 /// One sidecar's cluster for one destination service. Its circuit breakers and outlier
@@ -197,10 +194,7 @@ pub(super) struct Cluster {
     /// round-robin counters (one per worker).
     pub(super) first_pool: u32,
     pub(super) first_rr: u32,
-    pub(super) total_conns: u32,
-    pub(super) total_pending: u32,
-    pub(super) total_active: u32,
-    pub(super) active_retries: u32,
+    pub(super) breakers: envoy::Breakers,
 }
 
 pub(super) struct Replica {
@@ -284,7 +278,7 @@ pub(super) struct Dest {
     pub(super) replicas: u32,
     pub(super) concurrency: u32,
     pub(super) queue_limit: u32,
-    pub(super) max_requests: u32,
+    pub(super) limits: envoy::PoolLimits,
     pub(super) max_retries: u32,
     pub(super) timeout: Option<Nanos>,
     pub(super) per_try: Option<Nanos>,
