@@ -22,15 +22,15 @@
 //! connection) and the replica keeps working on it, unless `cancel_abandoned` is set.
 //!
 //! This file holds the run (setup, event loop, the load, the output); `sidecar.rs` steps 1,
-//! 2 and 5, `replica.rs` steps 3 and 4, `state.rs` the types they share.
+//! 2 and 5, `replica.rs` steps 3 and 4, `state.rs` the types they share, `queue.rs` the event queue.
 
+mod queue;
 mod replica;
 mod sidecar;
 mod state;
 
 use std::collections::VecDeque;
 
-use dary_heap::QuaternaryHeap;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +42,7 @@ use super::rules::MeshRules;
 use super::topology::Topology;
 use crate::emulator::envoy;
 use crate::emulator::Scenario;
+use queue::EventQueue;
 use state::*;
 
 type Nanos = u64;
@@ -88,9 +89,8 @@ struct Mesh<'a> {
     handshake_scale: f64,
     fault_share: f64,
     now: Nanos,
-    seq: u64,
     generation: u32,
-    events: QuaternaryHeap<Event>,
+    events: EventQueue,
     dests: Vec<Dest>,
     /// Distinct callees of each service, in script order.
     callees: Vec<Vec<u32>>,
@@ -236,6 +236,8 @@ impl<'a> Mesh<'a> {
         let series = (options.time_series || load.spike().is_some())
             .then(|| TimeSeries::new(topology.services.iter().map(|s| s.name.clone()).collect()));
         let services_n = topology.services.len();
+        let hops = Hops::of(sc, speed);
+        let events = EventQueue::new(&hops.fixed_delays());
         Mesh {
             topology,
             load,
@@ -244,13 +246,12 @@ impl<'a> Mesh<'a> {
             seed,
             rng,
             speed,
-            hops: Hops::of(sc, speed),
+            hops,
             handshake_scale: (sc.run_handshake_sigma * z_handshake).exp(),
             fault_share: (sc.fault_share * (sc.run_fault_sigma * z_fault).exp()).min(1.0),
             now: 0,
-            seq: 0,
             generation: 0,
-            events: QuaternaryHeap::new(),
+            events,
             dests,
             callees,
             cluster_base,
@@ -285,10 +286,9 @@ impl<'a> Mesh<'a> {
         }
     }
 
+    #[inline]
     fn schedule(&mut self, after: Nanos, ev: Ev) {
-        self.seq += 1;
-        let at = self.now + after;
-        self.events.push(Event { key: (u128::from(at) << 64) | u128::from(self.seq), ev });
+        self.events.push(self.now, after, ev);
     }
 
     fn simulate(mut self) -> MeshResult {
@@ -296,9 +296,9 @@ impl<'a> Mesh<'a> {
         if self.series.is_some() {
             self.schedule(SECOND, Ev::Tick);
         }
-        while let Some(e) = self.events.pop() {
-            self.now = (e.key >> 64) as Nanos;
-            self.handle(e.ev);
+        while let Some((at, ev)) = self.events.pop() {
+            self.now = at;
+            self.handle(ev);
             if self.load_over && self.entry_outstanding == 0 {
                 break;
             }

@@ -259,6 +259,11 @@ pub(super) struct Hops {
 }
 
 impl Hops {
+    /// The delays events are scheduled at most often: each gets a lane of the event queue.
+    pub(super) fn fixed_delays(&self) -> [Nanos; 5] {
+        [self.to_sidecar, self.upstream, self.answer_to_caller, self.local_reply, self.event_loop_turn]
+    }
+
     pub(super) fn of(sc: &Scenario, speed: f64) -> Hops {
         let at = |median_ms: f64| ms(median_ms * speed);
         Hops {
