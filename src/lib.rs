@@ -41,6 +41,7 @@ pub mod paths;
 pub mod policy;
 pub mod report;
 pub mod rules;
+pub mod search;
 pub mod serve;
 pub mod simulator;
 pub mod train;

@@ -13,7 +13,9 @@
 //!   slot (service) of the state, e.g. a trace row's rules plus the load the agents chose.
 //!   [`Environment::start`] gives it before anyone acts, [`Environment::apply`] applies one
 //!   agent's action, [`Environment::alternatives`] lists every candidate the agents could
-//!   have built in the same state (the set the yardsticks search);
+//!   have built in the same state (the set the yardsticks search), and
+//!   [`Environment::search_space`] describes the same choices as fields with their values,
+//!   which the search methods reach without listing them;
 //! - a **layout** ([`Layout`]): the agent groups, their observation and action sizes, and the
 //!   phases in which they act (a later phase sees the earlier phases' choices: joint actions
 //!   are groups of one phase);
@@ -157,4 +159,24 @@ pub trait Environment: Sync {
 
     /// The settings the agents chose in a candidate, for tables ("threads 64, calls 400").
     fn describe(&self, candidate: &Self::Candidate) -> String;
+
+    /// One slot's joint choice as fields with their values, for the search methods
+    /// ([`crate::search`]): by default one ordered field per group, its actions numbered. An
+    /// environment names the values and says which fields have no order.
+    fn search_space(&self) -> crate::search::SearchSpace {
+        use crate::search::{Field, FieldKind};
+        let fields =
+            self.layout().groups.iter().map(|g| Field::new(&g.name, FieldKind::Ordered, (0..g.actions).map(|a| a.to_string()).collect()));
+        crate::search::SearchSpace::new(fields.collect())
+    }
+
+    /// The candidate a joint choice (a point of [`Environment::search_space`]) builds from a
+    /// slot's start: by default each group's action applied in group order.
+    fn joint_candidate(&self, start: &Self::Candidate, point: &[usize]) -> Self::Candidate {
+        let mut c = start.clone();
+        for (group, &action) in point.iter().enumerate() {
+            self.apply(&mut c, group, action);
+        }
+        c
+    }
 }

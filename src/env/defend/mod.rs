@@ -237,6 +237,21 @@ impl Environment for DefendEnv {
         (0..self.spec.grid.joint_rules()).map(|i| RuleChoice { choice: self.spec.grid.choice(i), ..*candidate }).collect()
     }
 
+    /// The searched fields with their values' labels; the load balancer has no order.
+    fn search_space(&self) -> crate::search::SearchSpace {
+        use crate::search::{Field, FieldKind, SearchSpace};
+        let (names, sizes) = (RuleGrid::field_names(), self.spec.grid.sizes());
+        SearchSpace::new(
+            self.searched
+                .iter()
+                .map(|&f| {
+                    let kind = if names[f] == "load_balancer" { FieldKind::Categorical } else { FieldKind::Ordered };
+                    Field::new(names[f], kind, (0..sizes[f]).map(|i| self.spec.grid.value_label(f, i)).collect())
+                })
+                .collect(),
+        )
+    }
+
     fn describe(&self, candidate: &RuleChoice) -> String {
         let l = self.spec.loads[candidate.load];
         let rule = self.spec.grid.describe(&candidate.choice);
@@ -295,6 +310,11 @@ mod tests {
         assert_eq!(scored[0].model_reward, again, "the state's seed fixes the run");
         assert!(scored[0].model_reward > 0.0);
         assert_eq!(env.alternatives(&c).len(), 4);
+        let space = env.search_space();
+        assert_eq!(space.points(), 4);
+        assert_eq!(space.fields[0].labels, ["1", "unlimited"]);
+        let start = env.start(&state).remove(0);
+        assert_eq!(env.joint_candidate(&start, &[1, 1]), c, "a point builds what the agents' actions build");
     }
 
     #[test]

@@ -1,0 +1,223 @@
+//! Search methods under a budget of ground-truth evaluations, the peers of the learners
+//! (issue 27): each gets a [`SearchSpace`] and an [`Evaluator`] that runs the ground truth
+//! and counts every run against the budget, and returns one recommended point.
+//!
+//! - [`Method::Random`]: points drawn uniformly, each evaluated once (Bergstra and Bengio,
+//!   2012); the best observation is recommended.
+//! - [`Method::SuccessiveHalving`]: Karnin, Koren and Somekh's sequential halving (2013),
+//!   the noisy bandit form of the Hyperband family: n points, ceil(log_eta n) rounds of an
+//!   equal share of the budget each; a round evaluates every surviving point again and keeps
+//!   the best 1/eta by the mean of all its evaluations, so noise is met with repeats where
+//!   the contest is close.
+//! - [`Method::Exhaustive`]: every point, `repeats` times (the yardstick of small spaces;
+//!   its spending is whatever the space needs, reported beside it).
+
+pub mod halving;
+pub mod space;
+
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+pub use space::{Field, FieldKind, SearchSpace};
+
+/// One search method and its settings (config: `methods = [{ method = "random" }, ...]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Method {
+    Random,
+    SuccessiveHalving {
+        /// The share kept each round is 1/eta (default 2: halving).
+        #[serde(default = "two")]
+        eta: usize,
+    },
+    Exhaustive {
+        /// Evaluations of every point (default 3).
+        #[serde(default = "three")]
+        repeats: usize,
+    },
+}
+
+fn two() -> usize {
+    2
+}
+fn three() -> usize {
+    3
+}
+
+impl Method {
+    /// Its name in tables and file names.
+    pub fn name(&self) -> String {
+        match self {
+            Method::Random => "random".into(),
+            Method::SuccessiveHalving { eta: 2 } => "halving".into(),
+            Method::SuccessiveHalving { eta } => format!("halving_eta{eta}"),
+            Method::Exhaustive { repeats } => format!("exhaustive_x{repeats}"),
+        }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match self {
+            Method::SuccessiveHalving { eta } if *eta < 2 => Err(format!("successive_halving.eta must be >= 2, but is {eta}")),
+            Method::Exhaustive { repeats: 0 } => Err("exhaustive.repeats must be >= 1".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the budget bounds it (the exhaustive search spends what the space needs).
+    pub fn is_budgeted(&self) -> bool {
+        !matches!(self, Method::Exhaustive { .. })
+    }
+
+    /// Searches `space` with `eval`, drawing from `rng`; the recommended point. With no
+    /// evaluation affordable, a point drawn at random.
+    pub fn search(&self, space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+        match self {
+            Method::Random => random_search(space, eval, rng),
+            Method::SuccessiveHalving { eta } => halving::search(space, eval, *eta, rng),
+            Method::Exhaustive { repeats } => exhaustive(space, eval, *repeats),
+        }
+    }
+}
+
+/// The ground truth as a search method sees it: [`Evaluator::evaluate`] runs one
+/// evaluation of a point, which costs `cost` ground-truth runs (a robust rule is run under
+/// every load), and refuses one the budget cannot pay for.
+pub struct Evaluator<'a> {
+    objective: &'a mut dyn FnMut(&[usize], u64) -> Result<f64>,
+    seed: u64,
+    cost: usize,
+    limit: usize,
+    spent: usize,
+    evaluations: u64,
+}
+
+impl<'a> Evaluator<'a> {
+    /// `objective(point, seed)` is one evaluation, larger is better; evaluation k gets the
+    /// seed `mix(seed, k)`, so that every method meets the same noise in the same order.
+    pub fn new(objective: &'a mut dyn FnMut(&[usize], u64) -> Result<f64>, seed: u64, cost: usize, limit: usize) -> Evaluator<'a> {
+        Evaluator { objective, seed, cost: cost.max(1), limit, spent: 0, evaluations: 0 }
+    }
+
+    /// Evaluations the rest of the budget pays for.
+    pub fn affordable(&self) -> usize {
+        (self.limit - self.spent) / self.cost
+    }
+
+    /// Ground-truth runs spent so far.
+    pub fn spent(&self) -> usize {
+        self.spent
+    }
+
+    /// One evaluation of `point`; an error if the budget cannot pay for it (a method's bug).
+    pub fn evaluate(&mut self, point: &[usize]) -> Result<f64> {
+        if self.affordable() == 0 {
+            return Err(Error::config(format!("a search method overspent its budget of {} runs", self.limit)));
+        }
+        self.spent += self.cost;
+        let seed = crate::env::defend::mix(self.seed, self.evaluations);
+        self.evaluations += 1;
+        (self.objective)(point, seed)
+    }
+}
+
+/// A point's evaluations so far.
+#[derive(Debug, Clone)]
+pub(crate) struct Tally {
+    pub point: Vec<usize>,
+    pub sum: f64,
+    pub n: usize,
+}
+
+impl Tally {
+    pub fn mean(&self) -> f64 {
+        self.sum / self.n.max(1) as f64
+    }
+}
+
+fn random_search(space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    while eval.affordable() > 0 {
+        let p = space.random_point(rng);
+        let v = eval.evaluate(&p)?;
+        if best.as_ref().is_none_or(|(b, _)| v > *b) {
+            best = Some((v, p));
+        }
+    }
+    Ok(best.map_or_else(|| space.random_point(rng), |(_, p)| p))
+}
+
+fn exhaustive(space: &SearchSpace, eval: &mut Evaluator, repeats: usize) -> Result<Vec<usize>> {
+    let n = u64::try_from(space.points())
+        .ok()
+        .filter(|&n| n <= 10_000_000)
+        .ok_or_else(|| Error::config(format!("exhaustive search: the space has {} points, more than 10 million", space.points())))?;
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    for i in 0..n {
+        let p = space.point(u128::from(i));
+        let mut sum = 0.0;
+        for _ in 0..repeats {
+            sum += eval.evaluate(&p)?;
+        }
+        if best.as_ref().is_none_or(|(b, _)| sum > *b) {
+            best = Some((sum, p));
+        }
+    }
+    Ok(best.expect("a space has at least one point").1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// A noisy bowl over 4 fields of 6 values: its best point is [4, 1, 3, 2].
+    pub(crate) fn bowl(p: &[usize], seed: u64) -> Result<f64> {
+        let target = [4.0, 1.0, 3.0, 2.0];
+        let d: f64 = p.iter().zip(target).map(|(&x, t)| (x as f64 - t).powi(2)).sum();
+        let noise = (crate::env::defend::mix(seed, 1) % 1000) as f64 / 1000.0 - 0.5;
+        Ok(-d + noise)
+    }
+
+    pub(crate) fn bowl_space() -> SearchSpace {
+        let labels: Vec<String> = (0..6).map(|i| i.to_string()).collect();
+        SearchSpace::new((0..4).map(|i| Field::new(format!("x{i}"), FieldKind::Integer, labels.clone())).collect())
+    }
+
+    fn true_value(p: &[usize]) -> f64 {
+        let target = [4.0, 1.0, 3.0, 2.0];
+        -p.iter().zip(target).map(|(&x, t)| (x as f64 - t).powi(2)).sum::<f64>()
+    }
+
+    #[test]
+    fn every_method_stays_within_its_budget_and_does_better_with_more() {
+        let space = bowl_space();
+        for method in [Method::Random, Method::SuccessiveHalving { eta: 2 }, Method::SuccessiveHalving { eta: 3 }] {
+            let mut means = vec![];
+            for budget in [10, 1000] {
+                let mut total = 0.0;
+                for seed in 0..20 {
+                    let mut f = bowl;
+                    let mut eval = Evaluator::new(&mut f, seed, 1, budget);
+                    let p = method.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+                    assert!(eval.spent() <= budget, "{} spent {} of {budget}", method.name(), eval.spent());
+                    assert!(eval.spent() >= budget * 9 / 10, "{} left much of {budget} unspent: {}", method.name(), eval.spent());
+                    total += true_value(&p);
+                }
+                means.push(total / 20.0);
+            }
+            assert!(means[1] > means[0] + 1.0, "{}: {means:?}", method.name());
+        }
+    }
+
+    #[test]
+    fn the_exhaustive_search_finds_the_optimum_and_an_evaluation_costs_its_runs() {
+        let space = bowl_space();
+        let mut f = bowl;
+        let mut eval = Evaluator::new(&mut f, 1, 2, 6usize.pow(4) * 3 * 2);
+        let p = Method::Exhaustive { repeats: 3 }.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(p, [4, 1, 3, 2]);
+        assert_eq!((eval.spent(), eval.affordable()), (6usize.pow(4) * 6, 0));
+        assert!(eval.evaluate(&p).is_err(), "a spent budget refuses the next evaluation");
+    }
+}
