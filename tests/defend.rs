@@ -183,3 +183,56 @@ fn a_run_estimated_above_two_hours_is_refused_before_it_starts() {
     assert!(text(&out.stderr).contains("allow_long_run must be true or false"), "{}", text(&out.stderr));
     assert_eq!(tree(tmp.path()), before);
 }
+
+/// A budget experiment on the tiny defender: every method within its budget, the
+/// exhaustive yardstick, the report files, the same bytes twice, bad input refused.
+#[test]
+fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let defend = tiny_defend(tmp.path());
+    let config = tmp.path().join("budget.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind = \"budget\"\nseed = 2\nseeds = 3\nout_dir = \"{}\"\ndefend = \"{}\"\nobjective = \"goodput\"\n\
+             budgets = [2, 12]\nmethods = [{{ method = \"random\" }}, {{ method = \"successive_halving\" }}]\n\
+             score_runs = 3\n[exhaustive]\nrepeats = 2\nshortlist = 2\nrefine = 1\n",
+            tmp.path().join("b").display(),
+            defend.display()
+        ),
+    )
+    .unwrap();
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+    let dir = tmp.path().join("b");
+    let md = std::fs::read_to_string(dir.join("budget.md")).unwrap();
+    for needle in ["## per_load", "## robust", "Exhaustive yardstick", "halving vs random", "(3)", "budget.png"] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    let csv = std::fs::read_to_string(dir.join("budget.csv")).unwrap();
+    assert!(csv.starts_with("mode,method,budget,n_seeds,spent_mean,"), "{csv}");
+    for line in csv.lines().skip(1).filter(|l| !l.contains("exhaustive")) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (budget, spent): (f64, f64) = (f[2].parse().unwrap(), f[4].parse().unwrap());
+        assert!(spent <= budget && f[3] == "3", "{line}");
+    }
+    // The exhaustive search runs 4 rules x 2 runs and its 2 best once more, per load (2 loads)
+    // and robust (each evaluation runs both loads) alike.
+    assert!(csv.contains("per_load,exhaustive_x2,20,1,20,") && csv.contains("robust,exhaustive_x2,20,1,20,"), "{csv}");
+    assert!(dir.join("budget.png").exists() && dir.join("config.resolved.toml").exists());
+
+    let again = tmp.path().join("again");
+    let out = meshrl(&["run", config.to_str().unwrap(), "--set", &format!("out_dir=\"{}\"", again.display())], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in ["budget.md", "budget.csv"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{f} differs");
+    }
+    for (set, needle) in
+        [("budgets=[0]", "budgets[0]"), ("objective=\"nope\"", "objective \"nope\""), ("methods=[{method=\"exhaustive\"}]", "methods[0]")]
+    {
+        let bad = tmp.path().join("bad");
+        let out = meshrl(&["run", config.to_str().unwrap(), "--set", set, "--set", &format!("out_dir=\"{}\"", bad.display())], tmp.path());
+        common::assert_exit_2_naming(&out, &[needle]);
+        assert!(!bad.exists(), "{set}: something was written");
+    }
+}

@@ -5,9 +5,11 @@
 //! scheduler ([`cells`]); the kinds themselves are a config, a cell and a report:
 //! [`table4`] (simulators), [`table5`] (agents on the load search), [`control`] (agents
 //! choosing routing, blocking and replicas on a model of a testbed's trace), [`autoscale`]
-//! (agents scaling replicas over time) and [`defend`] (agents choosing the DestinationRule).
+//! (agents scaling replicas over time), [`defend`] (agents choosing the DestinationRule) and
+//! [`budget`] (search methods and learners at equal budgets of ground-truth runs).
 
 pub mod autoscale;
+pub mod budget;
 pub mod cells;
 pub mod claims;
 pub mod compare;
@@ -149,10 +151,11 @@ pub fn run(path: &Path, overrides: &[String], stage: Stage, options: RunOptions)
         "autoscale" => autoscale::run(&parse_config(table, path, overrides, autoscale::AutoscaleConfig::validate)?, stage, options),
         "control" => control::run(&parse_config(table, path, overrides, control::ControlConfig::validate)?, stage, options),
         "defend" => defend::run(&parse_config(table, path, overrides, defend::DefendConfig::validate)?, stage, options),
+        "budget" => budget::run(&parse_config(table, path, overrides, budget::BudgetConfig::validate)?, stage, options),
         other => Err(Error::Config {
             file: Some(path.to_path_buf()),
             message: format!(
-                "unknown experiment kind {other:?}; expected \"table4\", \"table5\", \"control\", \"autoscale\" or \"defend\""
+                "unknown experiment kind {other:?}; expected \"table4\", \"table5\", \"control\", \"autoscale\", \"defend\" or \"budget\""
             ),
         }),
     }

@@ -140,7 +140,28 @@ pub fn curves_grid(path: &Path, title: &str, y_desc: &str, panels: &[CurvePanel]
 
 /// [`curves_grid`] against another x axis (`x_desc`: "step").
 pub fn series_grid(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels: &[CurvePanel], columns: usize) -> Result<()> {
+    draw_grid(path, title, (x_desc, y_desc), panels, columns, None)
+}
+
+/// [`series_grid`] with point `i` of every curve at `xs[i]` (positive) on a log x axis
+/// (budget curves).
+pub fn log_x_grid(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels: &[CurvePanel], columns: usize, xs: &[f64]) -> Result<()> {
+    let logs: Vec<f64> = xs.iter().map(|x| x.log10()).collect();
+    draw_grid(path, title, (x_desc, y_desc), panels, columns, Some(&logs))
+}
+
+/// The grid of panels; point `i` of a curve sits at x = i + 1, or at `log_xs[i]` on a log
+/// axis labelled in powers of ten.
+fn draw_grid(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    panels: &[CurvePanel],
+    columns: usize,
+    log_xs: Option<&[f64]>,
+) -> Result<()> {
     register_font();
+    let x_at = |e: usize| log_xs.map_or((e + 1) as f64, |xs| xs[e]);
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
     let (w, h) = (380 * columns as u32, 300 * rows as u32 + 40);
@@ -152,6 +173,17 @@ pub fn series_grid(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels:
         let root = root.titled(title, ("sans-serif", 20)).map_err(|e| plot_error(path, e))?;
         for (panel, area) in panels.iter().zip(root.split_evenly((rows, columns)).iter()) {
             let epochs = panel.curves.iter().map(|c| c.mean.len()).max().unwrap_or(1).max(2);
+            let x_range = match log_xs {
+                Some(xs) => {
+                    let (a, b) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                    if a < b {
+                        (a - 0.1)..(b + 0.1)
+                    } else {
+                        (a - 1.0)..(a + 1.0)
+                    }
+                }
+                None => 1f64..epochs as f64,
+            };
             let values = panel.curves.iter().flat_map(|c| c.lo.iter().chain(&c.hi).chain(&c.mean)).copied().filter(|v| v.is_finite());
             let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
             if !(lo.is_finite() && hi > lo) {
@@ -163,31 +195,28 @@ pub fn series_grid(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels:
                 .margin(6)
                 .x_label_area_size(28)
                 .y_label_area_size(40)
-                .build_cartesian_2d(1f64..epochs as f64, (lo - pad)..(hi + pad))
+                .build_cartesian_2d(x_range, (lo - pad)..(hi + pad))
                 .map_err(|e| plot_error(path, e))?;
-            chart
-                .configure_mesh()
-                .x_desc(x_desc)
-                .y_desc(y_desc)
-                .x_labels(5)
-                .y_labels(5)
-                .light_line_style(WHITE)
-                .draw()
-                .map_err(|e| plot_error(path, e))?;
+            let power_of_ten = |x: &f64| format!("{}", 10f64.powf(*x).round());
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(x_desc).y_desc(y_desc).x_labels(5).y_labels(5).light_line_style(WHITE);
+            if log_xs.is_some() {
+                mesh.x_label_formatter(&power_of_ten);
+            }
+            mesh.draw().map_err(|e| plot_error(path, e))?;
             for (i, c) in panel.curves.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
                 let band: Vec<(f64, f64)> =
                     c.hi.iter()
                         .enumerate()
-                        .map(|(e, v)| ((e + 1) as f64, *v))
-                        .chain(c.lo.iter().enumerate().rev().map(|(e, v)| ((e + 1) as f64, *v)))
+                        .map(|(e, v)| (x_at(e), *v))
+                        .chain(c.lo.iter().enumerate().rev().map(|(e, v)| (x_at(e), *v)))
                         .filter(|p| p.1.is_finite())
                         .collect();
                 if band.len() > 2 {
                     chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(|e| plot_error(path, e))?;
                 }
-                let line: Vec<(f64, f64)> =
-                    c.mean.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(e, v)| ((e + 1) as f64, *v)).collect();
+                let line: Vec<(f64, f64)> = c.mean.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(e, v)| (x_at(e), *v)).collect();
                 chart
                     .draw_series(LineSeries::new(line, color.stroke_width(2)))
                     .map_err(|e| plot_error(path, e))?

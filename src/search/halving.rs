@@ -46,14 +46,17 @@ pub(super) fn search(space: &SearchSpace, eval: &mut Evaluator, eta: usize, rng:
     let total_rounds = rounds(n, eta);
     for round in 0..total_rounds {
         // This round's share of what is left, split over the surviving points.
+        // The share's remainder goes one each to the first points (the best so far, after
+        // the first round), so the last round spends what is left.
         let share = eval.affordable() / (total_rounds - round);
-        let each = (share / arms.len()).max(1);
-        for arm in arms.iter_mut() {
-            for _ in 0..each {
+        let (each, extra) = (share / arms.len(), share % arms.len());
+        for (i, arm) in arms.iter_mut().enumerate() {
+            let runs = (each + usize::from(i < extra)).max(1);
+            for _ in 0..runs {
                 if eval.affordable() == 0 {
                     break;
                 }
-                arm.sum += eval.evaluate(&arm.point)?;
+                arm.sum += eval.evaluate(&arm.point, arm.n)?;
                 arm.n += 1;
             }
         }

@@ -9,8 +9,12 @@
 //!   equal share of the budget each; a round evaluates every surviving point again and keeps
 //!   the best 1/eta by the mean of all its evaluations, so noise is met with repeats where
 //!   the contest is close.
-//! - [`Method::Exhaustive`]: every point, `repeats` times (the yardstick of small spaces;
-//!   its spending is whatever the space needs, reported beside it).
+//! - [`Method::Exhaustive`]: every point, `repeats` times, then the `shortlist` best again
+//!   `refine` times (the yardstick of small spaces; its spending is whatever the space
+//!   needs, reported beside it).
+//!
+//! Evaluations use common random numbers: replicate k of every point runs on the same seed,
+//! so two points are compared by their effect, not by their luck.
 
 pub mod halving;
 pub mod space;
@@ -35,6 +39,13 @@ pub enum Method {
         /// Evaluations of every point (default 3).
         #[serde(default = "three")]
         repeats: usize,
+        /// The best points by that mean (default 50) ...
+        #[serde(default = "fifty")]
+        shortlist: usize,
+        /// ... are evaluated this many times more, and the best of those means wins
+        /// (default 20): the maximum of thousands of noisy means is mostly luck.
+        #[serde(default = "twenty")]
+        refine: usize,
     },
 }
 
@@ -44,6 +55,12 @@ fn two() -> usize {
 fn three() -> usize {
     3
 }
+fn fifty() -> usize {
+    50
+}
+fn twenty() -> usize {
+    20
+}
 
 impl Method {
     /// Its name in tables and file names.
@@ -52,14 +69,14 @@ impl Method {
             Method::Random => "random".into(),
             Method::SuccessiveHalving { eta: 2 } => "halving".into(),
             Method::SuccessiveHalving { eta } => format!("halving_eta{eta}"),
-            Method::Exhaustive { repeats } => format!("exhaustive_x{repeats}"),
+            Method::Exhaustive { repeats, .. } => format!("exhaustive_x{repeats}"),
         }
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
         match self {
             Method::SuccessiveHalving { eta } if *eta < 2 => Err(format!("successive_halving.eta must be >= 2, but is {eta}")),
-            Method::Exhaustive { repeats: 0 } => Err("exhaustive.repeats must be >= 1".into()),
+            Method::Exhaustive { repeats: 0, .. } => Err("exhaustive.repeats must be >= 1".into()),
             _ => Ok(()),
         }
     }
@@ -75,28 +92,27 @@ impl Method {
         match self {
             Method::Random => random_search(space, eval, rng),
             Method::SuccessiveHalving { eta } => halving::search(space, eval, *eta, rng),
-            Method::Exhaustive { repeats } => exhaustive(space, eval, *repeats),
+            Method::Exhaustive { repeats, shortlist, refine } => exhaustive(space, eval, *repeats, *shortlist, *refine),
         }
     }
 }
 
 /// The ground truth as a search method sees it: [`Evaluator::evaluate`] runs one
 /// evaluation of a point, which costs `cost` ground-truth runs (a robust rule is run under
-/// every load), and refuses one the budget cannot pay for.
+/// every load), and refuses one the budget cannot pay for. Replicate k of any point runs
+/// on the seed `mix(seed, k)` (common random numbers).
 pub struct Evaluator<'a> {
     objective: &'a mut dyn FnMut(&[usize], u64) -> Result<f64>,
     seed: u64,
     cost: usize,
     limit: usize,
     spent: usize,
-    evaluations: u64,
 }
 
 impl<'a> Evaluator<'a> {
-    /// `objective(point, seed)` is one evaluation, larger is better; evaluation k gets the
-    /// seed `mix(seed, k)`, so that every method meets the same noise in the same order.
+    /// `objective(point, seed)` is one evaluation, larger is better.
     pub fn new(objective: &'a mut dyn FnMut(&[usize], u64) -> Result<f64>, seed: u64, cost: usize, limit: usize) -> Evaluator<'a> {
-        Evaluator { objective, seed, cost: cost.max(1), limit, spent: 0, evaluations: 0 }
+        Evaluator { objective, seed, cost: cost.max(1), limit, spent: 0 }
     }
 
     /// Evaluations the rest of the budget pays for.
@@ -109,15 +125,14 @@ impl<'a> Evaluator<'a> {
         self.spent
     }
 
-    /// One evaluation of `point`; an error if the budget cannot pay for it (a method's bug).
-    pub fn evaluate(&mut self, point: &[usize]) -> Result<f64> {
+    /// Replicate `replicate` of `point`; an error if the budget cannot pay for it (a
+    /// method's bug).
+    pub fn evaluate(&mut self, point: &[usize], replicate: usize) -> Result<f64> {
         if self.affordable() == 0 {
             return Err(Error::config(format!("a search method overspent its budget of {} runs", self.limit)));
         }
         self.spent += self.cost;
-        let seed = crate::env::defend::mix(self.seed, self.evaluations);
-        self.evaluations += 1;
-        (self.objective)(point, seed)
+        (self.objective)(point, crate::env::defend::mix(self.seed, replicate as u64))
     }
 }
 
@@ -139,7 +154,7 @@ fn random_search(space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng
     let mut best: Option<(f64, Vec<usize>)> = None;
     while eval.affordable() > 0 {
         let p = space.random_point(rng);
-        let v = eval.evaluate(&p)?;
+        let v = eval.evaluate(&p, 0)?;
         if best.as_ref().is_none_or(|(b, _)| v > *b) {
             best = Some((v, p));
         }
@@ -147,23 +162,39 @@ fn random_search(space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng
     Ok(best.map_or_else(|| space.random_point(rng), |(_, p)| p))
 }
 
-fn exhaustive(space: &SearchSpace, eval: &mut Evaluator, repeats: usize) -> Result<Vec<usize>> {
+fn exhaustive(space: &SearchSpace, eval: &mut Evaluator, repeats: usize, shortlist: usize, refine: usize) -> Result<Vec<usize>> {
     let n = u64::try_from(space.points())
         .ok()
         .filter(|&n| n <= 10_000_000)
         .ok_or_else(|| Error::config(format!("exhaustive search: the space has {} points, more than 10 million", space.points())))?;
-    let mut best: Option<(f64, Vec<usize>)> = None;
+    let mut all = Vec::with_capacity(n as usize);
     for i in 0..n {
-        let p = space.point(u128::from(i));
+        let point = space.point(u128::from(i));
         let mut sum = 0.0;
-        for _ in 0..repeats {
-            sum += eval.evaluate(&p)?;
+        for r in 0..repeats {
+            sum += eval.evaluate(&point, r)?;
         }
-        if best.as_ref().is_none_or(|(b, _)| sum > *b) {
-            best = Some((sum, p));
-        }
+        all.push(Tally { point, sum, n: repeats });
     }
-    Ok(best.expect("a space has at least one point").1)
+    // Stable: among equal means the first point listed stays first.
+    all.sort_by(|a, b| b.mean().total_cmp(&a.mean()));
+    all.truncate(shortlist.max(1));
+    if refine > 0 {
+        for t in &mut all {
+            t.sum = 0.0;
+            t.n = refine;
+            for r in repeats..repeats + refine {
+                t.sum += eval.evaluate(&t.point, r)?;
+            }
+        }
+        all.sort_by(|a, b| b.mean().total_cmp(&a.mean()));
+    }
+    Ok(all.swap_remove(0).point)
+}
+
+/// The runs an exhaustive search of `points` points needs, at `cost` runs an evaluation.
+pub fn exhaustive_runs(points: usize, repeats: usize, shortlist: usize, refine: usize, cost: usize) -> usize {
+    (points * repeats + shortlist.min(points) * refine) * cost
 }
 
 #[cfg(test)]
@@ -200,8 +231,7 @@ mod tests {
                     let mut f = bowl;
                     let mut eval = Evaluator::new(&mut f, seed, 1, budget);
                     let p = method.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
-                    assert!(eval.spent() <= budget, "{} spent {} of {budget}", method.name(), eval.spent());
-                    assert!(eval.spent() >= budget * 9 / 10, "{} left much of {budget} unspent: {}", method.name(), eval.spent());
+                    assert_eq!(eval.spent(), budget, "{} spends its whole budget, and no more", method.name());
                     total += true_value(&p);
                 }
                 means.push(total / 20.0);
@@ -214,10 +244,12 @@ mod tests {
     fn the_exhaustive_search_finds_the_optimum_and_an_evaluation_costs_its_runs() {
         let space = bowl_space();
         let mut f = bowl;
-        let mut eval = Evaluator::new(&mut f, 1, 2, 6usize.pow(4) * 3 * 2);
-        let p = Method::Exhaustive { repeats: 3 }.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let runs = exhaustive_runs(6usize.pow(4), 3, 10, 5, 2);
+        let mut eval = Evaluator::new(&mut f, 1, 2, runs);
+        let method = Method::Exhaustive { repeats: 3, shortlist: 10, refine: 5 };
+        let p = method.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
         assert_eq!(p, [4, 1, 3, 2]);
-        assert_eq!((eval.spent(), eval.affordable()), (6usize.pow(4) * 6, 0));
-        assert!(eval.evaluate(&p).is_err(), "a spent budget refuses the next evaluation");
+        assert_eq!((eval.spent(), eval.affordable()), ((1296 * 3 + 50) * 2, 0));
+        assert!(eval.evaluate(&p, 0).is_err(), "a spent budget refuses the next evaluation");
     }
 }

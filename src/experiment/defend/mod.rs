@@ -272,6 +272,17 @@ impl DefendConfig {
         (0..self.seeds as u64).map(|r| self.seed.wrapping_add(r)).collect()
     }
 
+    /// Seconds one load test takes on this machine, timed on rules spread over the grid,
+    /// every load in turn (for run estimates).
+    pub fn seconds_per_load_test(&self) -> Result<f64> {
+        let (loads, rules) = (self.loads.loads(), self.grid.joint_rules());
+        super::estimate::seconds_each(16, 64, |i| {
+            let rule = self.grid.rule(&self.grid.choice(i * 7919 % rules));
+            crate::emulator::run_load_test(&rule, &loads[i % loads.len()], &self.scenario, i as u64);
+            Ok(())
+        })
+    }
+
     /// The problem of one objective and mode.
     pub fn spec(&self, objective: &DefendObjective, mode: Mode) -> DefendSpec {
         DefendSpec {
@@ -436,12 +447,7 @@ fn estimate(cfg: &DefendConfig, planned: &[Planned<Job, DefendCell>], stage: Sta
     let mut work = vec![training];
     if stage.reports() {
         let (loads, rules) = (cfg.loads.loads(), cfg.grid.joint_rules());
-        // Rules spread over the grid, every load in turn.
-        let each = super::estimate::seconds_each(16, 64, |i| {
-            let rule = cfg.grid.rule(&cfg.grid.choice(i * 7919 % rules));
-            crate::emulator::run_load_test(&rule, &loads[i % loads.len()], &cfg.scenario, i as u64);
-            Ok(())
-        })?;
+        let each = cfg.seconds_per_load_test()?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let count = (rules * loads.len() * cfg.select_runs) as u64;
         work.push(Work { what: "load tests in the exhaustive search".into(), count, seconds_each: each, parallel: cores });

@@ -1,0 +1,153 @@
+//! The budget report: `budget.md` (per mode, each method's fresh value per budget with its
+//! seeds and interval, and the verdict of every method against random search at the same
+//! budget), `budget.csv` (tidy, one row per mode, method and budget), `budget.png` (value
+//! against budget on a log axis, the exhaustive yardstick as a flat line).
+
+use std::fmt::Write as _;
+
+use super::{BudgetCell, BudgetConfig};
+use crate::env::defend::Mode;
+use crate::experiment::compare::{paired, t_interval, SeedValue};
+use crate::experiment::defend::DefendConfig;
+use crate::experiment::rundir::RunDir;
+use crate::report::plot::{log_x_grid, Curve, CurvePanel};
+use crate::report::{markdown_table, mean_std};
+use crate::search::Method;
+use crate::Result;
+
+/// One method at one budget: its cells' values by seed.
+struct Point {
+    values: Vec<SeedValue>,
+    spent: f64,
+}
+
+impl Point {
+    fn of(cells: &[BudgetCell], mode: Mode, method: &str, budget: usize) -> Point {
+        let mine: Vec<&BudgetCell> = cells.iter().filter(|c| c.mode == mode && c.method == method && c.budget == budget).collect();
+        let spent = mine.iter().map(|c| c.spent as f64).sum::<f64>() / mine.len().max(1) as f64;
+        Point { values: mine.iter().map(|c| (c.seed, c.value)).collect(), spent }
+    }
+
+    fn numbers(&self) -> Vec<f64> {
+        self.values.iter().map(|v| v.1).filter(|v| v.is_finite()).collect()
+    }
+
+    fn median(&self) -> f64 {
+        let mut v = self.numbers();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+
+    /// The mean's 95 % interval (NaN with fewer than two seeds).
+    fn interval(&self) -> (f64, f64) {
+        let v = self.numbers();
+        if v.len() < 2 {
+            return (f64::NAN, f64::NAN);
+        }
+        let ci = t_interval(&v);
+        (ci.low, ci.high)
+    }
+}
+
+pub fn write(cfg: &BudgetConfig, defend: &DefendConfig, cells: &[BudgetCell], dir: &RunDir, seconds: f64) -> Result<()> {
+    let methods: Vec<String> = cfg.methods.iter().map(Method::name).collect();
+    let exhaustive = cfg.exhaustive.method().name();
+    let mut md = String::from("# Budget curves: which search finds the better rule for the same number of load tests?\n\n");
+    let _ = writeln!(
+        md,
+        "Problem: the defender of `{}`, objective `{}` ({} loads, {} joint rules). Each method spends at most B emulator \
+         runs in all (per load: B split evenly over the loads; robust: an evaluation runs every load, each run counted) and \
+         recommends one rule per state; the value is the recommendation's on {} fresh runs per load, the same runs for every \
+         method (per load: the loads' weighted mean; robust: the worst load's mean). Cells: {} seeds per method and budget \
+         (n: seeds with a value). Config: `config.resolved.toml`.\n",
+        cfg.defend.display(),
+        cfg.objective,
+        defend.loads.loads().len(),
+        defend.grid.joint_rules(),
+        cfg.score_runs,
+        cfg.seeds
+    );
+    let _ = writeln!(md, "{}\n", cfg.tie_margin.explained());
+    let mut csv = String::from("mode,method,budget,n_seeds,spent_mean,median,mean,sd,ci_low,ci_high\n");
+    let mut panels = Vec::new();
+    for &mode in &cfg.modes {
+        let _ = writeln!(md, "## {}\n", mode.name());
+        let yard = cells.iter().find(|c| c.mode == mode && c.method == exhaustive);
+        if let Some(y) = yard {
+            let ex = cfg.exhaustive;
+            let _ = writeln!(
+                md,
+                "Exhaustive yardstick (every rule on {} runs, the {} best on {} more): value {:.4}, {} runs.\n",
+                ex.repeats, ex.shortlist, ex.refine, y.value, y.spent
+            );
+            let _ = writeln!(csv, "{},{exhaustive},{},1,{},{:.6},{:.6},0,,", mode.name(), y.budget, y.spent, y.value, y.value);
+        }
+        let mut header = vec!["budget".to_string()];
+        header.extend(methods.iter().map(|m| format!("{m}: median, mean [95 % interval] (n)")));
+        header.extend(methods.iter().skip(1).map(|m| format!("{m} vs {}", methods[0])));
+        let mut rows = Vec::new();
+        let mut curves: Vec<Curve> = Vec::new();
+        for m in &methods {
+            let points: Vec<Point> = cfg.budgets.iter().map(|&b| Point::of(cells, mode, m, b)).collect();
+            let intervals: Vec<(f64, f64)> = points.iter().map(Point::interval).collect();
+            curves.push(Curve {
+                label: m.clone(),
+                mean: points.iter().map(|p| mean_std(&p.numbers()).0).collect(),
+                lo: intervals.iter().map(|i| i.0).collect(),
+                hi: intervals.iter().map(|i| i.1).collect(),
+            });
+        }
+        if let Some(y) = yard {
+            curves.push(Curve::flat(format!("{exhaustive} ({} runs)", y.spent), y.value, cfg.budgets.len()));
+        }
+        for &b in &cfg.budgets {
+            let mut row = vec![b.to_string()];
+            let points: Vec<Point> = methods.iter().map(|m| Point::of(cells, mode, m, b)).collect();
+            for (m, p) in methods.iter().zip(&points) {
+                let v = p.numbers();
+                let (mean, sd) = mean_std(&v);
+                let (lo, hi) = p.interval();
+                row.push(format!("{:.4}, {mean:.4} [{lo:.4}, {hi:.4}] ({})", p.median(), v.len()));
+                let _ =
+                    writeln!(csv, "{},{m},{b},{},{:.1},{:.6},{mean:.6},{sd:.6},{lo:.6},{hi:.6}", mode.name(), v.len(), p.spent, p.median());
+            }
+            for p in points.iter().skip(1) {
+                let c = paired(&p.values, &points[0].values, cfg.tie_margin);
+                row.push(format!("{}: {}", c.verdict, c.difference_text(4)));
+            }
+            rows.push(row);
+        }
+        md.push_str(&markdown_table(&header, &rows));
+        md.push('\n');
+        panels.push(CurvePanel { title: mode.name().to_string(), curves });
+    }
+    let budgets: Vec<f64> = cfg.budgets.iter().map(|&b| b as f64).collect();
+    let mut outputs = dir.outputs();
+    let png = outputs.stage("budget.png")?;
+    log_x_grid(
+        &png,
+        "Fresh value of the recommendation against the budget",
+        "budget (emulator runs)",
+        &cfg.objective,
+        &panels,
+        panels.len(),
+        &budgets,
+    )?;
+    md.push_str("![value against budget](budget.png)\n");
+    outputs.write("budget.md", md)?;
+    outputs.write("budget.csv", csv)?;
+    outputs.commit()?;
+    let total: f64 = cells.iter().map(|c| c.seconds).sum();
+    dir.write(
+        crate::experiment::timing::WALL_TIME_FILE,
+        format!("# Wall time\n\n- whole run (this invocation): {seconds:.0} s\n- cells, summed: {total:.0} s ({} cells)\n", cells.len()),
+    )
+}
