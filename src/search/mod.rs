@@ -9,6 +9,8 @@
 //!   equal share of the budget each; a round evaluates every surviving point again and keeps
 //!   the best 1/eta by the mean of all its evaluations, so noise is met with repeats where
 //!   the contest is close.
+//! - [`Method::CmaEs`]: CMA-ES over the integer encoding ([`cma`]); the recommendation is
+//!   the final distribution's mean.
 //! - [`Method::Exhaustive`]: every point, `repeats` times, then the `shortlist` best again
 //!   `refine` times (the yardstick of small spaces; its spending is whatever the space
 //!   needs, reported beside it).
@@ -16,6 +18,7 @@
 //! Evaluations use common random numbers: replicate k of every point runs on the same seed,
 //! so two points are compared by their effect, not by their luck.
 
+pub mod cma;
 pub mod halving;
 pub mod space;
 
@@ -35,6 +38,11 @@ pub enum Method {
         #[serde(default = "two")]
         eta: usize,
     },
+    CmaEs {
+        /// The first step size, as a share of the unit box (default 0.3).
+        #[serde(default = "step")]
+        sigma: f64,
+    },
     Exhaustive {
         /// Evaluations of every point (default 3).
         #[serde(default = "three")]
@@ -51,6 +59,9 @@ pub enum Method {
 
 fn two() -> usize {
     2
+}
+fn step() -> f64 {
+    0.3
 }
 fn three() -> usize {
     3
@@ -69,6 +80,7 @@ impl Method {
             Method::Random => "random".into(),
             Method::SuccessiveHalving { eta: 2 } => "halving".into(),
             Method::SuccessiveHalving { eta } => format!("halving_eta{eta}"),
+            Method::CmaEs { .. } => "cma_es".into(),
             Method::Exhaustive { repeats, .. } => format!("exhaustive_x{repeats}"),
         }
     }
@@ -77,6 +89,7 @@ impl Method {
         match self {
             Method::SuccessiveHalving { eta } if *eta < 2 => Err(format!("successive_halving.eta must be >= 2, but is {eta}")),
             Method::Exhaustive { repeats: 0, .. } => Err("exhaustive.repeats must be >= 1".into()),
+            Method::CmaEs { sigma } if !(*sigma > 0.0 && *sigma <= 1.0) => Err(format!("cma_es.sigma must be in (0, 1], but is {sigma}")),
             _ => Ok(()),
         }
     }
@@ -92,6 +105,7 @@ impl Method {
         match self {
             Method::Random => random_search(space, eval, rng),
             Method::SuccessiveHalving { eta } => halving::search(space, eval, *eta, rng),
+            Method::CmaEs { sigma } => cma::search(space, eval, *sigma, rng),
             Method::Exhaustive { repeats, shortlist, refine } => exhaustive(space, eval, *repeats, *shortlist, *refine),
         }
     }
@@ -150,7 +164,7 @@ impl Tally {
     }
 }
 
-fn random_search(space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+pub(crate) fn random_search(space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
     let mut best: Option<(f64, Vec<usize>)> = None;
     while eval.affordable() > 0 {
         let p = space.random_point(rng);
@@ -223,7 +237,10 @@ mod tests {
     #[test]
     fn every_method_stays_within_its_budget_and_does_better_with_more() {
         let space = bowl_space();
-        for method in [Method::Random, Method::SuccessiveHalving { eta: 2 }, Method::SuccessiveHalving { eta: 3 }] {
+        let lambda = cma::lambda(4);
+        for method in
+            [Method::Random, Method::SuccessiveHalving { eta: 2 }, Method::SuccessiveHalving { eta: 3 }, Method::CmaEs { sigma: 0.3 }]
+        {
             let mut means = vec![];
             for budget in [10, 1000] {
                 let mut total = 0.0;
@@ -231,7 +248,11 @@ mod tests {
                     let mut f = bowl;
                     let mut eval = Evaluator::new(&mut f, seed, 1, budget);
                     let p = method.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
-                    assert_eq!(eval.spent(), budget, "{} spends its whole budget, and no more", method.name());
+                    // CMA-ES spends whole generations, and stops once it has converged.
+                    let converges = matches!(method, Method::CmaEs { .. }) && budget > 10 * lambda;
+                    let unspent = if matches!(method, Method::CmaEs { .. }) { lambda - 1 } else { 0 };
+                    assert!(eval.spent() <= budget, "{}: {} of {budget}", method.name(), eval.spent());
+                    assert!(converges || eval.spent() + unspent >= budget, "{}: {} of {budget}", method.name(), eval.spent());
                     total += true_value(&p);
                 }
                 means.push(total / 20.0);
