@@ -11,6 +11,8 @@
 //!   the contest is close.
 //! - [`Method::CmaEs`]: CMA-ES over the integer encoding ([`cma`]); the recommendation is
 //!   the final distribution's mean.
+//! - [`Method::ModelBased`]: the paper's route ([`model_based`]): a design, a forest fitted
+//!   on it alone, searched, its best candidates checked on the rest of the budget.
 //! - [`Method::Exhaustive`]: every point, `repeats` times, then the `shortlist` best again
 //!   `refine` times (the yardstick of small spaces; its spending is whatever the space
 //!   needs, reported beside it).
@@ -20,6 +22,7 @@
 
 pub mod cma;
 pub mod halving;
+pub mod model_based;
 pub mod space;
 
 use rand_chacha::ChaCha8Rng;
@@ -43,6 +46,7 @@ pub enum Method {
         #[serde(default = "step")]
         sigma: f64,
     },
+    ModelBased(model_based::ModelBased),
     Exhaustive {
         /// Evaluations of every point (default 3).
         #[serde(default = "three")]
@@ -81,6 +85,7 @@ impl Method {
             Method::SuccessiveHalving { eta: 2 } => "halving".into(),
             Method::SuccessiveHalving { eta } => format!("halving_eta{eta}"),
             Method::CmaEs { .. } => "cma_es".into(),
+            Method::ModelBased(m) => format!("model_based_{:.0}pct_top{}", 100.0 * m.design_share, m.candidates),
             Method::Exhaustive { repeats, .. } => format!("exhaustive_x{repeats}"),
         }
     }
@@ -89,6 +94,7 @@ impl Method {
         match self {
             Method::SuccessiveHalving { eta } if *eta < 2 => Err(format!("successive_halving.eta must be >= 2, but is {eta}")),
             Method::Exhaustive { repeats: 0, .. } => Err("exhaustive.repeats must be >= 1".into()),
+            Method::ModelBased(m) => m.validate(),
             Method::CmaEs { sigma } if !(*sigma > 0.0 && *sigma <= 1.0) => Err(format!("cma_es.sigma must be in (0, 1], but is {sigma}")),
             _ => Ok(()),
         }
@@ -106,6 +112,7 @@ impl Method {
             Method::Random => random_search(space, eval, rng),
             Method::SuccessiveHalving { eta } => halving::search(space, eval, *eta, rng),
             Method::CmaEs { sigma } => cma::search(space, eval, *sigma, rng),
+            Method::ModelBased(m) => m.search(space, eval, rng),
             Method::Exhaustive { repeats, shortlist, refine } => exhaustive(space, eval, *repeats, *shortlist, *refine),
         }
     }
@@ -238,9 +245,13 @@ mod tests {
     fn every_method_stays_within_its_budget_and_does_better_with_more() {
         let space = bowl_space();
         let lambda = cma::lambda(4);
-        for method in
-            [Method::Random, Method::SuccessiveHalving { eta: 2 }, Method::SuccessiveHalving { eta: 3 }, Method::CmaEs { sigma: 0.3 }]
-        {
+        for method in [
+            Method::Random,
+            Method::SuccessiveHalving { eta: 2 },
+            Method::SuccessiveHalving { eta: 3 },
+            Method::CmaEs { sigma: 0.3 },
+            Method::ModelBased(model_based::ModelBased::default()),
+        ] {
             let mut means = vec![];
             for budget in [10, 1000] {
                 let mut total = 0.0;

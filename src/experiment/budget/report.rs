@@ -92,7 +92,11 @@ pub fn write(cfg: &BudgetConfig, defend: &DefendConfig, cells: &[BudgetCell], di
         }
         let mut header = vec!["budget".to_string()];
         header.extend(methods.iter().map(|m| format!("{m}: median, mean [95 % interval] (n)")));
-        header.extend(methods.iter().skip(1).map(|m| format!("{m} vs {}", methods[0])));
+        // Every pair of methods, later against earlier, paired by seed.
+        let pairs: Vec<(usize, usize)> = (0..methods.len()).flat_map(|j| (0..j).map(move |i| (j, i))).collect();
+        let mut verdict_header = vec!["budget".to_string()];
+        verdict_header.extend(pairs.iter().map(|&(j, i)| format!("{} vs {}", methods[j], methods[i])));
+        let mut verdict_rows = Vec::new();
         let mut rows = Vec::new();
         let mut curves: Vec<Curve> = Vec::new();
         for m in &methods {
@@ -119,13 +123,17 @@ pub fn write(cfg: &BudgetConfig, defend: &DefendConfig, cells: &[BudgetCell], di
                 let _ =
                     writeln!(csv, "{},{m},{b},{},{:.1},{:.6},{mean:.6},{sd:.6},{lo:.6},{hi:.6}", mode.name(), v.len(), p.spent, p.median());
             }
-            for p in points.iter().skip(1) {
-                let c = paired(&p.values, &points[0].values, cfg.tie_margin);
-                row.push(format!("{}: {}", c.verdict, c.difference_text(4)));
+            let mut verdicts = vec![b.to_string()];
+            for &(j, i) in &pairs {
+                let c = paired(&points[j].values, &points[i].values, cfg.tie_margin);
+                verdicts.push(format!("{}: {}", c.verdict, c.difference_text(1)));
             }
             rows.push(row);
+            verdict_rows.push(verdicts);
         }
         md.push_str(&markdown_table(&header, &rows));
+        md.push_str("\nVerdicts, each pair paired by seed:\n\n");
+        md.push_str(&markdown_table(&verdict_header, &verdict_rows));
         md.push('\n');
         panels.push(CurvePanel { title: mode.name().to_string(), curves });
     }
