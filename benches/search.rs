@@ -1,0 +1,63 @@
+//! A search method's own cost per evaluation, against the cost of the evaluation itself:
+//! each method spends 1 000 evaluations of a free objective (a hash of the point) over the
+//! defender's default grid (8 fields, 17 280 rules), and one emulator load test of the
+//! defend experiment's middle load is timed beside them. Issue 27's target: a method's
+//! cost per evaluation under 10 % of a load test (Bayesian optimisation excepted).
+//!
+//! cargo bench --bench search
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use meshrl::emulator::{run_load_test, Scenario};
+use meshrl::env::defend::grid::RuleGrid;
+use meshrl::env::defend::objective::DefendObjective;
+use meshrl::env::defend::{mix, DefendEnv, DefendSpec, Mode};
+use meshrl::env::Environment;
+use meshrl::rules::Load;
+use meshrl::search::model_based::ModelBased;
+use meshrl::search::{Evaluator, Method};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const EVALUATIONS: usize = 1000;
+
+fn bench_search(c: &mut Criterion) {
+    let load = Load { threads: 16, calls: 1000 };
+    let spec = DefendSpec {
+        grid: RuleGrid::default(),
+        loads: vec![load],
+        weights: vec![1.0],
+        scenario: Scenario::default(),
+        objective: DefendObjective::default(),
+        mode: Mode::PerLoad,
+        sequential: false,
+    };
+    let env = DefendEnv::new(spec);
+    let space = env.search_space();
+    let mut group = c.benchmark_group("search");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(EVALUATIONS as u64));
+    let methods =
+        [Method::Random, Method::SuccessiveHalving { eta: 2 }, Method::CmaEs { sigma: 0.3 }, Method::ModelBased(ModelBased::default())];
+    for method in methods {
+        group.bench_function(format!("{} x {EVALUATIONS} free evaluations", method.name()), |b| {
+            b.iter(|| {
+                let mut free = |p: &[usize], seed: u64| {
+                    Ok::<f64, meshrl::Error>(p.iter().fold(seed, |h, &v| mix(h, v as u64)) as f64 / u64::MAX as f64)
+                };
+                let mut eval = Evaluator::new(&mut free, 1, 1, EVALUATIONS);
+                method.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(1)).expect("a search on a free objective")
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(1));
+    let rules = env.spec().grid.rule(&env.spec().grid.choice(0));
+    group.bench_function("one emulator load test (16 threads, 1000 calls)", |b| {
+        b.iter(|| run_load_test(&rules, &load, &Scenario::default(), 7))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_search);
+criterion_main!(benches);
