@@ -39,7 +39,7 @@ fn bench_search(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(EVALUATIONS as u64));
     let methods =
-        [Method::Random, Method::SuccessiveHalving { eta: 2 }, Method::CmaEs { sigma: 0.3 }, Method::ModelBased(ModelBased::default())];
+        [Method::Random {}, Method::SuccessiveHalving { eta: 2 }, Method::CmaEs { sigma: 0.3 }, Method::ModelBased(ModelBased::default())];
     for method in methods {
         group.bench_function(format!("{} x {EVALUATIONS} free evaluations", method.name()), |b| {
             b.iter(|| {

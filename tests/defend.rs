@@ -230,9 +230,13 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
     for f in ["budget.md", "budget.csv"] {
         assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{f} differs");
     }
-    for (set, needle) in
-        [("budgets=[0]", "budgets[0]"), ("objective=\"nope\"", "objective \"nope\""), ("methods=[{method=\"exhaustive\"}]", "methods[0]")]
-    {
+    for (set, needle) in [
+        ("budgets=[0]", "budgets[0]"),
+        ("objective=\"nope\"", "objective \"nope\""),
+        ("methods=[{method=\"exhaustive\"}]", "methods[0]"),
+        ("methods=[{method=\"random\",foo=1}]", "foo"),
+        ("methods=[{method=\"model_based\",forest={trees=0}}]", "model_based.forest.trees"),
+    ] {
         let bad = tmp.path().join("bad");
         let out = meshrl(&["run", config.to_str().unwrap(), "--set", set, "--set", &format!("out_dir=\"{}\"", bad.display())], tmp.path());
         common::assert_exit_2_naming(&out, &[needle]);

@@ -35,7 +35,8 @@ pub use space::{Field, FieldKind, SearchSpace};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Method {
-    Random,
+    /// A struct variant, so that an unknown field next to `method = "random"` is refused.
+    Random {},
     SuccessiveHalving {
         /// The share kept each round is 1/eta (default 2: halving).
         #[serde(default = "two")]
@@ -81,7 +82,7 @@ impl Method {
     /// Its name in tables and file names.
     pub fn name(&self) -> String {
         match self {
-            Method::Random => "random".into(),
+            Method::Random {} => "random".into(),
             Method::SuccessiveHalving { eta: 2 } => "halving".into(),
             Method::SuccessiveHalving { eta } => format!("halving_eta{eta}"),
             Method::CmaEs { .. } => "cma_es".into(),
@@ -109,7 +110,7 @@ impl Method {
     /// evaluation affordable, a point drawn at random.
     pub fn search(&self, space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
         match self {
-            Method::Random => random_search(space, eval, rng),
+            Method::Random {} => random_search(space, eval, rng),
             Method::SuccessiveHalving { eta } => halving::search(space, eval, *eta, rng),
             Method::CmaEs { sigma } => cma::search(space, eval, *sigma, rng),
             Method::ModelBased(m) => m.search(space, eval, rng),
@@ -246,7 +247,7 @@ mod tests {
         let space = bowl_space();
         let lambda = cma::lambda(4);
         for method in [
-            Method::Random,
+            Method::Random {},
             Method::SuccessiveHalving { eta: 2 },
             Method::SuccessiveHalving { eta: 3 },
             Method::CmaEs { sigma: 0.3 },

@@ -47,7 +47,10 @@ impl ModelBased {
         if self.candidates == 0 {
             return Err("model_based.candidates must be >= 1".into());
         }
-        self.forest.validate().map_err(|e| format!("model_based.{e}"))
+        self.forest.validate().map_err(|e| match e {
+            crate::Error::Config { message, .. } => format!("model_based.{message}"),
+            other => other.to_string(),
+        })
     }
 
     pub(super) fn search(&self, space: &SearchSpace, eval: &mut Evaluator, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
