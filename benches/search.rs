@@ -12,11 +12,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use meshrl::emulator::{run_load_test, Scenario};
 use meshrl::env::defend::grid::RuleGrid;
 use meshrl::env::defend::objective::DefendObjective;
-use meshrl::env::defend::{mix, DefendEnv, DefendSpec, Mode};
+use meshrl::env::defend::{DefendEnv, DefendSpec, Mode};
 use meshrl::env::Environment;
 use meshrl::rules::Load;
 use meshrl::search::model_based::ModelBased;
 use meshrl::search::{Evaluator, Method};
+use meshrl::seeding::mix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

@@ -42,6 +42,7 @@ pub mod policy;
 pub mod report;
 pub mod rules;
 pub mod search;
+pub mod seeding;
 pub mod serve;
 pub mod simulator;
 pub mod train;

@@ -134,6 +134,71 @@ fn build<E: Environment>(
     Ok(candidates)
 }
 
+/// One interaction in `state`: the groups act, the model scores what they built, the
+/// learner records its rewards and trains when due, and `state` moves on (a fresh one from
+/// `rng` when the episode ends). With `baseline`, uniformly random actions in the same
+/// state are drawn there first (scored later, in one batch). Returns the scored candidates
+/// and the state they were built in.
+fn interact<E: Environment>(
+    env: &E,
+    state: &mut E::State,
+    learner: &mut dyn Learner,
+    clock: Clock,
+    rng: &mut ChaCha8Rng,
+    baseline: Option<&mut Vec<ScoredOf<E>>>,
+) -> Result<(Vec<ScoredOf<E>>, E::State)> {
+    let layout = env.layout();
+    let candidates = build(env, state, |g, obs| learner.act(g, obs, clock))?;
+    let mut scored: Vec<ScoredOf<E>> = candidates.into_iter().map(Scored::new).collect();
+    env.score_model(&mut scored)?;
+    let rewards = env.learning_rewards(&scored);
+    if let Some(baseline) = baseline {
+        let mut random = env.start(state);
+        for c in random.iter_mut() {
+            for (g, group) in layout.groups.iter().enumerate() {
+                env.apply(c, g, rng.random_range(0..group.actions));
+            }
+        }
+        baseline.extend(random.into_iter().map(Scored::new));
+    }
+    let step = env.step(state, &scored, rng);
+    for g in 0..layout.groups.len() {
+        let cut: Vec<Vec<f32>>;
+        let continuation = match step.end {
+            EpisodeEnd::Continues => Continuation::Continues,
+            EpisodeEnd::Terminated => Continuation::Terminated,
+            EpisodeEnd::Truncated => {
+                let next = env.start(&step.next);
+                cut = (0..layout.slots).map(|n| env.observe(&step.next, &next, g, n)).collect();
+                Continuation::Truncated(&cut)
+            }
+        };
+        learner.record(g, &rewards, continuation);
+    }
+    learner.train(clock)?;
+    let next = match step.end {
+        EpisodeEnd::Continues => step.next,
+        EpisodeEnd::Terminated | EpisodeEnd::Truncated => env.reset(rng),
+    };
+    Ok((scored, std::mem::replace(state, next)))
+}
+
+/// Trains `learner` on `env` for `steps` interactions and nothing else: no baseline, no
+/// best epoch, no greedy scoring, so the model is asked exactly once per interaction and
+/// slot (a budget of ground-truth runs counts every one). States come from `rng`.
+pub fn learn<E: Environment>(env: &E, learner: &mut dyn Learner, steps: usize, rng: &mut ChaCha8Rng) -> Result<()> {
+    let mut state = env.reset(rng);
+    for step in 0..steps {
+        interact(env, &mut state, learner, Clock { step, total_steps: steps }, rng, None)?;
+    }
+    Ok(())
+}
+
+/// The greedy candidates of `state`: every agent's argmax, phase by phase.
+pub fn greedy<E: Environment>(env: &E, learner: &dyn Learner, state: &E::State) -> Result<Vec<E::Candidate>> {
+    build(env, state, |g, obs| learner.act_greedy(g, obs))
+}
+
 /// Total model reward of each slot, in a batch of whole states (slot-major within a state).
 fn slot_totals<C>(batch: &[Scored<C>], slots: usize) -> Vec<f64> {
     let mut totals = vec![0.0; slots];
@@ -178,39 +243,9 @@ impl<'e, E: Environment> Trainer<'e, E> {
         let mut states = Vec::with_capacity(steps);
         for t in 0..steps {
             let clock = Clock { step: epoch * steps + t, total_steps };
-            let candidates = build(env, &p.state, |g, obs| learner.act(g, obs, clock))?;
-            let mut scored: Vec<ScoredOf<E>> = candidates.into_iter().map(Scored::new).collect();
-            env.score_model(&mut scored)?;
-            let rewards = env.learning_rewards(&scored);
-            // The baseline: a uniformly random action of every agent, in the same state.
-            let mut random = env.start(&p.state);
-            for c in random.iter_mut() {
-                for (g, group) in layout.groups.iter().enumerate() {
-                    env.apply(c, g, p.rng.random_range(0..group.actions));
-                }
-            }
-            baseline.extend(random.into_iter().map(Scored::new));
-            let step = env.step(&p.state, &scored, &mut p.rng);
-            for g in 0..layout.groups.len() {
-                let cut: Vec<Vec<f32>>;
-                let continuation = match step.end {
-                    EpisodeEnd::Continues => Continuation::Continues,
-                    EpisodeEnd::Terminated => Continuation::Terminated,
-                    EpisodeEnd::Truncated => {
-                        let next = env.start(&step.next);
-                        cut = (0..layout.slots).map(|n| env.observe(&step.next, &next, g, n)).collect();
-                        Continuation::Truncated(&cut)
-                    }
-                };
-                learner.record(g, &rewards, continuation);
-            }
-            learner.train(clock)?;
+            let (scored, state) = interact(env, &mut p.state, learner, clock, &mut p.rng, Some(&mut baseline))?;
             agents.extend(scored);
-            let next = match step.end {
-                EpisodeEnd::Continues => step.next,
-                EpisodeEnd::Terminated | EpisodeEnd::Truncated => env.reset(&mut p.rng),
-            };
-            states.push(std::mem::replace(&mut p.state, next));
+            states.push(state);
         }
         env.score_model(&mut baseline)?;
         let rl: f64 = agents.iter().map(|s| s.model_reward).sum();

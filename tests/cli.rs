@@ -1899,3 +1899,90 @@ fn serve_refuses_absurd_workers_and_endless_policy_files() {
         assert_exit_2_naming(&out, &["/dev/zero", "larger than 64 MiB"]);
     }
 }
+
+/// Budget curves on the measured control trace: a setting's evaluation is one of its
+/// samples, the value the measured table's; the exhaustive search finds the best setting,
+/// and every method and learner stays within its budget.
+#[test]
+fn budget_curves_on_a_measured_control_trace_stay_within_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let control = tiny_control(tmp.path());
+    let config = tmp.path().join("budget.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind = \"budget\"\nseed = 1\nseeds = 5\nout_dir = \"{}\"\nbudgets = [2, 20]\n\
+             methods = [{{ method = \"random\" }}, {{ method = \"successive_halving\" }}]\nagents = [\"dqn\"]\nscore_runs = 1\n\
+             [problem.control]\nexperiment = \"{}\"\nobjectives = [\"scaling\", \"throughput\"]\n\
+             [dqn]\nhidden = 8\nlearning_starts = 2\nbatch_size = 2\n",
+            tmp.path().join("b").display(),
+            control.display()
+        ),
+    )
+    .unwrap();
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    let csv = std::fs::read_to_string(tmp.path().join("b/budget.csv")).unwrap();
+    // Scaling: at load 1 one replica meets the bound (reward 2), at load 4 two are needed
+    // (reward 1); the loads are equally likely, so the best policy is worth 1.5.
+    assert!(csv.contains("scaling,exhaustive_x3,") && csv.contains(",1.500000,1.500000,0,,"), "{csv}");
+    for line in csv.lines().skip(1).filter(|l| !l.contains("exhaustive")) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (budget, spent): (f64, f64) = (f[2].parse().unwrap(), f[4].parse().unwrap());
+        assert!(spent <= budget && f[3] == "5", "{line}");
+    }
+    let md = std::fs::read_to_string(tmp.path().join("b/budget.md")).unwrap();
+    assert!(md.contains("## scaling") && md.contains("## throughput") && md.contains("dqn vs halving"), "{md}");
+    let bad = tmp.path().join("bad");
+    let out = meshrl(
+        &[
+            "run",
+            config.to_str().unwrap(),
+            "--set",
+            "problem.control.objectives=[\"nope\"]",
+            "--set",
+            &format!("out_dir=\"{}\"", bad.display()),
+        ],
+        tmp.path(),
+    );
+    assert_exit_2_naming(&out, &["objective \"nope\""]);
+    assert!(!bad.exists());
+}
+
+/// Budget curves on the SFR2L load search of a shipped dataset: states are distinct traffic
+/// rules of its trace, the grid the protocol's; the learners act at the states.
+#[test]
+fn budget_curves_on_the_load_search_of_s2_stay_within_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo();
+    let config = tmp.path().join("budget.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind = \"budget\"\nseed = 1\nseeds = 2\nout_dir = \"{}\"\nbudgets = [6]\n\
+             methods = [{{ method = \"random\" }}, {{ method = \"model_based\", forest = {{ trees = 3 }} }}]\nagents = [\"ppo\"]\n\
+             score_runs = 2\n[problem.attack]\ndatasets_config = \"{}\"\nstates = 3\n\
+             [[problem.attack.dataset]]\nname = \"S2\"\npath = \"{}\"\n[exhaustive]\nrepeats = 1\nshortlist = 2\nrefine = 1\n\
+             [ppo]\nn_steps = 2\nbatch_size = 2\n",
+            tmp.path().join("b").display(),
+            repo.join("configs/datasets.toml").display(),
+            repo.join("datasets/S2.csv").display()
+        ),
+    )
+    .unwrap();
+    let out = meshrl(&["run", config.to_str().unwrap()], tmp.path());
+    assert_ok(&out);
+    let csv = std::fs::read_to_string(tmp.path().join("b/budget.csv")).unwrap();
+    // 35 loads once, the 2 best once more, at each of 3 states.
+    assert!(csv.contains("S2,exhaustive_x1,111,1,111,"), "{csv}");
+    for m in ["random", "model_based_50pct_top5", "ppo"] {
+        assert!(csv.contains(&format!("S2,{m},6,2,6.0,")), "{m}: {csv}");
+    }
+    let bad = tmp.path().join("bad");
+    let out = meshrl(
+        &["run", config.to_str().unwrap(), "--set", "problem.attack.states=100000", "--set", &format!("out_dir=\"{}\"", bad.display())],
+        tmp.path(),
+    );
+    assert_exit_2_naming(&out, &["S2.csv", "distinct traffic rules"]);
+    assert!(!bad.exists());
+}

@@ -194,10 +194,12 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
     std::fs::write(
         &config,
         format!(
-            "kind = \"budget\"\nseed = 2\nseeds = 3\nout_dir = \"{}\"\ndefend = \"{}\"\nobjective = \"goodput\"\n\
+            "kind = \"budget\"\nseed = 2\nseeds = 3\nout_dir = \"{}\"\n\
              budgets = [2, 12]\nmethods = [{{ method = \"random\" }}, {{ method = \"successive_halving\" }}, \
              {{ method = \"cma_es\" }}, {{ method = \"model_based\", candidates = 2, forest = {{ trees = 5 }} }}]\n\
-             score_runs = 3\n[exhaustive]\nrepeats = 2\nshortlist = 2\nrefine = 1\n",
+             agents = [\"dqn\", \"ppo\"]\nscore_runs = 3\n[problem.defend]\nexperiment = \"{}\"\nobjective = \"goodput\"\n\
+             [exhaustive]\nrepeats = 2\nshortlist = 2\nrefine = 1\n[dqn]\nhidden = 8\nlearning_starts = 2\nbatch_size = 2\n\
+             [ppo]\nn_steps = 4\nbatch_size = 2\n",
             tmp.path().join("b").display(),
             defend.display()
         ),
@@ -207,13 +209,21 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
     assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
     let dir = tmp.path().join("b");
     let md = std::fs::read_to_string(dir.join("budget.md")).unwrap();
-    for needle in
-        ["## per_load", "## robust", "Exhaustive yardstick", "halving vs random", "model_based_50pct_top2 vs random", "(3)", "budget.png"]
-    {
+    for needle in [
+        "## per_load",
+        "## robust",
+        "Exhaustive yardstick",
+        "halving vs random",
+        "model_based_50pct_top2 vs random",
+        "| ppo vs dqn |",
+        "| pair | B = 2 | B = 12 |",
+        "(3)",
+        "budget.png",
+    ] {
         assert!(md.contains(needle), "{needle} missing:\n{md}");
     }
     let csv = std::fs::read_to_string(dir.join("budget.csv")).unwrap();
-    assert!(csv.starts_with("mode,method,budget,n_seeds,spent_mean,"), "{csv}");
+    assert!(csv.starts_with("variant,method,budget,n_seeds,spent_mean,"), "{csv}");
     for line in csv.lines().skip(1).filter(|l| !l.contains("exhaustive")) {
         let f: Vec<&str> = line.split(',').collect();
         let (budget, spent): (f64, f64) = (f[2].parse().unwrap(), f[4].parse().unwrap());
@@ -232,7 +242,9 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
     }
     for (set, needle) in [
         ("budgets=[0]", "budgets[0]"),
-        ("objective=\"nope\"", "objective \"nope\""),
+        ("problem.defend.objective=\"nope\"", "objective \"nope\""),
+        ("agents=[\"dqn\",\"dqn\"]", "agents"),
+        ("dqn.hidden=0", "hidden"),
         ("methods=[{method=\"exhaustive\"}]", "methods[0]"),
         ("methods=[{method=\"random\",foo=1}]", "foo"),
         ("methods=[{method=\"model_based\",forest={trees=0}}]", "model_based.forest.trees"),

@@ -154,7 +154,7 @@ impl<'a> Evaluator<'a> {
             return Err(Error::config(format!("a search method overspent its budget of {} runs", self.limit)));
         }
         self.spent += self.cost;
-        (self.objective)(point, crate::env::defend::mix(self.seed, replicate as u64))
+        (self.objective)(point, crate::seeding::mix(self.seed, replicate as u64))
     }
 }
 
@@ -228,7 +228,7 @@ mod tests {
     pub(crate) fn bowl(p: &[usize], seed: u64) -> Result<f64> {
         let target = [4.0, 1.0, 3.0, 2.0];
         let d: f64 = p.iter().zip(target).map(|(&x, t)| (x as f64 - t).powi(2)).sum();
-        let noise = (crate::env::defend::mix(seed, 1) % 1000) as f64 / 1000.0 - 0.5;
+        let noise = (crate::seeding::mix(seed, 1) % 1000) as f64 / 1000.0 - 0.5;
         Ok(-d + noise)
     }
 

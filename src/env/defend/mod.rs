@@ -59,13 +59,7 @@ pub struct DefendSpec {
     pub sequential: bool,
 }
 
-/// A 64-bit mix of two numbers (splitmix64's finaliser): seeds of derived load tests.
-pub fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::seeding::mix;
 
 impl DefendSpec {
     /// The objective of `rules` under load `load` in the run seeded `seed`.
@@ -126,6 +120,11 @@ impl DefendEnv {
 
     pub fn spec(&self) -> &DefendSpec {
         &self.spec
+    }
+
+    /// The grid fields the agents choose, in group order (a point of the search space).
+    pub fn searched(&self) -> &[usize] {
+        &self.searched
     }
 
     /// What every agent sees of a load before anyone acts (in robust mode, a constant).

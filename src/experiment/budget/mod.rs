@@ -3,14 +3,16 @@
 //! recommendation's true value is measured on fresh runs, the same common-random-number
 //! seeds for every method. Verdicts come from [`crate::experiment::compare`].
 //!
-//! The problem so far is the defender ([`crate::env::defend`]): its scenario, loads, grid
-//! and objective are read from a defend experiment file. Per load, B is split evenly over
-//! the loads (a per-state method); robust, one evaluation of a rule runs every load, and
-//! each of those runs counts.
+//! The problems ([`problem`]): the defender, the SFR2L load search and seed 002's control
+//! problem, each with one or more variants (a panel: per load and robust, a dataset, an
+//! objective). B is the total over a variant's states; a per-state method splits it evenly.
+//! DQN and PPO are on the curves too ([`agents`]), trained with B ground-truth interactions.
 //!
-//! A cell is one (mode, method, budget, seed); the exhaustive search is a cell of its own
-//! per mode (its spending is what the grid needs, reported beside it).
+//! A cell is one (variant, method or learner, budget, seed); the exhaustive search is a
+//! cell of its own per variant (its spending is what the space needs, reported beside it).
 
+pub mod agents;
+pub mod problem;
 mod report;
 
 use std::path::PathBuf;
@@ -23,14 +25,17 @@ use serde::{Deserialize, Serialize};
 use super::cells::{report_due, run_resumable, split_by_stage, Label, Planned, Workers};
 use super::claims::Claims;
 use super::compare::TieMargin;
-use super::defend::DefendConfig;
 use super::estimate::{Estimate, Work};
 use super::rundir::{json, Cell, CellJob, DirCoordination};
 use super::{RunOptions, Stage};
-use crate::env::defend::{mix, DefendEnv, LoadState, Mode};
-use crate::env::Environment;
+use crate::agent::dqn::DqnConfig;
+use crate::agent::ppo::PpoConfig;
+use crate::agent::LearnerKind;
 use crate::error::{Error, Result};
 use crate::search::{Evaluator, Method};
+use crate::seeding::mix;
+use agents::AgentSettings;
+use problem::{Problem, ProblemConfig, Variant};
 
 /// The budget experiment (experiments/budget_*.toml).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,16 +53,18 @@ pub struct BudgetConfig {
     /// The practical margin of the verdicts (`experiment::compare`; default 0.01).
     #[serde(default)]
     pub tie_margin: TieMargin,
-    /// The problem: a defend experiment file, whose scenario, loads and grid are used.
-    pub defend: PathBuf,
-    /// The name of one of that file's `[[objectives]]`.
-    pub objective: String,
-    /// Per load, one rule for all loads (robust), or both (default).
-    #[serde(default = "both_modes")]
-    pub modes: Vec<Mode>,
+    /// The problem searched (`[problem.defend]`, `[problem.attack]` or `[problem.control]`).
+    pub problem: ProblemConfig,
     /// Ground-truth runs a method may spend, in total over the states.
     pub budgets: Vec<usize>,
     pub methods: Vec<Method>,
+    /// Learners on the curves, each trained with B ground-truth interactions (default none).
+    #[serde(default)]
+    pub agents: Vec<LearnerKind>,
+    #[serde(default)]
+    pub dqn: DqnConfig,
+    #[serde(default)]
+    pub ppo: PpoConfig,
     /// The exhaustive yardstick (`repeats = 0`: none).
     #[serde(default)]
     pub exhaustive: ExhaustiveSettings,
@@ -100,9 +107,6 @@ fn ten() -> usize {
 fn twenty() -> usize {
     20
 }
-fn both_modes() -> Vec<Mode> {
-    vec![Mode::PerLoad, Mode::Robust]
-}
 
 impl BudgetConfig {
     pub fn validate(&self) -> Result<()> {
@@ -113,8 +117,8 @@ impl BudgetConfig {
         if self.seeds == 0 || self.score_runs == 0 {
             return Err(Error::config("seeds and score_runs must be >= 1"));
         }
-        if self.budgets.is_empty() || self.methods.is_empty() || self.modes.is_empty() {
-            return Err(Error::config("budgets, methods and modes each need at least one entry"));
+        if self.budgets.is_empty() || self.methods.is_empty() {
+            return Err(Error::config("budgets and methods each need at least one entry"));
         }
         if let Some(i) = self.budgets.iter().position(|&b| b == 0) {
             return Err(Error::config(format!("budgets[{i}] must be >= 1")));
@@ -127,18 +131,40 @@ impl BudgetConfig {
         }
         super::refuse_repeats("budgets", &self.budgets)?;
         super::refuse_repeats("methods", &self.methods.iter().map(Method::name).collect::<Vec<_>>())?;
-        super::refuse_repeats("modes", &self.modes)
+        super::refuse_repeats("agents", &self.agents)?;
+        self.settings().validate()?;
+        self.problem.validate()
     }
 
-    /// The defend experiment whose problem this searches, and the objective's index in it.
-    pub fn problem(&self) -> Result<(DefendConfig, usize)> {
-        let table = super::load_experiment(&self.defend, &[])?;
-        let defend: DefendConfig = super::parse_config(table, &self.defend, &[], DefendConfig::validate)?;
-        let objective = defend.objectives.iter().position(|o| o.name == self.objective).ok_or_else(|| {
-            let names: Vec<&str> = defend.objectives.iter().map(|o| o.name.as_str()).collect();
-            Error::config(format!("objective {:?} is not one of {}'s objectives {names:?}", self.objective, self.defend.display()))
-        })?;
-        Ok((defend, objective))
+    pub fn settings(&self) -> AgentSettings {
+        AgentSettings { dqn: self.dqn.clone(), ppo: self.ppo.clone() }
+    }
+
+    /// Every entry on the curves: the search methods, then the learners.
+    fn entries(&self) -> Vec<Entry> {
+        let methods = self.methods.iter().cloned().map(Entry::Search);
+        methods.chain(self.agents.iter().map(|&l| Entry::Agent(l))).collect()
+    }
+
+    /// The names of [`BudgetConfig::entries`], in order.
+    pub fn entry_names(&self) -> Vec<String> {
+        self.entries().iter().map(Entry::name).collect()
+    }
+}
+
+/// What a cell runs: a search method (the exhaustive yardstick among them) or a learner.
+#[derive(Debug, Clone, Serialize)]
+enum Entry {
+    Search(Method),
+    Agent(LearnerKind),
+}
+
+impl Entry {
+    fn name(&self) -> String {
+        match self {
+            Entry::Search(m) => m.name(),
+            Entry::Agent(l) => l.name().to_string(),
+        }
     }
 }
 
@@ -146,17 +172,19 @@ impl BudgetConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BudgetCell {
     pub key: String,
-    pub mode: Mode,
+    /// The problem's variant (a panel).
+    pub variant: String,
+    /// The search method or the learner.
     pub method: String,
     /// The budget given (the exhaustive search: the runs it needed).
     pub budget: usize,
     pub seed: u64,
     /// Ground-truth runs spent, in total.
     pub spent: usize,
-    /// The recommended point per state (per load; one in robust mode).
+    /// The recommended point per state.
     pub points: Vec<Vec<usize>>,
-    /// The recommendations' true value on the fresh runs: the loads' weighted mean per
-    /// load, the worst load's mean in robust mode.
+    /// The recommendations' true value on the fresh runs (the variant says how states
+    /// combine).
     pub value: f64,
     pub seconds: f64,
 }
@@ -169,8 +197,9 @@ impl Cell for BudgetCell {
 
 struct Job {
     index: usize,
-    mode: Mode,
-    method: Method,
+    variant: usize,
+    variant_name: String,
+    entry: Entry,
     /// `None`: the exhaustive yardstick.
     budget: Option<usize>,
     seed: u64,
@@ -180,8 +209,8 @@ struct Job {
 impl Job {
     fn cell_name(&self) -> String {
         match self.budget {
-            Some(b) => format!("{}_{}_b{b}_seed{}", self.mode.name(), self.method.name(), self.seed),
-            None => format!("{}_{}", self.mode.name(), self.method.name()),
+            Some(b) => format!("{}_{}_b{b}_seed{}", self.variant_name, self.entry.name(), self.seed),
+            None => format!("{}_{}", self.variant_name, self.entry.name()),
         }
     }
 }
@@ -203,36 +232,39 @@ const FRESH_STREAM: u64 = 2;
 
 pub fn run(cfg: &BudgetConfig, stage: Stage, options: RunOptions) -> Result<()> {
     let started = Instant::now();
-    let (defend, objective) = cfg.problem()?;
+    let problem = cfg.problem.build(cfg.seed)?;
     let checked = super::rundir::RunDir::check(&cfg.out_dir, cfg, &[], &[])?;
-    let problem_key = json(&(&defend.scenario, &defend.loads, &defend.grid, &defend.objectives[objective], defend.sequential));
     println!(
-        "budget: the defender of {} (objective {}), {} loads x {} joint rules; budgets {:?}; methods {:?}; {} seeds",
-        cfg.defend.display(),
-        cfg.objective,
-        defend.loads.loads().len(),
-        defend.grid.joint_rules(),
+        "budget: {} variant(s) {:?}; budgets {:?}; entries {:?}; {} seeds",
+        problem.variants.len(),
+        problem.variants.iter().map(|v| v.name()).collect::<Vec<_>>(),
         cfg.budgets,
-        cfg.methods.iter().map(Method::name).collect::<Vec<_>>(),
+        cfg.entry_names(),
         cfg.seeds
     );
+    let settings = cfg.settings();
     let mut planned = Vec::new();
-    let mut plan = |mode: Mode, method: Method, budget: Option<usize>, seed: u64| {
-        let key = json(&(&problem_key, mode, &method, budget, seed, cfg.score_runs, cfg.seed));
-        let job = Job { index: planned.len(), mode, method, budget, seed, key };
+    let mut plan = |variant: usize, entry: Entry, budget: Option<usize>, seed: u64| {
+        let v = &problem.variants[variant];
+        let learner = match &entry {
+            Entry::Agent(l) => l.settings_json(&settings.dqn, &settings.ppo),
+            Entry::Search(_) => String::new(),
+        };
+        let key = json(&(v.key(), &entry, &learner, budget, seed, cfg.score_runs, cfg.seed));
+        let job = Job { index: planned.len(), variant, variant_name: v.name(), entry, budget, seed, key };
         planned.push(match checked.read_cell::<BudgetCell>("cells", &job.cell_name(), &job.key) {
             Some(cell) => Planned::Done(cell),
             None => Planned::Todo(job),
         });
     };
-    for &mode in &cfg.modes {
+    for variant in 0..problem.variants.len() {
         if cfg.exhaustive.repeats > 0 {
-            plan(mode, cfg.exhaustive.method(), None, cfg.seed);
+            plan(variant, Entry::Search(cfg.exhaustive.method()), None, cfg.seed);
         }
-        for method in &cfg.methods {
+        for entry in cfg.entries() {
             for &budget in &cfg.budgets {
                 for r in 0..cfg.seeds as u64 {
-                    plan(mode, method.clone(), Some(budget), cfg.seed.wrapping_add(r));
+                    plan(variant, entry.clone(), Some(budget), cfg.seed.wrapping_add(r));
                 }
             }
         }
@@ -244,12 +276,17 @@ pub fn run(cfg: &BudgetConfig, stage: Stage, options: RunOptions) -> Result<()> 
         println!("prepared {}", cfg.out_dir.display());
         return Ok(());
     }
-    estimate(cfg, &defend, &planned)?.check(options.allow_long)?;
+    estimate(cfg, &problem, &planned)?.check(options.allow_long)?;
+    // As the other learning experiments: candle's kernels on one thread each, whole cells in
+    // parallel instead.
+    if !cfg.agents.is_empty() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     let dir = checked.create()?;
     let label = |j: &Job| Label { prefix: format!("cell {}/{total} {}", j.index + 1, j.cell_name()), units: 1 };
     let coordination = DirCoordination { dir: &dir, claims: Claims::start() };
     let cells = run_resumable(planned, Workers::new(cfg.parallel_cells), "cell", &coordination, label, |job, progress| {
-        let cell = compute_cell(cfg, &defend, objective, job)?;
+        let cell = compute_cell(cfg, problem.variants[job.variant].as_ref(), &settings, job)?;
         progress.bar.inc(1);
         dir.write_cell("cells", &job.cell_name(), &cell)?;
         Ok(cell)
@@ -257,73 +294,55 @@ pub fn run(cfg: &BudgetConfig, stage: Stage, options: RunOptions) -> Result<()> 
     if !report_due(stage, cells.len(), total, &missing, &cfg.out_dir) {
         return Ok(());
     }
-    report::write(cfg, &defend, &cells, &dir, started.elapsed().as_secs_f64())?;
+    report::write(cfg, &problem, &cells, &dir, started.elapsed().as_secs_f64())?;
     println!("wrote {}", cfg.out_dir.join("budget.md").display());
     Ok(())
 }
 
-/// The emulator runs of the cells still to do (searches and fresh scoring).
-fn estimate(cfg: &BudgetConfig, defend: &DefendConfig, planned: &[Planned<Job, BudgetCell>]) -> Result<Estimate> {
-    let (loads, rules) = (defend.loads.loads(), defend.grid.joint_rules());
-    let each = defend.seconds_per_load_test()?;
-    let todo: Vec<&Job> = planned.iter().filter_map(|p| if let Planned::Todo(j) = p { Some(j) } else { None }).collect();
-    let scoring = (cfg.score_runs * loads.len()) as u64;
+/// The runs an exhaustive search of a variant needs.
+fn exhaustive_runs(cfg: &BudgetConfig, v: &dyn Variant) -> usize {
     let ex = cfg.exhaustive;
-    let exhaustive = crate::search::exhaustive_runs(rules, ex.repeats, ex.shortlist, ex.refine, 1) as u64 * loads.len() as u64;
-    let count = todo.iter().map(|j| j.budget.map_or(exhaustive, |b| b as u64) + scoring).sum();
-    let cores = Workers::new(cfg.parallel_cells).cells;
-    Ok(Estimate { cells: todo.len(), work: vec![Work { what: "load tests".into(), count, seconds_each: each, parallel: cores }] })
+    let points = usize::try_from(v.space().points()).unwrap_or(usize::MAX);
+    crate::search::exhaustive_runs(points, ex.repeats, ex.shortlist, ex.refine, v.cost()) * v.states()
 }
 
-/// One search and its fresh scoring.
-fn compute_cell(cfg: &BudgetConfig, defend: &DefendConfig, objective: usize, job: &Job) -> Result<BudgetCell> {
-    let started = Instant::now();
-    let env = DefendEnv::new(defend.spec(&defend.objectives[objective].objective, job.mode));
-    let spec = env.spec();
-    let space = env.search_space();
-    let loads = spec.loads.len();
-    let states = if job.mode == Mode::Robust { 1 } else { loads };
-    // A robust evaluation runs every load.
-    let cost = if job.mode == Mode::Robust { loads } else { 1 };
-    let points_needed = usize::try_from(space.points()).unwrap_or(usize::MAX);
-    let per_state = match job.budget {
-        Some(b) => b / states,
-        None => {
-            let ex = cfg.exhaustive;
-            crate::search::exhaustive_runs(points_needed, ex.repeats, ex.shortlist, ex.refine, cost)
+/// The ground-truth runs of the cells still to do (searches, training and fresh scoring).
+fn estimate(cfg: &BudgetConfig, problem: &Problem, planned: &[Planned<Job, BudgetCell>]) -> Result<Estimate> {
+    let todo: Vec<&Job> = planned.iter().filter_map(|p| if let Planned::Todo(j) = p { Some(j) } else { None }).collect();
+    let cores = Workers::new(cfg.parallel_cells).cells;
+    let mut work = Vec::new();
+    for (i, v) in problem.variants.iter().enumerate() {
+        let mine: Vec<&&Job> = todo.iter().filter(|j| j.variant == i).collect();
+        if mine.is_empty() {
+            continue;
         }
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
-    let (mut points, mut spent) = (Vec::with_capacity(states), 0);
-    for state in 0..states {
-        let start = env.start(&LoadState { load: state, seed: 0 }).remove(0);
-        let rule_of = |p: &[usize]| spec.grid.rule(&env.joint_candidate(&start, p).choice);
-        let mut objective = |p: &[usize], seed: u64| {
-            let rules = rule_of(p);
-            Ok(match job.mode {
-                Mode::PerLoad => spec.outcome(&rules, state, seed).value,
-                Mode::Robust => spec.worst_outcome(&rules, seed).value,
-            })
-        };
-        let mut eval = Evaluator::new(&mut objective, mix(job.seed, state as u64), cost, per_state);
-        points.push(job.method.search(&space, &mut eval, &mut rng)?);
-        spent += eval.spent();
+        let scoring = (cfg.score_runs * v.states() * v.cost()) as u64;
+        let exhaustive = exhaustive_runs(cfg, v.as_ref()) as u64;
+        let count = mine.iter().map(|j| j.budget.map_or(exhaustive, |b| b as u64) + scoring).sum();
+        work.push(Work {
+            what: format!("{} ({})", problem.runs_label, v.name()),
+            count,
+            seconds_each: v.seconds_per_run()?,
+            parallel: cores,
+        });
     }
-    // Fresh runs, the same seeds for every method: run r at load l.
-    let fresh = |l: usize, r: usize| mix(mix(cfg.seed, FRESH_STREAM), ((l as u64) << 24) | r as u64);
-    let mean_at = |p: &[usize], l: usize| {
-        let start = env.start(&LoadState { load: l, seed: 0 }).remove(0);
-        let rules = spec.grid.rule(&env.joint_candidate(&start, p).choice);
-        (0..cfg.score_runs).map(|r| spec.outcome(&rules, l, fresh(l, r)).value).sum::<f64>() / cfg.score_runs as f64
+    Ok(Estimate { cells: todo.len(), work })
+}
+
+/// One search (or one training) and its fresh scoring.
+fn compute_cell(cfg: &BudgetConfig, v: &dyn Variant, settings: &AgentSettings, job: &Job) -> Result<BudgetCell> {
+    let started = Instant::now();
+    let (points, spent) = match &job.entry {
+        Entry::Agent(learner) => v.train_agent(*learner, settings, job.budget.expect("agents have a budget"), job.seed)?,
+        Entry::Search(method) => search(cfg, v, method, job)?,
     };
-    let value = match job.mode {
-        Mode::PerLoad => (0..loads).map(|l| spec.weights[l] * mean_at(&points[l], l)).sum(),
-        Mode::Robust => (0..loads).map(|l| mean_at(&points[0], l)).fold(f64::INFINITY, f64::min),
-    };
+    // Fresh runs, the same seeds for every method: run r at state s.
+    let fresh = |s: usize, r: usize| mix(mix(cfg.seed, FRESH_STREAM), ((s as u64) << 24) | r as u64);
+    let value = v.value(&points, cfg.score_runs, &fresh)?;
     Ok(BudgetCell {
         key: job.key.clone(),
-        mode: job.mode,
-        method: job.method.name(),
+        variant: job.variant_name.clone(),
+        method: job.entry.name(),
         budget: job.budget.unwrap_or(spent),
         seed: job.seed,
         spent,
@@ -331,4 +350,22 @@ fn compute_cell(cfg: &BudgetConfig, defend: &DefendConfig, objective: usize, job
         value,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A search method at every state, B split evenly over them.
+fn search(cfg: &BudgetConfig, v: &dyn Variant, method: &Method, job: &Job) -> Result<(Vec<Vec<usize>>, usize)> {
+    let (space, states, cost) = (v.space(), v.states(), v.cost());
+    let per_state = match job.budget {
+        Some(b) => b / states,
+        None => exhaustive_runs(cfg, v) / states,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
+    let (mut points, mut spent) = (Vec::with_capacity(states), 0);
+    for state in 0..states {
+        let mut objective = |p: &[usize], seed: u64| v.evaluate(state, p, seed);
+        let mut eval = Evaluator::new(&mut objective, mix(job.seed, state as u64), cost, per_state);
+        points.push(method.search(&space, &mut eval, &mut rng)?);
+        spent += eval.spent();
+    }
+    Ok((points, spent))
 }

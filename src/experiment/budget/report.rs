@@ -1,18 +1,16 @@
-//! The budget report: `budget.md` (per mode, each method's fresh value per budget with its
-//! seeds and interval, and the verdict of every method against random search at the same
-//! budget), `budget.csv` (tidy, one row per mode, method and budget), `budget.png` (value
-//! against budget on a log axis, the exhaustive yardstick as a flat line).
+//! The budget report: `budget.md` (per variant, each method's fresh value per budget with
+//! its seeds and interval, and the verdict of every pair of methods at the same budget),
+//! `budget.csv` (tidy, one row per variant, method and budget), `budget.png` (value against
+//! budget on a log axis, one panel per variant, the exhaustive yardstick as a flat line).
 
 use std::fmt::Write as _;
 
+use super::problem::Problem;
 use super::{BudgetCell, BudgetConfig};
-use crate::env::defend::Mode;
 use crate::experiment::compare::{paired, t_interval, SeedValue};
-use crate::experiment::defend::DefendConfig;
 use crate::experiment::rundir::RunDir;
 use crate::report::plot::{log_x_grid, Curve, CurvePanel};
 use crate::report::{markdown_table, mean_std};
-use crate::search::Method;
 use crate::Result;
 
 /// One method at one budget: its cells' values by seed.
@@ -22,8 +20,8 @@ struct Point {
 }
 
 impl Point {
-    fn of(cells: &[BudgetCell], mode: Mode, method: &str, budget: usize) -> Point {
-        let mine: Vec<&BudgetCell> = cells.iter().filter(|c| c.mode == mode && c.method == method && c.budget == budget).collect();
+    fn of(cells: &[BudgetCell], variant: &str, method: &str, budget: usize) -> Point {
+        let mine: Vec<&BudgetCell> = cells.iter().filter(|c| c.variant == variant && c.method == method && c.budget == budget).collect();
         let spent = mine.iter().map(|c| c.spent as f64).sum::<f64>() / mine.len().max(1) as f64;
         Point { values: mine.iter().map(|c| (c.seed, c.value)).collect(), spent }
     }
@@ -57,50 +55,46 @@ impl Point {
     }
 }
 
-pub fn write(cfg: &BudgetConfig, defend: &DefendConfig, cells: &[BudgetCell], dir: &RunDir, seconds: f64) -> Result<()> {
-    let methods: Vec<String> = cfg.methods.iter().map(Method::name).collect();
+pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &RunDir, seconds: f64) -> Result<()> {
+    let methods = cfg.entry_names();
     let exhaustive = cfg.exhaustive.method().name();
-    let mut md = String::from("# Budget curves: which search finds the better rule for the same number of load tests?\n\n");
+    let runs = &problem.runs_label;
+    let mut md = String::from("# Budget curves: which method finds the better choice for the same number of ground-truth runs?\n\n");
     let _ = writeln!(
         md,
-        "Problem: the defender of `{}`, objective `{}` ({} loads, {} joint rules). Each method spends at most B emulator \
-         runs in all (per load: B split evenly over the loads; robust: an evaluation runs every load, each run counted) and \
-         recommends one rule per state; the value is the recommendation's on {} fresh runs per load, the same runs for every \
-         method (per load: the loads' weighted mean; robust: the worst load's mean). Cells: {} seeds per method and budget \
+        "{} Each method spends at most B {runs} in all and recommends one choice per state, scored as above, the same \
+         fresh runs for every method (`score_runs` = {} per state where the ground truth is random). Learners (dqn, ppo) \
+         are trained with B ground-truth interactions and give their greedy choice. Cells: {} seeds per method and budget \
          (n: seeds with a value). Config: `config.resolved.toml`.\n",
-        cfg.defend.display(),
-        cfg.objective,
-        defend.loads.loads().len(),
-        defend.grid.joint_rules(),
-        cfg.score_runs,
-        cfg.seeds
+        problem.summary, cfg.score_runs, cfg.seeds
     );
     let _ = writeln!(md, "{}\n", cfg.tie_margin.explained());
-    let mut csv = String::from("mode,method,budget,n_seeds,spent_mean,median,mean,sd,ci_low,ci_high\n");
+    let mut csv = String::from("variant,method,budget,n_seeds,spent_mean,median,mean,sd,ci_low,ci_high\n");
     let mut panels = Vec::new();
-    for &mode in &cfg.modes {
-        let _ = writeln!(md, "## {}\n", mode.name());
-        let yard = cells.iter().find(|c| c.mode == mode && c.method == exhaustive);
+    for variant in problem.variants.iter().map(|v| v.name()) {
+        let _ = writeln!(md, "## {variant}\n");
+        let yard = cells.iter().find(|c| c.variant == variant && c.method == exhaustive);
         if let Some(y) = yard {
             let ex = cfg.exhaustive;
             let _ = writeln!(
                 md,
-                "Exhaustive yardstick (every rule on {} runs, the {} best on {} more): value {:.4}, {} runs.\n",
+                "Exhaustive yardstick (every choice on {} runs, the {} best on {} more): value {:.4}, {} {runs}.\n",
                 ex.repeats, ex.shortlist, ex.refine, y.value, y.spent
             );
-            let _ = writeln!(csv, "{},{exhaustive},{},1,{},{:.6},{:.6},0,,", mode.name(), y.budget, y.spent, y.value, y.value);
+            let _ = writeln!(csv, "{variant},{exhaustive},{},1,{},{:.6},{:.6},0,,", y.budget, y.spent, y.value, y.value);
         }
         let mut header = vec!["budget".to_string()];
         header.extend(methods.iter().map(|m| format!("{m}: median, mean [95 % interval] (n)")));
         // Every pair of methods, later against earlier, paired by seed.
         let pairs: Vec<(usize, usize)> = (0..methods.len()).flat_map(|j| (0..j).map(move |i| (j, i))).collect();
-        let mut verdict_header = vec!["budget".to_string()];
-        verdict_header.extend(pairs.iter().map(|&(j, i)| format!("{} vs {}", methods[j], methods[i])));
-        let mut verdict_rows = Vec::new();
+        // One row per pair, one column per budget: the table stays as wide as the budgets.
+        let mut verdict_header = vec!["pair".to_string()];
+        verdict_header.extend(cfg.budgets.iter().map(|b| format!("B = {b}")));
+        let mut verdict_rows: Vec<Vec<String>> = pairs.iter().map(|&(j, i)| vec![format!("{} vs {}", methods[j], methods[i])]).collect();
         let mut rows = Vec::new();
         let mut curves: Vec<Curve> = Vec::new();
         for m in &methods {
-            let points: Vec<Point> = cfg.budgets.iter().map(|&b| Point::of(cells, mode, m, b)).collect();
+            let points: Vec<Point> = cfg.budgets.iter().map(|&b| Point::of(cells, &variant, m, b)).collect();
             let intervals: Vec<(f64, f64)> = points.iter().map(Point::interval).collect();
             curves.push(Curve {
                 label: m.clone(),
@@ -114,28 +108,25 @@ pub fn write(cfg: &BudgetConfig, defend: &DefendConfig, cells: &[BudgetCell], di
         }
         for &b in &cfg.budgets {
             let mut row = vec![b.to_string()];
-            let points: Vec<Point> = methods.iter().map(|m| Point::of(cells, mode, m, b)).collect();
+            let points: Vec<Point> = methods.iter().map(|m| Point::of(cells, &variant, m, b)).collect();
             for (m, p) in methods.iter().zip(&points) {
                 let v = p.numbers();
                 let (mean, sd) = mean_std(&v);
                 let (lo, hi) = p.interval();
                 row.push(format!("{:.4}, {mean:.4} [{lo:.4}, {hi:.4}] ({})", p.median(), v.len()));
-                let _ =
-                    writeln!(csv, "{},{m},{b},{},{:.1},{:.6},{mean:.6},{sd:.6},{lo:.6},{hi:.6}", mode.name(), v.len(), p.spent, p.median());
+                let _ = writeln!(csv, "{variant},{m},{b},{},{:.1},{:.6},{mean:.6},{sd:.6},{lo:.6},{hi:.6}", v.len(), p.spent, p.median());
             }
-            let mut verdicts = vec![b.to_string()];
-            for &(j, i) in &pairs {
+            for (&(j, i), verdicts) in pairs.iter().zip(&mut verdict_rows) {
                 let c = paired(&points[j].values, &points[i].values, cfg.tie_margin);
                 verdicts.push(format!("{}: {}", c.verdict, c.difference_text(1)));
             }
             rows.push(row);
-            verdict_rows.push(verdicts);
         }
         md.push_str(&markdown_table(&header, &rows));
         md.push_str("\nVerdicts, each pair paired by seed:\n\n");
         md.push_str(&markdown_table(&verdict_header, &verdict_rows));
         md.push('\n');
-        panels.push(CurvePanel { title: mode.name().to_string(), curves });
+        panels.push(CurvePanel { title: variant.clone(), curves });
     }
     let budgets: Vec<f64> = cfg.budgets.iter().map(|&b| b as f64).collect();
     let mut outputs = dir.outputs();
@@ -143,8 +134,8 @@ pub fn write(cfg: &BudgetConfig, defend: &DefendConfig, cells: &[BudgetCell], di
     log_x_grid(
         &png,
         "Fresh value of the recommendation against the budget",
-        "budget (emulator runs)",
-        &cfg.objective,
+        &format!("budget ({runs})"),
+        &problem.value_label,
         &panels,
         panels.len(),
         &budgets,

@@ -16,6 +16,7 @@ pub mod apply;
 pub mod model;
 pub mod objective;
 mod report;
+pub use report::describe_knobs;
 pub mod trace;
 
 use std::path::PathBuf;
@@ -167,7 +168,7 @@ impl ControlConfig {
         self.ppo.validate()
     }
 
-    fn weights(&self) -> Vec<f64> {
+    pub(crate) fn weights(&self) -> Vec<f64> {
         let raw = self.loads.weights.clone().unwrap_or_else(|| vec![1.0; self.loads.values.len()]);
         let total: f64 = raw.iter().sum();
         raw.iter().map(|w| w / total).collect()
@@ -185,7 +186,7 @@ impl ControlConfig {
 
 /// Refuses loads or settings the trace never measured: the model's answer there would be an
 /// extrapolation, and the measured optimum would not exist.
-fn check_coverage(cfg: &ControlConfig, trace: &ControlTrace) -> Result<()> {
+pub(crate) fn check_coverage(cfg: &ControlConfig, trace: &ControlTrace) -> Result<()> {
     let (lo, hi) = trace.load_range();
     for &load in &cfg.loads.values {
         if load < lo || load > hi {
@@ -265,7 +266,7 @@ fn model_table(cfg: &ControlConfig, objective: &Objective, model: &ControlModel)
     Ok(t)
 }
 
-fn measured_table(cfg: &ControlConfig, objective: &Objective, trace: &ControlTrace) -> RewardTable {
+pub(crate) fn measured_table(cfg: &ControlConfig, objective: &Objective, trace: &ControlTrace) -> RewardTable {
     let actions = objective.actions();
     let mut t = RewardTable { reward: vec![], delay: vec![] };
     for &l in &cfg.loads.values {

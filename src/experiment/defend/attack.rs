@@ -15,9 +15,10 @@ use super::DefendConfig;
 use crate::agent::LearnerKind;
 use crate::emulator::run_load_test;
 use crate::env::control::{ControlEnv, ControlTables};
-use crate::env::defend::{mix, Mode};
+use crate::env::defend::Mode;
 use crate::error::Result;
 use crate::rules::{Load, RetryPolicy, TrafficRules};
+use crate::seeding::mix;
 use crate::train::{train, Schedule};
 
 /// The attack on one rule.

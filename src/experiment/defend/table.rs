@@ -19,11 +19,12 @@ use super::{DefendCell, DefendConfig};
 use crate::agent::LearnerKind;
 use crate::emulator::run_load_test;
 use crate::env::defend::objective::Outcome;
-use crate::env::defend::{mix, Mode};
+use crate::env::defend::Mode;
 use crate::error::{Error, Result};
 use crate::experiment::yardstick::argmax;
 use crate::generate::DatasetsConfig;
 use crate::rules::{LoadBalancer, RetryPolicy, TrafficRules};
+use crate::seeding::mix;
 
 /// Seed streams of the master seed: selection and fresh scoring never share a run.
 const SELECT_STREAM: u64 = 1;

@@ -56,6 +56,23 @@ pub struct Table5Dataset {
     pub threads: Option<Vec<u32>>,
 }
 
+impl Table5Dataset {
+    /// Its action grid: its own calls and threads, else the protocol's grid of its name.
+    pub fn grid(&self) -> Result<ActionGrid> {
+        let d = self;
+        let default = ActionGrid::for_dataset(&d.name);
+        let pick = |own: &Option<Vec<u32>>, f: fn(&ActionGrid) -> Vec<u32>, what: &str| {
+            own.clone().or_else(|| default.as_ref().map(f)).ok_or_else(|| {
+                Error::config(format!("dataset {}: no protocol grid for this name; give `{what}` in its [[dataset]] entry", d.name))
+            })
+        };
+        Ok(ActionGrid {
+            calls: pick(&d.calls, |g| g.calls.clone(), "calls")?,
+            threads: pick(&d.threads, |g| g.threads.clone(), "threads")?,
+        })
+    }
+}
+
 /// The Table 5 experiment (experiments/table5.toml, experiments/quick.toml).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,16 +320,7 @@ impl Table5Config {
     }
 
     pub fn grid(&self, d: &Table5Dataset) -> Result<ActionGrid> {
-        let default = ActionGrid::for_dataset(&d.name);
-        let pick = |own: &Option<Vec<u32>>, f: fn(&ActionGrid) -> Vec<u32>, what: &str| {
-            own.clone().or_else(|| default.as_ref().map(f)).ok_or_else(|| {
-                Error::config(format!("dataset {}: no protocol grid for this name; give `{what}` in its [[dataset]] entry", d.name))
-            })
-        };
-        Ok(ActionGrid {
-            calls: pick(&d.calls, |g| g.calls.clone(), "calls")?,
-            threads: pick(&d.threads, |g| g.threads.clone(), "threads")?,
-        })
+        d.grid()
     }
 
     pub(crate) fn seeds(&self) -> Vec<u64> {

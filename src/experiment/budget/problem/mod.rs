@@ -1,0 +1,89 @@
+//! The problems a budget experiment searches, each as one or more variants (a panel of the
+//! report): a set of evaluation states, a search space per state, one noisy ground-truth
+//! evaluation of a point at a state, and the true value of one recommendation per state.
+//!
+//! - [`defend`]: the defender on the emulator (per load, or one rule for all loads);
+//! - [`attack`]: the SFR2L load search on a dataset's traffic rules, on the emulator;
+//! - [`control`]: seed 002's control problem on a measured testbed trace.
+
+pub mod attack;
+pub mod control;
+pub mod defend;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::LearnerKind;
+use crate::error::Result;
+use crate::search::SearchSpace;
+
+use super::agents::AgentSettings;
+
+/// The problem of a budget experiment (config `[problem.defend]`, `[problem.attack]` or
+/// `[problem.control]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProblemConfig {
+    Defend(defend::DefendProblem),
+    Attack(attack::AttackProblem),
+    Control(control::ControlProblem),
+}
+
+impl ProblemConfig {
+    /// Its variants, built and checked (files read, names resolved).
+    pub fn build(&self, seed: u64) -> Result<Problem> {
+        match self {
+            ProblemConfig::Defend(p) => p.build(),
+            ProblemConfig::Attack(p) => p.build(seed),
+            ProblemConfig::Control(p) => p.build(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ProblemConfig::Defend(p) => p.validate(),
+            ProblemConfig::Attack(p) => p.validate(),
+            ProblemConfig::Control(p) => p.validate(),
+        }
+    }
+}
+
+/// A built problem: what the report says of it, and its variants.
+pub struct Problem {
+    /// One paragraph for the report: the problem, its states, what a run is.
+    pub summary: String,
+    /// What the value measures, for the plot's y axis.
+    pub value_label: String,
+    /// What one ground-truth run is, in the plural ("emulator runs", "trace samples").
+    pub runs_label: String,
+    pub variants: Vec<Box<dyn Variant>>,
+}
+
+/// One panel of a budget experiment: states, a space, the ground truth.
+pub trait Variant: Sync {
+    /// Names the panel and prefixes its cells ("per_load", "S2").
+    fn name(&self) -> String;
+    /// Everything that decides its numbers, for the cells' keys.
+    fn key(&self) -> String;
+    /// The evaluation states; a method's budget is split evenly over them.
+    fn states(&self) -> usize;
+    /// The joint choice at a state.
+    fn space(&self) -> SearchSpace;
+    /// Ground-truth runs one evaluation costs.
+    fn cost(&self) -> usize;
+    /// One evaluation of `point` at `state` on the run seeded `seed`; larger is better.
+    fn evaluate(&self, state: usize, point: &[usize], seed: u64) -> Result<f64>;
+    /// The true value of one recommended point per state, on `runs` fresh runs per state
+    /// (run r of state s seeded `fresh(s, r)`, the same seeds for every method).
+    fn value(&self, points: &[Vec<usize>], runs: usize, fresh: &dyn Fn(usize, usize) -> u64) -> Result<f64>;
+    /// Seconds one ground-truth run takes here, timed (for the estimate).
+    fn seconds_per_run(&self) -> Result<f64>;
+    /// An agent of `learner` trained on `interactions` ground-truth runs drawn over the
+    /// states, then asked for its greedy point at every state; the runs it spent.
+    fn train_agent(
+        &self,
+        learner: LearnerKind,
+        settings: &AgentSettings,
+        interactions: usize,
+        seed: u64,
+    ) -> Result<(Vec<Vec<usize>>, usize)>;
+}
