@@ -240,6 +240,13 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
     for f in ["budget.md", "budget.csv"] {
         assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{f} differs");
     }
+    // A finished run grows by a budget (its other cells kept); another scoring is refused.
+    let out = meshrl(&["run", config.to_str().unwrap(), "--set", "budgets=[2, 12, 20]"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let grown = std::fs::read_to_string(dir.join("budget.csv")).unwrap();
+    assert!(grown.contains("per_load,random,20,3,") && grown.contains(csv.lines().nth(2).unwrap()), "{grown}");
+    let out = meshrl(&["run", config.to_str().unwrap(), "--set", "score_runs=4"], tmp.path());
+    common::assert_exit_2_naming(&out, &["score_runs"]);
     for (set, needle) in [
         ("budgets=[0]", "budgets[0]"),
         ("problem.defend.objective=\"nope\"", "objective \"nope\""),

@@ -227,13 +227,18 @@ impl CellJob for Job {
     }
 }
 
+/// Config keys a finished run directory may be rerun with changed (cells are added).
+const EXTENDABLE: &[&str] = &["methods", "agents", "budgets", "seeds"];
+
 /// Seed stream of the fresh scoring runs (the searches' own runs derive from their seeds).
 const FRESH_STREAM: u64 = 2;
 
 pub fn run(cfg: &BudgetConfig, stage: Stage, options: RunOptions) -> Result<()> {
     let started = Instant::now();
     let problem = cfg.problem.build(cfg.seed)?;
-    let checked = super::rundir::RunDir::check(&cfg.out_dir, cfg, &[], &[])?;
+    // Every cell's key holds all that decides its numbers, so a run directory may grow:
+    // more methods, learners, budgets or seeds add cells beside the finished ones.
+    let checked = super::rundir::RunDir::check(&cfg.out_dir, cfg, EXTENDABLE, &[])?;
     println!(
         "budget: {} variant(s) {:?}; budgets {:?}; entries {:?}; {} seeds",
         problem.variants.len(),
