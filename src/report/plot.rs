@@ -124,13 +124,18 @@ pub struct CurvePanel {
     pub curves: Vec<Curve>,
 }
 
-const PALETTE: [RGBColor; 6] = [
+/// Matplotlib's `tab10`, in its order: a plot of up to ten curves gives each its own colour.
+const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
 /// A grid of curve panels (`columns` per row), each curve a line over a shaded band.
@@ -194,14 +199,17 @@ fn draw_grid(
                 .caption(&panel.title, ("sans-serif", 15))
                 .margin(6)
                 .x_label_area_size(28)
-                .y_label_area_size(40)
+                // Budget plots (log x) carry values in the thousands: room for their labels.
+                .y_label_area_size(if log_xs.is_some() { 58 } else { 40 })
                 .build_cartesian_2d(x_range, (lo - pad)..(hi + pad))
                 .map_err(|e| plot_error(path, e))?;
-            let power_of_ten = |x: &f64| format!("{}", 10f64.powf(*x).round());
+            // Labels at whole decades only (10, 100, 1 000): a label at 10^1.5 reads as 32.
+            let power_of_ten = |x: &f64| if (x - x.round()).abs() < 1e-9 { format!("{}", 10f64.powf(*x).round()) } else { String::new() };
             let mut mesh = chart.configure_mesh();
             mesh.x_desc(x_desc).y_desc(y_desc).x_labels(5).y_labels(5).light_line_style(WHITE);
+            let plain = |y: &f64| format!("{}", (y * 1000.0).round() / 1000.0);
             if log_xs.is_some() {
-                mesh.x_label_formatter(&power_of_ten);
+                mesh.x_label_formatter(&power_of_ten).y_label_formatter(&plain);
             }
             mesh.draw().map_err(|e| plot_error(path, e))?;
             for (i, c) in panel.curves.iter().enumerate() {
