@@ -196,7 +196,8 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
         format!(
             "kind = \"budget\"\nseed = 2\nseeds = 3\nout_dir = \"{}\"\ndefend = \"{}\"\nobjective = \"goodput\"\n\
              budgets = [2, 12]\nmethods = [{{ method = \"random\" }}, {{ method = \"successive_halving\" }}, \
-             {{ method = \"cma_es\" }}, {{ method = \"model_based\", candidates = 2, forest = {{ trees = 5 }} }}]\n\
+             {{ method = \"cma_es\" }}, {{ method = \"model_based\", candidates = 2, forest = {{ trees = 5 }} }}, \
+             {{ method = \"tpe\", startup = 4 }}]\n\
              score_runs = 3\n[exhaustive]\nrepeats = 2\nshortlist = 2\nrefine = 1\n",
             tmp.path().join("b").display(),
             defend.display()
@@ -207,9 +208,16 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
     assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
     let dir = tmp.path().join("b");
     let md = std::fs::read_to_string(dir.join("budget.md")).unwrap();
-    for needle in
-        ["## per_load", "## robust", "Exhaustive yardstick", "halving vs random", "model_based_50pct_top2 vs random", "(3)", "budget.png"]
-    {
+    for needle in [
+        "## per_load",
+        "## robust",
+        "Exhaustive yardstick",
+        "halving vs random",
+        "model_based_50pct_top2 vs random",
+        "tpe_startup4 vs random",
+        "(3)",
+        "budget.png",
+    ] {
         assert!(md.contains(needle), "{needle} missing:\n{md}");
     }
     let csv = std::fs::read_to_string(dir.join("budget.csv")).unwrap();
@@ -236,6 +244,7 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
         ("methods=[{method=\"exhaustive\"}]", "methods[0]"),
         ("methods=[{method=\"random\",foo=1}]", "foo"),
         ("methods=[{method=\"model_based\",forest={trees=0}}]", "model_based.forest.trees"),
+        ("methods=[{method=\"tpe\",gamma=0}]", "tpe.gamma"),
     ] {
         let bad = tmp.path().join("bad");
         let out = meshrl(&["run", config.to_str().unwrap(), "--set", set, "--set", &format!("out_dir=\"{}\"", bad.display())], tmp.path());
