@@ -2,7 +2,8 @@
 //! each method spends 1 000 evaluations of a free objective (a hash of the point) over the
 //! defender's default grid (8 fields, 17 280 rules), and one emulator load test of the
 //! defend experiment's middle load is timed beside them. Issue 27's target: a method's
-//! cost per evaluation under 10 % of a load test (Bayesian optimisation excepted).
+//! cost per evaluation under 10 % of a load test (Bayesian optimisation excepted). TPE's
+//! step grows with its history, so one late step is timed too.
 //!
 //! cargo bench --bench search
 
@@ -16,6 +17,7 @@ use meshrl::env::defend::{DefendEnv, DefendSpec, Mode};
 use meshrl::env::Environment;
 use meshrl::rules::Load;
 use meshrl::search::model_based::ModelBased;
+use meshrl::search::tpe::Tpe;
 use meshrl::search::{Evaluator, Method};
 use meshrl::seeding::mix;
 use rand::SeedableRng;
@@ -39,8 +41,13 @@ fn bench_search(c: &mut Criterion) {
     let mut group = c.benchmark_group("search");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(EVALUATIONS as u64));
-    let methods =
-        [Method::Random {}, Method::SuccessiveHalving { eta: 2 }, Method::CmaEs { sigma: 0.3 }, Method::ModelBased(ModelBased::default())];
+    let methods = [
+        Method::Random {},
+        Method::SuccessiveHalving { eta: 2 },
+        Method::CmaEs { sigma: 0.3 },
+        Method::ModelBased(ModelBased::default()),
+        Method::Tpe(Tpe::default()),
+    ];
     for method in methods {
         group.bench_function(format!("{} x {EVALUATIONS} free evaluations", method.name()), |b| {
             b.iter(|| {
@@ -52,7 +59,26 @@ fn bench_search(c: &mut Criterion) {
             })
         });
     }
+    // TPE's step grows with its history: one step after 100 evaluations, and after the 800
+    // of its search phase at a budget of 1 000 (the check's 200 follow).
     group.throughput(Throughput::Elements(1));
+    let (mut points, mut values) = (vec![], vec![]);
+    {
+        let mut record = |p: &[usize], seed: u64| {
+            let v = p.iter().fold(seed, |h, &v| mix(h, v as u64)) as f64 / u64::MAX as f64;
+            points.push(p.to_vec());
+            values.push(v);
+            Ok::<f64, meshrl::Error>(v)
+        };
+        let mut eval = Evaluator::new(&mut record, 1, 1, EVALUATIONS);
+        Method::Tpe(Tpe::default()).search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(1)).expect("a search on a free objective");
+    }
+    for history in [EVALUATIONS / 10, EVALUATIONS * 4 / 5] {
+        group.bench_function(format!("tpe one step after {history} evaluations"), |b| {
+            let mut rng = ChaCha8Rng::seed_from_u64(2);
+            b.iter(|| Tpe::default().propose(&space, &points[..history], &values[..history], &mut rng))
+        });
+    }
     let rules = env.spec().grid.rule(&env.spec().grid.choice(0));
     group.bench_function("one emulator load test (16 threads, 1000 calls)", |b| {
         b.iter(|| run_load_test(&rules, &load, &Scenario::default(), 7))

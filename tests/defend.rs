@@ -196,7 +196,8 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
         format!(
             "kind = \"budget\"\nseed = 2\nseeds = 3\nout_dir = \"{}\"\n\
              budgets = [2, 12]\nmethods = [{{ method = \"random\" }}, {{ method = \"successive_halving\" }}, \
-             {{ method = \"cma_es\" }}, {{ method = \"model_based\", candidates = 2, forest = {{ trees = 5 }} }}]\n\
+             {{ method = \"cma_es\" }}, {{ method = \"model_based\", candidates = 2, forest = {{ trees = 5 }} }}, \
+             {{ method = \"tpe\", startup = 4 }}]\n\
              agents = [\"dqn\", \"ppo\"]\nscore_runs = 3\n[problem.defend]\nexperiment = \"{}\"\nobjective = \"goodput\"\n\
              [exhaustive]\nrepeats = 2\nshortlist = 2\nrefine = 1\n[dqn]\nhidden = 8\nlearning_starts = 2\nbatch_size = 2\n\
              [ppo]\nn_steps = 4\nbatch_size = 2\n",
@@ -217,6 +218,7 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
         "model_based_50pct_top2 vs random",
         "| ppo vs dqn |",
         "| pair | B = 2 | B = 12 |",
+        "tpe_startup4 vs random",
         "(3)",
         "budget.png",
     ] {
@@ -255,6 +257,7 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
         ("methods=[{method=\"exhaustive\"}]", "methods[0]"),
         ("methods=[{method=\"random\",foo=1}]", "foo"),
         ("methods=[{method=\"model_based\",forest={trees=0}}]", "model_based.forest.trees"),
+        ("methods=[{method=\"tpe\",gamma=0}]", "tpe.gamma"),
     ] {
         let bad = tmp.path().join("bad");
         let out = meshrl(&["run", config.to_str().unwrap(), "--set", set, "--set", &format!("out_dir=\"{}\"", bad.display())], tmp.path());

@@ -13,6 +13,10 @@
 //!   the final distribution's mean.
 //! - [`Method::ModelBased`]: the paper's route ([`model_based`]): a design, a forest fitted
 //!   on it alone, searched, its best candidates checked on the rest of the budget.
+//! - [`Method::Tpe`]: Bayesian optimisation with a tree-structured Parzen estimator
+//!   ([`tpe`]; Bergstra et al., 2011): per-field Parzen estimators of the good and the bad
+//!   observations, categorical fields by their values' counts; the last share of the budget
+//!   re-evaluates its best points.
 //! - [`Method::Exhaustive`]: every point, `repeats` times, then the `shortlist` best again
 //!   `refine` times (the yardstick of small spaces; its spending is whatever the space
 //!   needs, reported beside it).
@@ -24,6 +28,7 @@ pub mod cma;
 pub mod halving;
 pub mod model_based;
 pub mod space;
+pub mod tpe;
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -48,6 +53,7 @@ pub enum Method {
         sigma: f64,
     },
     ModelBased(model_based::ModelBased),
+    Tpe(tpe::Tpe),
     Exhaustive {
         /// Evaluations of every point (default 3).
         #[serde(default = "three")]
@@ -87,6 +93,7 @@ impl Method {
             Method::SuccessiveHalving { eta } => format!("halving_eta{eta}"),
             Method::CmaEs { .. } => "cma_es".into(),
             Method::ModelBased(m) => format!("model_based_{:.0}pct_top{}", 100.0 * m.design_share, m.candidates),
+            Method::Tpe(t) => t.name(),
             Method::Exhaustive { repeats, .. } => format!("exhaustive_x{repeats}"),
         }
     }
@@ -96,6 +103,7 @@ impl Method {
             Method::SuccessiveHalving { eta } if *eta < 2 => Err(format!("successive_halving.eta must be >= 2, but is {eta}")),
             Method::Exhaustive { repeats: 0, .. } => Err("exhaustive.repeats must be >= 1".into()),
             Method::ModelBased(m) => m.validate(),
+            Method::Tpe(t) => t.validate(),
             Method::CmaEs { sigma } if !(*sigma > 0.0 && *sigma <= 1.0) => Err(format!("cma_es.sigma must be in (0, 1], but is {sigma}")),
             _ => Ok(()),
         }
@@ -114,6 +122,7 @@ impl Method {
             Method::SuccessiveHalving { eta } => halving::search(space, eval, *eta, rng),
             Method::CmaEs { sigma } => cma::search(space, eval, *sigma, rng),
             Method::ModelBased(m) => m.search(space, eval, rng),
+            Method::Tpe(t) => t.search(space, eval, rng),
             Method::Exhaustive { repeats, shortlist, refine } => exhaustive(space, eval, *repeats, *shortlist, *refine),
         }
     }
@@ -252,6 +261,7 @@ mod tests {
             Method::SuccessiveHalving { eta: 3 },
             Method::CmaEs { sigma: 0.3 },
             Method::ModelBased(model_based::ModelBased::default()),
+            Method::Tpe(tpe::Tpe::default()),
         ] {
             let mut means = vec![];
             for budget in [10, 1000] {
