@@ -219,7 +219,7 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
         "| ppo vs dqn |",
         "| pair | B = 2 | B = 12 |",
         "tpe_startup4 vs random",
-        "(3)",
+        "(3; 12)",
         "budget.png",
     ] {
         assert!(md.contains(needle), "{needle} missing:\n{md}");

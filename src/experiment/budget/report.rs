@@ -84,7 +84,7 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
             let _ = writeln!(csv, "{variant},{exhaustive},{},1,{},{:.6},{:.6},0,,", y.budget, y.spent, y.value, y.value);
         }
         let mut header = vec!["budget".to_string()];
-        header.extend(methods.iter().map(|m| format!("{m}: median, mean [95 % interval] (n)")));
+        header.extend(methods.iter().map(|m| format!("{m}: median, mean [95 % interval] (n; runs spent)")));
         // Every pair of methods, later against earlier, paired by seed.
         let pairs: Vec<(usize, usize)> = (0..methods.len()).flat_map(|j| (0..j).map(move |i| (j, i))).collect();
         // One row per pair, one column per budget: the table stays as wide as the budgets.
@@ -113,7 +113,7 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
                 let v = p.numbers();
                 let (mean, sd) = mean_std(&v);
                 let (lo, hi) = p.interval();
-                row.push(format!("{:.4}, {mean:.4} [{lo:.4}, {hi:.4}] ({})", p.median(), v.len()));
+                row.push(format!("{:.4}, {mean:.4} [{lo:.4}, {hi:.4}] ({}; {:.0})", p.median(), v.len(), p.spent));
                 let _ = writeln!(csv, "{variant},{m},{b},{},{:.1},{:.6},{mean:.6},{sd:.6},{lo:.6},{hi:.6}", v.len(), p.spent, p.median());
             }
             for (&(j, i), verdicts) in pairs.iter().zip(&mut verdict_rows) {
