@@ -311,7 +311,9 @@ fn exhaustive_runs(cfg: &BudgetConfig, v: &dyn Variant) -> usize {
     crate::search::exhaustive_runs(points, ex.repeats, ex.shortlist, ex.refine, v.cost()) * v.states()
 }
 
-/// The ground-truth runs of the cells still to do (searches, training and fresh scoring).
+/// The ground-truth runs of the cells still to do (searches, training and fresh scoring),
+/// and the learners' own work: a short training of each learner on each variant, timed,
+/// gives its seconds per interaction, evaluations included.
 fn estimate(cfg: &BudgetConfig, problem: &Problem, planned: &[Planned<Job, BudgetCell>]) -> Result<Estimate> {
     let todo: Vec<&Job> = planned.iter().filter_map(|p| if let Planned::Todo(j) = p { Some(j) } else { None }).collect();
     let cores = Workers::new(cfg.parallel_cells).cells;
@@ -323,16 +325,40 @@ fn estimate(cfg: &BudgetConfig, problem: &Problem, planned: &[Planned<Job, Budge
         }
         let scoring = (cfg.score_runs * v.states() * v.cost()) as u64;
         let exhaustive = exhaustive_runs(cfg, v.as_ref()) as u64;
-        let count = mine.iter().map(|j| j.budget.map_or(exhaustive, |b| b as u64) + scoring).sum();
+        let runs = |j: &Job| match j.entry {
+            Entry::Agent(_) => 0,
+            Entry::Search(_) => j.budget.map_or(exhaustive, |b| b as u64),
+        };
+        let count = mine.iter().map(|j| runs(j) + scoring).sum();
         work.push(Work {
             what: format!("{} ({})", problem.runs_label, v.name()),
             count,
             seconds_each: v.seconds_per_run()?,
             parallel: cores,
         });
+        for &learner in &cfg.agents {
+            let count: u64 =
+                mine.iter().filter(|j| matches!(j.entry, Entry::Agent(l) if l == learner)).map(|j| j.budget.unwrap_or(0) as u64).sum();
+            if count == 0 {
+                continue;
+            }
+            let probe = (count as usize).min(AGENT_PROBE_INTERACTIONS);
+            let started = Instant::now();
+            v.train_agent(learner, &cfg.settings(), probe, cfg.seed)?;
+            work.push(Work {
+                what: format!("{} interactions ({})", learner.label(), v.name()),
+                count,
+                seconds_each: started.elapsed().as_secs_f64() / probe as f64,
+                parallel: cores,
+            });
+        }
     }
     Ok(Estimate { cells: todo.len(), work })
 }
+
+/// Interactions of the short training that times a learner for the estimate: past DQN's
+/// learning starts and a few PPO rollouts in the shipped configs.
+const AGENT_PROBE_INTERACTIONS: usize = 300;
 
 /// One search (or one training) and its fresh scoring.
 fn compute_cell(cfg: &BudgetConfig, v: &dyn Variant, settings: &AgentSettings, job: &Job) -> Result<BudgetCell> {
