@@ -127,9 +127,12 @@ impl ControlVariant {
         ]
     }
 
-    /// The action (an index of [`Objective::actions`], routing slowest) of a point.
+    /// The action (an index of [`Objective::actions`], routing slowest) of a point; no
+    /// labels are built (it runs at every evaluation).
     fn action(&self, point: &[usize]) -> usize {
-        self.fields().iter().zip(point).fold(0, |a, ((_, labels), &i)| a * labels.len() + i)
+        let o = &self.objective;
+        let sizes = [o.routing.len(), o.blocking.len(), o.replicas.len()];
+        sizes.iter().zip(point).fold(0, |a, (&n, &i)| a * n + i)
     }
 }
 
