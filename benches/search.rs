@@ -20,6 +20,7 @@ use meshrl::search::model_based::ModelBased;
 use meshrl::search::tpe::Tpe;
 use meshrl::search::{Evaluator, Method};
 use meshrl::seeding::mix;
+use meshrl::simulator::baselines::ForestConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -48,16 +49,34 @@ fn bench_search(c: &mut Criterion) {
         Method::ModelBased(ModelBased::default()),
         Method::Tpe(Tpe::default()),
     ];
-    for method in methods {
-        group.bench_function(format!("{} x {EVALUATIONS} free evaluations", method.name()), |b| {
+    let timed = |group: &mut criterion::BenchmarkGroup<_>, method: &Method, evaluations: usize| {
+        group.throughput(Throughput::Elements(evaluations as u64));
+        group.bench_function(format!("{} x {evaluations} free evaluations", method.name()), |b| {
             b.iter(|| {
                 let mut free = |p: &[usize], seed: u64| {
                     Ok::<f64, meshrl::Error>(p.iter().fold(seed, |h, &v| mix(h, v as u64)) as f64 / u64::MAX as f64)
                 };
-                let mut eval = Evaluator::new(&mut free, 1, 1, EVALUATIONS);
+                let mut eval = Evaluator::new(&mut free, 1, 1, evaluations);
                 method.search(&space, &mut eval, &mut ChaCha8Rng::seed_from_u64(1)).expect("a search on a free objective")
             })
         });
+    };
+    for method in &methods {
+        timed(&mut group, method, EVALUATIONS);
+    }
+    // The model-based route's cost is a forest fit and its scoring of the space, so its
+    // cost per evaluation moves with the budget: the default (10 trees scoring 1 000 rules
+    // drawn at random) and the earlier default (50 trees scoring all 17 280 rules), at 100,
+    // 1 000 and 10 000 evaluations.
+    let full = ModelBased {
+        forest: ForestConfig { trees: 50, ..ModelBased::default().forest },
+        simulator_points: 100_000,
+        ..ModelBased::default()
+    };
+    for (method, budgets) in [(ModelBased::default(), [100, 10_000].as_slice()), (full, &[100, 1000, 10_000])] {
+        for &evaluations in budgets {
+            timed(&mut group, &Method::ModelBased(method.clone()), evaluations);
+        }
     }
     // TPE's step grows with its history: one step after 100 evaluations, and after the 800
     // of its search phase at a budget of 1 000 (the check's 200 follow).

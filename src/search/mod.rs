@@ -92,7 +92,7 @@ impl Method {
             Method::SuccessiveHalving { eta: 2 } => "halving".into(),
             Method::SuccessiveHalving { eta } => format!("halving_eta{eta}"),
             Method::CmaEs { .. } => "cma_es".into(),
-            Method::ModelBased(m) => format!("model_based_{:.0}pct_top{}", 100.0 * m.design_share, m.candidates),
+            Method::ModelBased(m) => m.name(),
             Method::Tpe(t) => t.name(),
             Method::Exhaustive { repeats, .. } => format!("exhaustive_x{repeats}"),
         }

@@ -1,7 +1,7 @@
 //! The model-based route, as the SFR2L paper means it: spend a share of the budget on a
 //! design (a Latin hypercube of the space), fit a simulator on those rows only (a random
 //! forest: the shipped S1-S5 simulators saw thousands of rows), search the simulator (every
-//! point where the space has at most `MODEL_SEARCH_POINTS`, else that many drawn at random),
+//! point where the space has at most `simulator_points`, else that many drawn at random),
 //! and spend the rest of the budget checking its best candidates on the ground truth; the
 //! checked candidate with the best mean is recommended.
 //!
@@ -10,6 +10,7 @@
 //! would on any number.
 
 use ndarray::Array2;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +18,6 @@ use super::{Evaluator, SearchSpace, Tally};
 use crate::error::Result;
 use crate::simulator::baselines::ForestConfig;
 use crate::simulator::SimulatorParams;
-
-/// Points of the space the simulator scores, at most.
-pub const MODEL_SEARCH_POINTS: u128 = 100_000;
 
 /// The route's settings (config: `{ method = "model_based", design_share = 0.5, candidates = 5 }`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,23 +27,59 @@ pub struct ModelBased {
     pub design_share: f64,
     /// The simulator's best candidates checked on the rest of the budget (default 5).
     pub candidates: usize,
-    /// The simulator (default: 50 trees; the rest scikit-learn's defaults).
+    /// The simulator (default: 10 trees; the rest scikit-learn's defaults).
     pub forest: ForestConfig,
+    /// Points of the space the simulator scores, at most: every point of a space this
+    /// small, else this many drawn at random (default 1 000).
+    pub simulator_points: usize,
 }
+
+// The defaults keep the route's own cost under a tenth of an emulator load test per
+// evaluation (docs/budget.md, "Speed"): a forest of 50 trees scoring all 17 280 of the
+// defender's rules cost about one load test per evaluation at a budget of 1 000, and its
+// budget curves were not told apart from these defaults' by any verdict.
+/// The default of [`ModelBased::simulator_points`].
+pub const SIMULATOR_POINTS: usize = 1_000;
+/// The default of the route's forest's trees.
+pub const TREES: usize = 10;
 
 impl Default for ModelBased {
     fn default() -> Self {
-        ModelBased { design_share: 0.5, candidates: 5, forest: ForestConfig { trees: 50, ..ForestConfig::default() } }
+        ModelBased {
+            design_share: 0.5,
+            candidates: 5,
+            forest: ForestConfig { trees: TREES, ..ForestConfig::default() },
+            simulator_points: SIMULATOR_POINTS,
+        }
     }
 }
 
 impl ModelBased {
+    /// Its name in tables: the design share and candidates, then the simulator's trees and
+    /// points where they differ from the defaults.
+    pub fn name(&self) -> String {
+        let mut name = format!("model_based_{:.0}pct_top{}", 100.0 * self.design_share, self.candidates);
+        if self.forest.trees != TREES {
+            name += &format!("_trees{}", self.forest.trees);
+        }
+        if self.simulator_points != SIMULATOR_POINTS {
+            name += &format!("_points{}", self.simulator_points);
+        }
+        name
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !(self.design_share > 0.0 && self.design_share < 1.0) {
             return Err(format!("model_based.design_share must be in (0, 1), but is {}", self.design_share));
         }
         if self.candidates == 0 {
             return Err("model_based.candidates must be >= 1".into());
+        }
+        if self.simulator_points < self.candidates {
+            return Err(format!(
+                "model_based.simulator_points must be at least the {} candidates, but is {}",
+                self.candidates, self.simulator_points
+            ));
         }
         self.forest.validate().map_err(|e| match e {
             crate::Error::Config { message, .. } => format!("model_based.{message}"),
@@ -75,14 +109,17 @@ impl ModelBased {
         let seed: u64 = rand::Rng::random(rng);
         let model = self.forest.fit(&x, &y, seed)?;
         // The simulator's search: every point, or a random sample of a large space.
-        let pool: Vec<Vec<usize>> = if space.points() <= MODEL_SEARCH_POINTS {
+        let mut pool: Vec<Vec<usize>> = if space.points() <= self.simulator_points as u128 {
             (0..space.points()).map(|i| space.point(i)).collect()
         } else {
-            (0..MODEL_SEARCH_POINTS).map(|_| space.random_point(rng)).collect()
+            (0..self.simulator_points).map(|_| space.random_point(rng)).collect()
         };
+        // A forest fitted on a handful of runs predicts the same value for most points, so
+        // ties are broken at random, not towards the first points listed.
+        pool.shuffle(rng);
         let predicted = model.predict(&encode(&pool))?;
         let mut order: Vec<usize> = (0..pool.len()).collect();
-        // Stable: ties keep the pool's order.
+        // Stable: ties keep the shuffled pool's order.
         order.sort_by(|&a, &b| predicted[[b, 0]].total_cmp(&predicted[[a, 0]]));
         let mut shortlist: Vec<Tally> = Vec::new();
         for i in order {
