@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod atomic;
+pub mod calibrate;
 pub mod data;
 pub mod dense;
 pub mod destination_rule;

@@ -1,6 +1,7 @@
 //! The command line: one subcommand per step of the workflow. The clap types live here, on
 //! the binary's side; each maps to the plain options of the library function it runs.
 
+mod calibrate;
 mod emulate;
 mod mesh;
 mod predict;
@@ -34,6 +35,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run one load-test configuration many times on the emulator and print its distribution.
     Emulate(Box<EmulateArgs>),
+    /// Fit the emulator's scenario to a trace of your own Fortio runs (`--out scenario.toml`).
+    Calibrate(Box<calibrate::CalibrateArgs>),
     /// Print row count, per-column ranges and a failure-rate histogram of a trace file.
     Inspect(InspectArgs),
     /// Run an experiment described by a TOML file (e.g. experiments/table4.toml).
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(args) => meshrl::generate::run(&args.into()),
         Command::Emulate(args) => emulate::emulate(&args),
+        Command::Calibrate(args) => calibrate::calibrate(&args),
         Command::Run(args) => {
             let stage = args.shard.as_deref().map_or(Ok(Stage::All), Stage::shard)?;
             let options = RunOptions { timing_snapshot: args.timing_snapshot, allow_long: args.yes };
