@@ -89,6 +89,32 @@ pub fn load_scenario(path: &Path) -> Result<Scenario> {
     Ok(scenario)
 }
 
+/// The key of a config that names a scenario file.
+pub const SCENARIO_FILE_KEY: &str = "scenario_file";
+
+/// A config's `scenario_file = "..."` (a scenario TOML, such as `meshrl calibrate` writes; the
+/// path relative to the working directory): its fields become the config's `[scenario]`,
+/// with the config's own inline `[scenario]` fields over them. The key is removed, so the
+/// resolved config records the scenario itself. Errors name the scenario file, or the
+/// config when the key is not a string.
+pub fn merge_scenario_file(table: &mut toml::Table, config: &Path) -> Result<()> {
+    let Some(value) = table.remove(SCENARIO_FILE_KEY) else { return Ok(()) };
+    let file = value
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| config_error(config, format!("`{SCENARIO_FILE_KEY}` must be a path string, but is {value}")))?;
+    let mut merged: toml::Table =
+        toml::from_str(&read_toml(&file)?).map_err(|e| config_error(&file, format!("not a scenario TOML: {e}")))?;
+    load_scenario(&file)?;
+    match table.remove("scenario") {
+        Some(toml::Value::Table(inline)) => merged.extend(inline),
+        Some(other) => return Err(config_error(config, format!("`scenario` must be a table, but is {other}"))),
+        None => {}
+    }
+    table.insert("scenario".into(), toml::Value::Table(merged));
+    Ok(())
+}
+
 fn resolve_scenario(base: &toml::Table, overrides: &toml::Table) -> std::result::Result<Scenario, String> {
     let mut merged = base.clone();
     merged.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -161,7 +187,10 @@ impl DatasetSpec {
 impl DatasetsConfig {
     pub fn load(path: &Path) -> Result<(DatasetsConfig, Vec<DatasetPlan>)> {
         let text = read_toml(path)?;
-        let config: DatasetsConfig = toml::from_str(&text).map_err(|e| config_error(path, e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| config_error(path, e.to_string()))?;
+        merge_scenario_file(&mut table, path)?;
+        let config: DatasetsConfig =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| config_error(path, e.to_string()))?;
         if config.datasets.is_empty() {
             return Err(config_error(path, "no [[dataset]] entries"));
         }

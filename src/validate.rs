@@ -139,8 +139,22 @@ fn check_rule_files(dir: &Path, manifest: &Path, measured: &BTreeSet<&str>) -> R
 /// measured is an error naming the missing results: a mean over a few runs (and maybe
 /// not a random few: the quick ones, the ones that did not crash) is no Val. of the cell.
 pub fn validate(dir: &Path) -> Result<Validation> {
+    validate_under(dir, None)
+}
+
+/// Emulated runs behind each measured run's emulator reward under a given scenario.
+pub const SCENARIO_RUNS: u64 = 20;
+
+/// [`validate`]; with a scenario (a fitted one, from `meshrl calibrate`), the emulator's Val.
+/// is recomputed under it: each measured run's rules and load, the mean 503/s of
+/// [`SCENARIO_RUNS`] emulated runs (seeds 1 to 20), instead of the manifest's `emu_reward`.
+pub fn validate_under(dir: &Path, scenario: Option<&crate::emulator::Scenario>) -> Result<Validation> {
     let manifest = dir.join("manifest.csv");
     let runs = read_validation_manifest(&manifest)?;
+    let listed_rules = match scenario {
+        Some(_) => read_manifest_rows(&manifest)?.into_iter().map(|r| (r.result.clone(), r.rules)).collect(),
+        None => std::collections::BTreeMap::new(),
+    };
     let mut measured: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
     let mut missing_of: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut missing = Vec::new();
@@ -163,7 +177,15 @@ pub fn validate(dir: &Path) -> Result<Validation> {
                 ),
             ));
         }
-        measured[k].push((r.qps * r.failure_rate, run.emu_reward));
+        let emu_reward = match (scenario, listed_rules.get(&run.result)) {
+            (Some(scenario), Some(rules)) => {
+                let load = crate::rules::Load { threads: r.threads, calls: r.calls };
+                (1..=SCENARIO_RUNS).map(|seed| crate::emulator::run_load_test(rules, &load, scenario, seed).reward()).sum::<f64>()
+                    / SCENARIO_RUNS as f64
+            }
+            _ => run.emu_reward,
+        };
+        measured[k].push((r.qps * r.failure_rate, emu_reward));
     }
     let present: BTreeSet<&str> = runs.iter().map(|r| r.result.as_str()).filter(|r| !missing.iter().any(|m| m.as_str() == *r)).collect();
     check_rule_files(dir, &manifest, &present)?;
@@ -238,8 +260,9 @@ fn report(v: &Validation) -> String {
 }
 
 /// [`validate`] of the directory `meshrl export --validation` wrote, printed.
-pub fn run(dir: &Path) -> Result<()> {
-    println!("{}", report(&validate(dir)?));
+pub fn run(dir: &Path, scenario: Option<&Path>) -> Result<()> {
+    let scenario = scenario.map(crate::generate::load_scenario).transpose()?;
+    println!("{}", report(&validate_under(dir, scenario.as_ref())?));
     Ok(())
 }
 

@@ -1975,7 +1975,7 @@ fn budget_curves_on_the_load_search_of_s2_stay_within_budget() {
     let csv = std::fs::read_to_string(tmp.path().join("b/budget.csv")).unwrap();
     // 35 loads once, the 2 best once more, at each of 3 states.
     assert!(csv.contains("S2,exhaustive_x1,111,1,111,"), "{csv}");
-    for m in ["random", "model_based_50pct_top5", "ppo"] {
+    for m in ["random", "model_based_50pct_top5_trees3", "ppo"] {
         assert!(csv.contains(&format!("S2,{m},6,2,6.0,")), "{m}: {csv}");
     }
     let bad = tmp.path().join("bad");

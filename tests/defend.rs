@@ -215,7 +215,7 @@ fn budget_curves_on_the_tiny_defender_are_written_within_budget_and_reproducible
         "## robust",
         "Exhaustive yardstick",
         "halving vs random",
-        "model_based_50pct_top2 vs random",
+        "model_based_50pct_top2_trees5 vs random",
         "| ppo vs dqn |",
         "| pair | B = 2 | B = 12 |",
         "tpe_startup4 vs random",

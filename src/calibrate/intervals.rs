@@ -23,6 +23,9 @@ use super::{distance, CalibrateConfig, Fit};
 use crate::error::Result;
 use crate::seeding::mix;
 
+/// Distinct plausible scenarios a single-run fit needs before it calls a field pinned.
+pub const MIN_PLAUSIBLE: usize = 10;
+
 /// One field's fitted value and interval.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldInterval {
@@ -51,13 +54,32 @@ pub fn estimate(fit: &mut Fit, cfg: &CalibrateConfig, centre: &[usize]) -> Resul
     let fits = resampled_fits(fit, cfg)?;
     let n_fields = fit.grid.names.len();
     let best = fit.best().point.clone();
+    let mut notes = Vec::new();
+    // Fewer distinct plausible scenarios than this cannot bound a field: none is pinned.
+    let distinct: std::collections::BTreeSet<&Vec<usize>> = fits.iter().map(|&c| &fit.candidates[c].point).collect();
+    let too_few = fit.single_run && distinct.len() < MIN_PLAUSIBLE;
+    if too_few && !fits.is_empty() {
+        notes.push(format!(
+            "only {} distinct scenarios evaluated are plausible (fewer than {MIN_PLAUSIBLE}): too few to bound the fields, so none \
+             is called pinned",
+            distinct.len()
+        ));
+    }
+    if fits.is_empty() {
+        // No interval can be given: every field spans its bounds (and is loose).
+        notes.push(
+            "no scenario evaluated puts every observed run inside its emulated 5-95 % band: the emulator cannot reproduce \
+             this trace by moving these fields, so the fit is a compromise and its intervals are the whole bounds"
+                .to_string(),
+        );
+    }
     let mut intervals = Vec::with_capacity(n_fields);
     for (f, &at) in best.iter().enumerate().take(n_fields) {
+        let levels = fit.grid.values[f].len();
         let mut idx: Vec<usize> = fits.iter().map(|&c| fit.candidates[c].point[f]).collect();
         idx.sort_unstable();
         let pick = |q: f64| idx[((q * (idx.len() - 1) as f64).round() as usize).min(idx.len() - 1)];
-        let (lo, hi) = (pick(0.05).min(at), pick(0.95).max(at));
-        let levels = fit.grid.values[f].len();
+        let (lo, hi) = if idx.is_empty() { (0, levels - 1) } else { (pick(0.05).min(at), pick(0.95).max(at)) };
         let span = (hi - lo) as f64 / (levels - 1) as f64;
         // The sweep of this field alone: does the distance move at all?
         let sweep: Vec<f64> = fit
@@ -73,11 +95,10 @@ pub fn estimate(fit: &mut Fit, cfg: &CalibrateConfig, centre: &[usize]) -> Resul
             fitted: fit.grid.values[f][at],
             low: fit.grid.values[f][lo],
             high: fit.grid.values[f][hi],
-            pinned: identified && span <= cfg.loose_share,
+            pinned: identified && span <= cfg.loose_share && !too_few,
             identified,
         });
     }
-    let mut notes = Vec::new();
     if fit.single_run {
         notes.push(
             "single-run mode: one run per configuration, so the intervals span every scenario evaluated under which \
@@ -94,6 +115,9 @@ pub fn estimate(fit: &mut Fit, cfg: &CalibrateConfig, centre: &[usize]) -> Resul
         }
         for (g, j) in intervals.iter().enumerate().skip(f + 1) {
             if i.pinned || j.pinned || !i.identified || !j.identified {
+                continue;
+            }
+            if fits.is_empty() {
                 continue;
             }
             let r = correlation(
@@ -134,7 +158,8 @@ fn resampled_fits(fit: &Fit, cfg: &CalibrateConfig) -> Result<Vec<usize>> {
                 })
             })
             .collect();
-        return Ok(if plausible.is_empty() { vec![fit.best] } else { plausible });
+        // None plausible: the emulator cannot put every run in its band with these fields.
+        return Ok(plausible);
     }
     let mut fits = Vec::with_capacity(cfg.resamples);
     for _ in 0..cfg.resamples {

@@ -6,29 +6,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{emulate, Configuration, Fit, Metric};
+use crate::emulator::calibration::Band;
 use crate::emulator::Scenario;
 use crate::error::Result;
-
-/// Median and 5-95 % band of a sample.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Band {
-    pub median: f64,
-    pub low: f64,
-    pub high: f64,
-}
-
-impl Band {
-    pub fn of(values: &[f64]) -> Band {
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
-        Band { median: q(0.5), low: q(0.05), high: q(0.95) }
-    }
-
-    pub fn contains(&self, x: f64) -> bool {
-        self.low <= x && x <= self.high
-    }
-}
 
 /// One configuration's comparison for one response (values untransformed).
 #[derive(Debug, Clone)]
@@ -43,7 +23,7 @@ pub struct Comparison {
 impl Comparison {
     /// Whether the observed median lies in the emulated band.
     pub fn inside(&self) -> bool {
-        self.emulated.contains(self.observed.median)
+        self.emulated.contains(self.observed.p50)
     }
 }
 
@@ -86,8 +66,8 @@ fn comparisons(configurations: &[Configuration], metrics: &[Metric], emulated: &
                 configuration: conf.label(),
                 metric,
                 runs: conf.runs(),
-                observed: Band::of(&back(&conf.values[m])),
-                emulated: Band::of(&back(&emulated[c][m])),
+                observed: Band::of(back(&conf.values[m])),
+                emulated: Band::of(back(&emulated[c][m])),
             });
         }
     }
@@ -108,7 +88,7 @@ pub fn comparison_table(rows: &[Comparison]) -> String {
         "| configuration | response | runs | observed: median [5-95 %] | emulated: median [5-95 %] | inside |\n|---|---|---|---|---|---|\n",
     );
     for r in rows {
-        let band = |b: &Band| format!("{} [{}, {}]", number(r.metric, b.median), number(r.metric, b.low), number(r.metric, b.high));
+        let band = |b: &Band| format!("{} [{}, {}]", number(r.metric, b.p50), number(r.metric, b.p05), number(r.metric, b.p95));
         let _ = writeln!(
             t,
             "| {} | {} | {} | {} | {} | {} |",

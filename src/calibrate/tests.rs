@@ -122,3 +122,9 @@ fn fitted_on_one_published_run_per_testbed_the_other_falls_in_its_band() {
     println!("{report_rows}");
     assert_eq!(checked, 6);
 }
+
+#[test]
+fn the_shipped_config_is_the_default() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/calibrate.toml");
+    assert_eq!(CalibrateConfig::load(&path).unwrap(), CalibrateConfig::default());
+}

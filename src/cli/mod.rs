@@ -86,7 +86,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Mesh(command) => mesh::run(&command),
         Command::Ingest(IngestSource::Fortio(args)) => Ok(meshrl::ingest::run_fortio(&args.into())?),
         Command::Export(args) => Ok(meshrl::export::run(&args.into())?),
-        Command::Validate(args) => Ok(meshrl::validate::run(&args.fortio)?),
+        Command::Validate(args) => Ok(meshrl::validate::run(&args.fortio, args.scenario.as_deref())?),
         Command::ApplyPolicy(args) => {
             use meshrl::experiment::control::{apply, ControlConfig};
             // With the experiment's config: its cluster names, and its trace's loads to check
@@ -265,4 +265,8 @@ pub struct ValidateArgs {
     /// `manifest.csv`.
     #[arg(long)]
     pub fortio: PathBuf,
+    /// Recompute the emulator's Val. of the same runs under this scenario (for example one
+    /// `meshrl calibrate` fitted), instead of the manifest's `emu_reward`.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
 }

@@ -28,7 +28,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Reads an experiment file and applies `key=value` overrides (dotted keys reach into
-/// tables, values are TOML: `--set seed=7 --set mlp.max_epochs=5 --set out_dir="tmp"`).
+/// tables, values are TOML: `--set seed=7 --set mlp.max_epochs=5 --set out_dir="tmp"`), then
+/// its `scenario_file`, if any ([`crate::generate::merge_scenario_file`]).
 pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<toml::Table> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut table: toml::Table =
@@ -50,6 +51,7 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<toml::Table>
         }
         node.insert(parts[parts.len() - 1].to_string(), value);
     }
+    crate::generate::merge_scenario_file(&mut table, path)?;
     Ok(table)
 }
 
