@@ -72,6 +72,10 @@ pub struct CalibrateConfig {
     pub min_configurations: usize,
     /// A field whose interval spans more than this share of its grid is loose (default 0.25).
     pub loose_share: f64,
+    /// Threads of the loads `--suggest` considers (default 1, 2, 4, ..., 64).
+    pub suggest_threads: Vec<u32>,
+    /// Calls per thread of those loads (default 20 and 200).
+    pub suggest_calls_per_thread: Vec<u32>,
 }
 
 impl Default for CalibrateConfig {
@@ -88,6 +92,8 @@ impl Default for CalibrateConfig {
             metrics: vec![Metric::FailureRate, Metric::Qps, Metric::LatencyMeanMs],
             min_configurations: 2,
             loose_share: 0.25,
+            suggest_threads: vec![1, 2, 4, 8, 16, 32, 64],
+            suggest_calls_per_thread: vec![20, 200],
         }
     }
 }
@@ -114,6 +120,12 @@ impl CalibrateConfig {
         }
         if self.metrics.is_empty() {
             return Err("metrics is empty: compare at least one response".into());
+        }
+        if self.suggest_threads.iter().chain(&self.suggest_calls_per_thread).any(|&n| n == 0)
+            || self.suggest_threads.is_empty()
+            || self.suggest_calls_per_thread.is_empty()
+        {
+            return Err("suggest_threads and suggest_calls_per_thread must be non-empty lists of whole numbers >= 1".into());
         }
         if !(self.loose_share > 0.0 && self.loose_share < 1.0) {
             return Err(format!("loose_share must be in (0, 1), but is {}", self.loose_share));

@@ -7,14 +7,15 @@
 //! the mean variance of one run within a scenario (a signal-to-noise ratio: how well one
 //! run tells the plausible scenarios apart). Candidates are every rule of the trace, plus
 //! the circuit-breaking task's rule with 1, 10 and 100 connections and pending requests, at
-//! 1 to 64 threads and two run lengths; the best N distinct ones are suggested.
+//! the config's loads (by default 1 to 64 threads, 20 or 200 calls per thread); the best N
+//! are suggested.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::{emulate, Configuration, Fit};
+use super::{emulate, CalibrateConfig, Configuration, Fit};
 use crate::emulator::calibration::calibration_rules;
 use crate::error::Result;
 use crate::rules::{Load, TrafficRules};
@@ -33,8 +34,9 @@ pub struct Suggestion {
     pub score: f64,
 }
 
-/// The candidate configurations: the trace's rules and three standard ones, at 1-64 threads.
-pub fn candidates(fit: &Fit) -> Vec<Configuration> {
+/// The candidate configurations: the trace's rules and three standard ones, at the config's
+/// loads, less the configurations the trace has.
+pub fn candidates(fit: &Fit, cfg: &CalibrateConfig) -> Vec<Configuration> {
     let mut rules: Vec<TrafficRules> = Vec::new();
     for c in &fit.observed.configurations {
         if !rules.contains(&c.rules) {
@@ -49,8 +51,8 @@ pub fn candidates(fit: &Fit) -> Vec<Configuration> {
     }
     let mut out = Vec::new();
     for r in rules {
-        for threads in [1, 2, 4, 8, 16, 32, 64] {
-            for per_thread in [20, 200] {
+        for &threads in &cfg.suggest_threads {
+            for &per_thread in &cfg.suggest_calls_per_thread {
                 let load = Load { threads, calls: threads * per_thread };
                 if fit.observed.configurations.iter().any(|c| c.rules == r && c.load == load) {
                     continue;

@@ -3,6 +3,7 @@
 use super::*;
 use crate::emulator::calibration::calibration_rules;
 use crate::rules::{Load, TrafficRules};
+use rand::SeedableRng;
 
 /// A configuration with `runs` runs emulated under `hidden` (seeds apart from any fit's).
 pub(crate) fn emulated_configuration(
@@ -127,4 +128,54 @@ fn fitted_on_one_published_run_per_testbed_the_other_falls_in_its_band() {
 fn the_shipped_config_is_the_default() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/calibrate.toml");
     assert_eq!(CalibrateConfig::load(&path).unwrap(), CalibrateConfig::default());
+}
+
+/// The summed width of the loose fields' intervals, in grid steps over the grid's length.
+fn loose_width(fit: &Fit, fields: &[String]) -> f64 {
+    fit.intervals
+        .iter()
+        .zip(&fit.grid.values)
+        .filter(|(i, _)| fields.contains(&i.name))
+        .map(|(i, values)| {
+            let at = |v: f64| values.iter().position(|&x| x == v).expect("a grid value") as f64;
+            (at(i.high) - at(i.low)) / (values.len() - 1) as f64
+        })
+        .sum()
+}
+
+#[test]
+fn three_suggested_configurations_narrow_the_loose_fields_more_than_three_random_ones() {
+    use rand::seq::IndexedRandom;
+    let cfg = CalibrateConfig { suggest_threads: vec![1, 2, 4, 8, 16], suggest_calls_per_thread: vec![20, 50], ..small_config() };
+    let metrics = cfg.metrics.clone();
+    let base = Scenario { fault_share: 0.0, ..Scenario::default() };
+    // A first trace that leaves fields loose: two rules at low load.
+    let rule = |n: u32| TrafficRules { max_connections: n, max_pending_requests: n, ..calibration_rules() };
+    let first: Vec<Configuration> = [(1, 2), (10, 2), (1, 4)]
+        .into_iter()
+        .enumerate()
+        .map(|(k, (n, threads))| emulated_configuration(&hidden(), rule(n), Load { threads, calls: threads * 50 }, 5, k as u64, &metrics))
+        .collect();
+    let observed = Observed { path: "first.csv".into(), metrics: metrics.clone(), configurations: first.clone() };
+    let fit0 = fit(observed, &base, &cfg).unwrap();
+    let loose: Vec<String> = fit0.intervals.iter().filter(|i| !i.pinned && i.identified).map(|i| i.name.clone()).collect();
+    assert!(!loose.is_empty(), "the first trace pins everything:\n{}", report::field_table(&fit0));
+    let candidates = suggest::candidates(&fit0, &cfg);
+    let refit = |extra: &[Configuration]| {
+        let mut configurations = first.clone();
+        for (k, c) in extra.iter().enumerate() {
+            configurations.push(emulated_configuration(&hidden(), c.rules, c.load, 5, 100 + k as u64, &metrics));
+        }
+        let fit = fit(Observed { path: "more.csv".into(), metrics: metrics.clone(), configurations }, &base, &cfg).unwrap();
+        loose_width(&fit, &loose)
+    };
+    let picks = suggest::suggest(&fit0, &candidates, 3, 7);
+    let suggested: Vec<Configuration> =
+        picks.iter().map(|s| Configuration { rules: s.rules, load: s.load, rows: vec![], values: vec![] }).collect();
+    let with_suggested = refit(&suggested);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let random: Vec<f64> = (0..4).map(|_| refit(&candidates.choose_multiple(&mut rng, 3).cloned().collect::<Vec<_>>())).collect();
+    let random_mean = random.iter().sum::<f64>() / random.len() as f64;
+    println!("loose {loose:?}: before {:.2}, suggested {with_suggested:.2}, random {random:?}", loose_width(&fit0, &loose));
+    assert!(with_suggested < random_mean, "suggested {with_suggested:.2} against random {random:?}");
 }

@@ -116,7 +116,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
     }
     if args.suggest > 0 {
         let dir = args.suggest_dir.clone().unwrap_or_else(|| args.out.with_extension("suggest"));
-        let candidates = suggest::candidates(&fit);
+        let candidates = suggest::candidates(&fit, &cfg);
         let picks = suggest::suggest(&fit, &candidates, args.suggest, cfg.seed);
         let commands = suggest::write_bundles(&dir, &args.host, &picks)?;
         md += &format!(

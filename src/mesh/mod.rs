@@ -53,13 +53,19 @@ pub const PER_SERVICE_FIELDS: [&str; 6] =
 /// detection (Envoy >= 1.26).
 pub const NOT_MODELLED_FIELDS: [&str; 1] = ["overflow_counts_for_outliers"];
 
-/// Reads a scenario TOML for a mesh run: the fields of [`PER_HOP_FIELDS`] apply, the others
-/// are named in the returned warnings.
+/// Reads a scenario TOML for a mesh run (a fitted one from `meshrl calibrate` too): the fields
+/// of [`PER_HOP_FIELDS`] apply to every hop, the others are named in the returned warnings
+/// unless they hold the default's value.
 pub fn load_scenario(path: &Path) -> Result<(Scenario, Vec<String>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| Error::file(path, format!("not valid TOML: {e}")))?;
     let mut warnings = Vec::new();
-    for key in table.keys() {
+    // A field at the default's value changes nothing: a fitted file names every field.
+    let defaults = crate::calibrate::fields::full_table(&Scenario::default());
+    for (key, value) in &table {
+        if defaults.get(key) == Some(value) || (key == "replica_behaviour" && value.as_array().is_some_and(|a| a.is_empty())) {
+            continue;
+        }
         if PER_SERVICE_FIELDS.contains(&key.as_str()) {
             warnings.push(format!("{}: `{key}` is set per service by the topology in a mesh run; ignored", path.display()));
         } else if NOT_MODELLED_FIELDS.contains(&key.as_str()) {
