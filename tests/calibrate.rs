@@ -123,3 +123,31 @@ fn calibrate_refuses_bad_input_with_exit_2_naming_file_and_field() {
     assert_exit_2_naming(&run("nolatency.csv", TINY), &["nolatency.csv", "latency_mean_ms"]);
     assert!(!dir.path().join("fit.toml").exists(), "no refused fit wrote a file");
 }
+
+#[test]
+fn the_documented_fits_of_the_published_runs_reproduce_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    for testbed in ["istio_docs_2018", "istio_docs_2020", "writeup_2022"] {
+        let (toml, md) = (dir.path().join(format!("{testbed}.toml")), dir.path().join(format!("{testbed}.md")));
+        let out = meshrl(
+            &[
+                "calibrate",
+                &format!("datasets/published/{testbed}.csv"),
+                "--scenario",
+                "datasets/published/no_faults.toml",
+                "--out",
+                toml.to_str().unwrap(),
+                "--report",
+                md.to_str().unwrap(),
+            ],
+            &repo(),
+        );
+        assert_ok(&out);
+        let committed = |ext: &str| std::fs::read_to_string(repo().join(format!("results/calibrate/{testbed}.{ext}"))).unwrap();
+        let strip = |text: String| text.replace(&format!("{}", dir.path().display()), "results/calibrate");
+        assert_eq!(strip(std::fs::read_to_string(&toml).unwrap()), committed("toml"), "{testbed}.toml");
+        assert_eq!(strip(std::fs::read_to_string(&md).unwrap()), committed("md"), "{testbed}.md");
+        let report = committed("md");
+        assert!(report.contains("single-run mode") && !report.contains("**no**"), "{testbed}: every run inside its band:\n{report}");
+    }
+}

@@ -9,6 +9,8 @@
 //!   (a rejection sample, as approximate Bayesian computation takes one, with the band as
 //!   its tolerance). One run carries all of a run's noise, so this set is wide.
 //!
+//! In single-run mode the fit is the nearest plausible scenario, when there is one.
+//!
 //! A field's interval is the 5th to 95th percentile of its value over the resampled fits
 //! (or the plausible scenarios), widened to include the fit.
 //! It is pinned if that spans at most `loose_share` of its grid, else loose. Two loose fields
@@ -52,6 +54,14 @@ impl FieldInterval {
 /// Fills the fit's intervals and notes. `centre` is the point the sweeps went through.
 pub fn estimate(fit: &mut Fit, cfg: &CalibrateConfig, centre: &[usize]) -> Result<()> {
     let fits = resampled_fits(fit, cfg)?;
+    if fit.single_run {
+        // One run carries all of a run's noise, and the distance of one point to a wide
+        // distribution is large whatever its centre: a fit that puts every run inside its
+        // band is preferred to a nearer one that does not.
+        if let Some(&nearest) = fits.iter().min_by(|&&a, &&b| fit.candidates[a].distance.total_cmp(&fit.candidates[b].distance)) {
+            fit.best = nearest;
+        }
+    }
     let n_fields = fit.grid.names.len();
     let best = fit.best().point.clone();
     let mut notes = Vec::new();

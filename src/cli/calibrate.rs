@@ -89,12 +89,14 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let fit = calibrate::fit(fit_on, &base, &cfg)?;
     let scenario = fit.scenario();
+    println!("fitted in {:.1} s", started.elapsed().as_secs_f64());
     let mut md = format!(
-        "Fit of {} in {:.1} s: distance {:.4} over {} scenarios.\n\n",
+        "Fit of {} (seed {}): distance {:.4} over {} scenarios{}.\n\n",
         args.trace.display(),
-        started.elapsed().as_secs_f64(),
+        cfg.seed,
         fit.best().distance,
-        fit.candidates.len()
+        fit.candidates.len(),
+        if fit.single_run { "; single-run mode" } else { "" }
     );
     md += &report::field_table(&fit);
     for note in &fit.notes {
