@@ -547,6 +547,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scenario_file_becomes_the_scenario_under_the_inline_fields_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fit.toml");
+        std::fs::write(&file, "handshake_ms = 2.0\nservice_time_ms = 3.0\n").unwrap();
+        let config = Path::new("config.toml");
+        let mut table: toml::Table =
+            toml::from_str(&format!("seed = 1\nscenario_file = {:?}\n[scenario]\nservice_time_ms = 5.0\n", file.display().to_string()))
+                .unwrap();
+        merge_scenario_file(&mut table, config).unwrap();
+        assert!(!table.contains_key(SCENARIO_FILE_KEY));
+        let scenario: Scenario = table["scenario"].clone().try_into().unwrap();
+        assert_eq!((scenario.handshake_ms, scenario.service_time_ms), (2.0, 5.0), "the inline field wins");
+        let error = |text: &str| {
+            let mut t: toml::Table = toml::from_str(text).unwrap();
+            merge_scenario_file(&mut t, config).unwrap_err().to_string()
+        };
+        assert!(error("scenario_file = 3").contains("config.toml"));
+        let missing = error("scenario_file = \"nowhere.toml\"");
+        assert!(missing.contains("nowhere.toml") && missing.contains("cannot read"), "{missing}");
+        std::fs::write(&file, "handshake_millis = 2.0\n").unwrap();
+        let unknown = error(&format!("scenario_file = {:?}", file.display().to_string()));
+        assert!(unknown.contains("fit.toml") && unknown.contains("handshake_millis"), "{unknown}");
+    }
+
+    #[test]
     fn balance_needs_both_outer_deciles_and_no_dominant_end() {
         let spread: Vec<f64> = (0..100).map(|i| i as f64 / 99.0).collect();
         assert!(FailureSummary::of(&spread).is_balanced());

@@ -920,7 +920,22 @@ fn export_ingest_and_validate_carry_the_rule_settings_beyond_the_seven() {
     }
     let manifest = std::fs::read_to_string(val.join("manifest.csv")).unwrap();
     assert!(manifest.lines().next().unwrap().contains(",consecutive_errors,http2_max_requests,max_retries,"), "{manifest}");
-    assert_ok(&meshrl(&["validate", "--fortio", val.to_str().unwrap()], tmp.path()));
+    let by_manifest = meshrl(&["validate", "--fortio", val.to_str().unwrap()], tmp.path());
+    assert_ok(&by_manifest);
+    // Under another scenario (a fitted one), the emulator's Val. is recomputed from the runs'
+    // rules and loads; the measured Val. stays the same.
+    std::fs::write(tmp.path().join("slow.toml"), "handshake_ms = 3.0\nservice_time_ms = 4.0\n").unwrap();
+    let by_scenario = meshrl(&["validate", "--fortio", val.to_str().unwrap(), "--scenario", "slow.toml"], tmp.path());
+    assert_ok(&by_scenario);
+    let (a, b) = (text(&by_manifest.stdout), text(&by_scenario.stdout));
+    let split = |t: &str| t.split_once("; the emulator's Val.").map(|(m, e)| (m.to_string(), e.to_string())).unwrap();
+    assert_eq!(split(&a).0, split(&b).0, "the measured Val. does not depend on the scenario");
+    assert_ne!(split(&a).1, split(&b).1, "the emulator's Val. is recomputed:\n{a}\n{b}");
+    std::fs::write(tmp.path().join("bad.toml"), "handshake_millis = 3.0\n").unwrap();
+    assert_exit_2_naming(
+        &meshrl(&["validate", "--fortio", val.to_str().unwrap(), "--scenario", "bad.toml"], tmp.path()),
+        &["bad.toml", "handshake_millis"],
+    );
     // Ingest reads the same rules from the YAML files as from the manifest.
     let (by_yaml, by_manifest) = (tmp.path().join("by_yaml.csv"), tmp.path().join("by_manifest.csv"));
     assert_ok(&meshrl(&["ingest", "fortio", val.to_str().unwrap(), "--out", by_yaml.to_str().unwrap()], tmp.path()));
