@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
 use meshrl::emulator::Scenario;
-use meshrl::mesh::engine::MeshOptions;
+use meshrl::mesh::engine::{MeshOptions, SickReplica};
 use meshrl::mesh::generate::{Fanout, TreeSpec};
 use meshrl::mesh::load::{parse_schedule, Arrivals, MeshLoad, Segment};
 use meshrl::mesh::result::{summary_markdown, MeshResult};
@@ -69,6 +69,19 @@ pub struct RunArgs {
     /// Make a service this many times slower (its sleeps scale), e.g. `c=3`; repeatable.
     #[arg(long, value_name = "NAME=FACTOR")]
     pub slowdown: Vec<String>,
+    /// Make one replica sick: `NAME` (its first replica) or `NAME/REPLICA` (0-based); see
+    /// --sick-slowdown and --sick-fail-share.
+    #[arg(long, value_name = "NAME[/REPLICA]")]
+    pub sick: Option<String>,
+    /// The sick replica's sleeps take this many times longer.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR", requires = "sick")]
+    pub sick_slowdown: f64,
+    /// The share of the sick replica's requests it answers 500 at once.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE", requires = "sick")]
+    pub sick_fail_share: f64,
+    /// Also count the entry's 200s answered within this many ms (goodput within the bound).
+    #[arg(long, value_name = "MS")]
+    pub latency_bound_ms: Option<f64>,
     /// A replica stops working on a request its caller's sidecar gave up on (default: it
     /// keeps working, as Isotope does).
     #[arg(long)]
@@ -194,7 +207,34 @@ fn run_mesh(args: &RunArgs) -> Result<()> {
         None => Scenario::default(),
     };
     let load = load_of(args)?;
-    let options = MeshOptions { cancel_abandoned: args.cancel_abandoned, time_series: args.out.is_some() };
+    let sick = match &args.sick {
+        Some(spec) => {
+            let (name, replica) = match spec.split_once('/') {
+                Some((name, r)) => {
+                    (name, r.parse::<u32>().map_err(|_| flag_error(format!("--sick `{spec}`: `{r}` is not a replica number")))?)
+                }
+                None => (spec.as_str(), 0),
+            };
+            let service = topology
+                .services
+                .iter()
+                .position(|s| s.name == name)
+                .ok_or_else(|| flag_error(format!("--sick `{spec}`: no service `{name}` in the topology")))?;
+            let sick = SickReplica { service, replica, slowdown: args.sick_slowdown, fail_share: args.sick_fail_share };
+            sick.validate(&topology).map_err(|m| flag_error(format!("--sick `{spec}`: {m}")))?;
+            Some(sick)
+        }
+        None => None,
+    };
+    if let Some(bound) = args.latency_bound_ms.filter(|b| !(b.is_finite() && *b > 0.0)) {
+        return Err(flag_error(format!("--latency-bound-ms must be a number > 0, but is {bound}")));
+    }
+    let options = MeshOptions {
+        cancel_abandoned: args.cancel_abandoned,
+        time_series: args.out.is_some(),
+        sick,
+        latency_bound_ms: args.latency_bound_ms,
+    };
     let results = meshrl::mesh::run_seeds(&topology, &rules, &load, &scenario, options, args.seed, args.runs);
     let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<std::result::Result<_, _>>()?;
     if let Some(dir) = &args.out {
@@ -262,6 +302,9 @@ fn render(r: &MeshResult, topology: &Topology) -> String {
         e.latency_ms.p90,
         e.latency_ms.p99
     );
+    if let Some(within) = e.goodput_within_bound_per_s {
+        out.push_str(&format!("  goodput within the latency bound: {within:.1}/s\n"));
+    }
     if let Some(rec) = &r.recovery {
         let after = rec.recovered_after_s.map_or("not within the schedule".to_string(), |s| format!("{s} s after the spike"));
         out.push_str(&format!(

@@ -26,6 +26,9 @@ pub struct EntryStats {
     pub failure_share: f64,
     /// 200s per second of the run (until the last answer).
     pub goodput_per_s: f64,
+    /// 200s within the run's latency bound per second; absent without a bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goodput_within_bound_per_s: Option<f64>,
     /// From the load generator's send to its answer, ms (percentiles from a histogram with
     /// three significant digits).
     pub latency_ms: Latency,
@@ -142,6 +145,8 @@ pub struct SecondRow {
     pub second: u32,
     pub arrivals: u64,
     pub ok: u64,
+    /// 200s within the run's latency bound (0 without one).
+    pub ok_within: u64,
     pub failed: u64,
     pub p99_ms: f64,
     pub in_flight: Vec<u64>,
@@ -150,7 +155,16 @@ pub struct SecondRow {
 
 impl SecondRow {
     pub fn new(services: usize) -> SecondRow {
-        SecondRow { second: 0, arrivals: 0, ok: 0, failed: 0, p99_ms: f64::NAN, in_flight: vec![0; services], queued: vec![0; services] }
+        SecondRow {
+            second: 0,
+            arrivals: 0,
+            ok: 0,
+            ok_within: 0,
+            failed: 0,
+            p99_ms: f64::NAN,
+            in_flight: vec![0; services],
+            queued: vec![0; services],
+        }
     }
 }
 

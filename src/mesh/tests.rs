@@ -272,3 +272,54 @@ fn one_edge_matches_the_single_service_emulator_in_distribution() {
     let ejection = TrafficRules { consecutive_errors: 1, max_ejection_percent: 100.0, ejection_time_s: 0.2, interval_s: 0.05, ..loose };
     same_distribution("ejection", &ejection, load, &Scenario { fault_share: 0.15, ..three }, 300_000);
 }
+
+/// A caller and a leaf of two replicas with constant 1 ms sleeps, under Istio 1.30's
+/// defaults, with the zero scenario: every answer takes the sum of the sleeps.
+fn sick_runs(sick: Option<super::engine::SickReplica>, bound_ms: Option<f64>) -> Vec<MeshResult> {
+    let yaml = "
+services:
+- {name: a, isEntrypoint: true, script: [{sleep: 1ms}, {call: b}]}
+- {name: b, numReplicas: 2, script: [{sleep: 1ms}]}
+";
+    let topology = Topology::parse(yaml, None).unwrap();
+    let rules = MeshRules::defaults(&topology, IstioRelease::parse("1.30").unwrap());
+    let load = MeshLoad::Open { arrivals: Arrivals::Poisson, schedule: vec![Segment { duration_s: 10.0, qps: 100.0 }] };
+    let options = MeshOptions { sick, latency_bound_ms: bound_ms, ..MeshOptions::default() };
+    if let Some(k) = &sick {
+        k.validate(&topology).unwrap();
+    }
+    super::run_seeds(&topology, &rules, &load, &zero_scenario(), options, 1, 4)
+}
+
+#[test]
+fn a_sick_replica_slows_or_fails_its_share_and_the_latency_bound_counts_what_is_in_time() {
+    use super::engine::SickReplica;
+    let healthy = sick_runs(None, Some(2.5));
+    for r in &healthy {
+        assert_eq!(r.entry.failed, 0);
+        // 2 ms each, all within 2.5 ms.
+        assert!((r.entry.latency_ms.mean - 2.0).abs() < 1e-6, "{}", r.entry.latency_ms.mean);
+        assert_eq!(r.entry.goodput_within_bound_per_s, Some(r.entry.goodput_per_s));
+    }
+    // Replica 1 of b ten times slower: about half the requests (least-request balancing
+    // sends fewer there) take 11 ms, and miss a 2.5 ms bound.
+    let slow = sick_runs(Some(SickReplica { service: 1, replica: 1, slowdown: 10.0, fail_share: 0.0 }), Some(2.5));
+    for r in &slow {
+        assert_eq!(r.entry.failed, 0);
+        let within = r.entry.goodput_within_bound_per_s.unwrap();
+        assert!(within < 0.95 * r.entry.goodput_per_s && within > 0.3 * r.entry.goodput_per_s, "{within} of {}", r.entry.goodput_per_s);
+        assert!(r.entry.latency_ms.p99 > 10.0, "{}", r.entry.latency_ms.p99);
+    }
+    // Replica 0 of b fails every request: with 1.30's retries on connect failures only,
+    // what it receives fails at the entry.
+    let failing = sick_runs(Some(SickReplica { service: 1, replica: 0, slowdown: 1.0, fail_share: 1.0 }), None);
+    for r in &failing {
+        assert!(r.entry.failure_share > 0.2 && r.entry.failure_share < 0.8, "{}", r.entry.failure_share);
+        assert_eq!(r.entry.goodput_within_bound_per_s, None);
+    }
+    let topology = Topology::parse("services:\n- {name: a, isEntrypoint: true, script: [{sleep: 1ms}]}\n", None).unwrap();
+    let bad = |k: SickReplica| k.validate(&topology).unwrap_err();
+    assert!(bad(SickReplica { service: 0, replica: 1, slowdown: 1.0, fail_share: 0.0 }).contains("no replica 1"));
+    assert!(bad(SickReplica { service: 0, replica: 0, slowdown: 0.0, fail_share: 0.0 }).contains("slowdown"));
+    assert!(bad(SickReplica { service: 0, replica: 0, slowdown: 1.0, fail_share: 1.5 }).contains("fail_share"));
+}

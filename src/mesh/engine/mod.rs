@@ -59,6 +59,46 @@ pub struct MeshOptions {
     pub cancel_abandoned: bool,
     /// Record the per-second time series.
     pub time_series: bool,
+    /// One sick replica (issue 29's states); `None`: every replica as its service.
+    pub sick: Option<SickReplica>,
+    /// Count the entry's 200s answered within this many ms too (`goodput_within_bound_per_s`
+    /// and the time series' `ok_within`); `None`: not counted.
+    pub latency_bound_ms: Option<f64>,
+}
+
+/// One replica of one service made sick, as a pod on a failing node: each of its sleeps
+/// `slowdown` times longer, and a `fail_share` of the requests it admits answered 500 at
+/// once (drawn before the script, as Isotope's own errors).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SickReplica {
+    /// Index of the service in the topology.
+    pub service: usize,
+    /// Which of its replicas (0-based).
+    pub replica: u32,
+    pub slowdown: f64,
+    pub fail_share: f64,
+}
+
+impl SickReplica {
+    /// Checks the numbers against the topology; the message names the field.
+    pub fn validate(&self, topology: &Topology) -> std::result::Result<(), String> {
+        let Some(service) = topology.services.get(self.service) else {
+            return Err(format!("sick replica: no service number {}", self.service));
+        };
+        if self.replica >= service.replicas {
+            return Err(format!(
+                "sick replica: `{}` has {} replica(s), so there is no replica {}",
+                service.name, service.replicas, self.replica
+            ));
+        }
+        if !(self.slowdown.is_finite() && self.slowdown > 0.0) {
+            return Err(format!("sick replica: slowdown must be a number > 0, but is {}", self.slowdown));
+        }
+        if !(0.0..=1.0).contains(&self.fail_share) {
+            return Err(format!("sick replica: fail_share must be in [0, 1], but is {}", self.fail_share));
+        }
+        Ok(())
+    }
 }
 
 /// The histogram of a run's entry latencies, in ns: 1 ns to 1 h at three significant
@@ -121,6 +161,8 @@ struct Mesh<'a> {
     segment_end: Nanos,
     entry_requests: u64,
     entry_ok: u64,
+    /// 200s within `options.latency_bound_ms`.
+    entry_ok_within: u64,
     entry_latency: Histogram<u64>,
     latency_sum: u128,
     last_answer: Nanos,
@@ -277,6 +319,7 @@ impl<'a> Mesh<'a> {
             segment_end: 0,
             entry_requests: 0,
             entry_ok: 0,
+            entry_ok_within: 0,
             entry_latency,
             latency_sum: 0,
             last_answer: 0,
@@ -552,6 +595,13 @@ impl<'a> Mesh<'a> {
             failed,
             failure_share: if requests > 0 { failed as f64 / requests as f64 } else { 0.0 },
             goodput_per_s: if duration_s > 0.0 { self.entry_ok as f64 / duration_s } else { 0.0 },
+            goodput_within_bound_per_s: self.options.latency_bound_ms.map(|_| {
+                if duration_s > 0.0 {
+                    self.entry_ok_within as f64 / duration_s
+                } else {
+                    0.0
+                }
+            }),
             latency_ms,
         };
         let span = end.max(1) as f64;

@@ -102,6 +102,12 @@ impl Mesh<'_> {
             if self.fault_share > 0.0 && self.rng.random::<f64>() < self.fault_share {
                 self.jobs.items[job as usize].fault = true;
             }
+            if self.is_sick(r) {
+                let share = self.options.sick.map_or(0.0, |k| k.fail_share);
+                if share > 0.0 && self.rng.random::<f64>() < share {
+                    return self.end_job(job, 500);
+                }
+            }
         }
         loop {
             let j = &self.jobs.items[job as usize];
@@ -132,7 +138,10 @@ impl Mesh<'_> {
                             return;
                         }
                     }
-                    let t = self.service_time(*time);
+                    let mut t = self.service_time(*time);
+                    if self.is_sick(r) {
+                        t = (t as f64 * self.options.sick.map_or(1.0, |k| k.slowdown)) as Nanos;
+                    }
                     return self.schedule(t, Ev::SleepDone { job });
                 }
                 Step::Calls(calls) => {
@@ -159,6 +168,11 @@ impl Mesh<'_> {
                 }
             }
         }
+    }
+
+    /// Whether replica `r` (global index) is the run's sick one.
+    fn is_sick(&self, r: usize) -> bool {
+        self.options.sick.is_some_and(|k| self.replica_base[k.service] as usize + k.replica as usize == r)
     }
 
     pub(super) fn service_time(&mut self, time: ServiceTime) -> Nanos {

@@ -407,6 +407,10 @@ impl Mesh<'_> {
         if outcome == Outcome::Ok {
             self.entry_ok += 1;
             self.second.ok += 1;
+            if self.options.latency_bound_ms.is_some_and(|bound| took <= ms(bound)) {
+                self.entry_ok_within += 1;
+                self.second.ok_within += 1;
+            }
         } else {
             self.second.failed += 1;
         }
