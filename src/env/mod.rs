@@ -30,6 +30,7 @@ pub(crate) mod chain;
 pub mod control;
 pub mod defend;
 pub mod load_search;
+pub mod mesh_defend;
 
 use rand_chacha::ChaCha8Rng;
 use serde::de::DeserializeOwned;
