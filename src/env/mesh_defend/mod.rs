@@ -4,11 +4,14 @@
 //! - [`grid`]: each destination's DestinationRule and VirtualService fields and their
 //!   values, a point of the joint space as the mesh's rules, and the joint space as a
 //!   [`crate::search::SearchSpace`] for the equal-budget methods;
-//! - [`recovery`]: the objective's recovery time after a spike, from the per-second goodput
-//!   within the latency bound.
+//! - [`state`]: the states (load level, spike, sick replica) drawn from config;
+//! - [`objective`]: one run of a state under a mesh's rules, scored by its goodput within
+//!   the latency bound, with the recovery time after a spike ([`recovery`]).
 //!
 //! The mesh emulator provides the states' sick replica and the goodput within a latency
 //! bound ([`crate::mesh::engine::SickReplica`], [`crate::mesh::engine::MeshOptions`]).
 
 pub mod grid;
+pub mod objective;
 pub mod recovery;
+pub mod state;
