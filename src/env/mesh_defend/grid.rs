@@ -42,14 +42,14 @@ pub struct MeshRuleGrid {
 impl Default for MeshRuleGrid {
     fn default() -> Self {
         MeshRuleGrid {
-            max_connections: vec![0, 10, 100],
-            max_pending_requests: vec![0, 1, 10, 100],
-            http2_max_requests: vec![0, 10, 100, 1000],
-            consecutive_5xx: vec![0, 1, 5, 20],
+            max_connections: vec![0, 2, 8],
+            max_pending_requests: vec![0, 1, 8, 64],
+            http2_max_requests: vec![0, 4, 16],
+            consecutive_5xx: vec![0, 1, 3, 10],
             ejection_time_s: vec![1.0, 30.0, 300.0],
             retry_attempts: vec![0, 1, 2, 5],
-            per_try_timeout_ms: vec![0.0, 50.0, 250.0, 1000.0],
-            route_timeout_ms: vec![0.0, 250.0, 1000.0, 5000.0],
+            per_try_timeout_ms: vec![0.0, 5.0, 20.0, 100.0],
+            route_timeout_ms: vec![0.0, 10.0, 25.0, 50.0],
             retry_budget_percent: vec![0.0, 20.0],
         }
     }
@@ -200,7 +200,7 @@ mod tests {
         let space = grid.space(&topology);
         assert_eq!(MeshRuleGrid::destinations(&topology).len(), 10, "every service but the frontend is called");
         assert!(space.points() >= 10u128.pow(15), "{}", space.points());
-        assert_eq!(grid.size(), 3 * 4 * 4 * 4 * 3 * 4 * 4 * 4 * 2);
+        assert_eq!(grid.size(), 3 * 4 * 3 * 4 * 3 * 4 * 4 * 4 * 2);
         let release = IstioRelease::parse("1.30").unwrap();
         // All zeros: every field at Istio's default, retries off; the entry keeps its default.
         let zero = grid.rules(&topology, release, &vec![0; space.fields.len()]);
@@ -216,10 +216,10 @@ mod tests {
         // The last value of every field.
         let last: Vec<usize> = space.sizes().iter().map(|n| n - 1).collect();
         let p = grid.rules(&topology, release, &last).destinations[MeshRuleGrid::destinations(&topology)[0]];
-        assert_eq!((p.rules.max_connections, p.rules.max_pending_requests, p.rules.http2_max_requests), (100, 100, Some(1000)));
-        assert_eq!((p.rules.consecutive_errors, p.rules.ejection_time_s, p.rules.retries.attempts), (20, 300.0, 5));
+        assert_eq!((p.rules.max_connections, p.rules.max_pending_requests, p.rules.http2_max_requests), (8, 64, Some(16)));
+        assert_eq!((p.rules.consecutive_errors, p.rules.ejection_time_s, p.rules.retries.attempts), (10, 300.0, 5));
         assert!(p.rules.retries.on_503);
-        assert_eq!((p.per_try_timeout_ms, p.timeout_ms), (Some(1000.0), Some(5000.0)));
+        assert_eq!((p.per_try_timeout_ms, p.timeout_ms), (Some(100.0), Some(50.0)));
         assert_eq!(p.retry_budget.map(|b| b.percent), Some(20.0));
         let bad = MeshRuleGrid { ejection_time_s: vec![0.0], ..MeshRuleGrid::default() };
         assert!(bad.validate().unwrap_err().contains("ejection_time_s"));

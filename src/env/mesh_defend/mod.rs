@@ -8,6 +8,9 @@
 //! - [`objective`]: one run of a state under a mesh's rules, scored by its goodput within
 //!   the latency bound, with the recovery time after a spike ([`recovery`]).
 //!
+//! Its default topology is `topologies/shop11-capacity.yaml`: on the shop without capacity
+//! limits nothing queues, and most of the grid's values change nothing.
+//!
 //! The mesh emulator provides the states' sick replica and the goodput within a latency
 //! bound ([`crate::mesh::engine::SickReplica`], [`crate::mesh::engine::MeshOptions`]).
 
