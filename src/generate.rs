@@ -105,7 +105,9 @@ pub fn merge_scenario_file(table: &mut toml::Table, config: &Path) -> Result<()>
         .ok_or_else(|| config_error(config, format!("`{SCENARIO_FILE_KEY}` must be a path string, but is {value}")))?;
     let mut merged: toml::Table =
         toml::from_str(&read_toml(&file)?).map_err(|e| config_error(&file, format!("not a scenario TOML: {e}")))?;
-    load_scenario(&file)?;
+    let scenario: Scenario =
+        toml::Value::Table(merged.clone()).try_into().map_err(|e: toml::de::Error| config_error(&file, e.to_string()))?;
+    scenario.validate().map_err(|m| config_error(&file, m))?;
     match table.remove("scenario") {
         Some(toml::Value::Table(inline)) => merged.extend(inline),
         Some(other) => return Err(config_error(config, format!("`scenario` must be a table, but is {other}"))),

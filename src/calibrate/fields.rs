@@ -47,7 +47,7 @@ impl FieldGrid {
     /// The error names the field.
     pub fn new(base: &Scenario, fields: &[FieldBounds], levels: usize) -> std::result::Result<FieldGrid, String> {
         let base_table = toml::Table::try_from(base).map_err(|e| format!("the base scenario does not serialise: {e}"))?;
-        let full = full_table(base);
+        let full = base.full_table();
         if fields.is_empty() {
             return Err("no field to fit: give at least one `[[field]]`".into());
         }
@@ -127,15 +127,6 @@ impl FieldGrid {
         scenario.validate()?;
         Ok(scenario)
     }
-}
-
-/// A scenario as a TOML table with every field, the ones it leaves out at their defaults
-/// included (so that a fitted file names every field, and each can be fitted).
-pub fn full_table(scenario: &Scenario) -> toml::Table {
-    let mut table = toml::Table::try_from(scenario).expect("a scenario serialises");
-    table.entry("overflow_counts_for_outliers").or_insert(toml::Value::Boolean(scenario.overflow_counts_for_outliers));
-    table.entry("slow_connect_ms").or_insert(toml::Value::Float(scenario.slow_connect_ms));
-    table
 }
 
 /// `n` values from `low` to `high`, geometric or even.

@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{distance, CalibrateConfig, Fit};
+use crate::emulator::calibration::Band;
 use crate::error::Result;
 use crate::seeding::mix;
 
@@ -154,17 +155,10 @@ fn resampled_fits(fit: &Fit, cfg: &CalibrateConfig) -> Result<Vec<usize>> {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(cfg.seed, 2));
     let configurations = &fit.observed.configurations;
     if fit.single_run {
-        let band = |sorted: &[f64]| {
-            let q = |p: f64| sorted[((p * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)];
-            (q(0.05), q(0.95))
-        };
         let plausible: Vec<usize> = (0..fit.candidates.len())
             .filter(|&i| {
                 configurations.iter().enumerate().all(|(c, conf)| {
-                    conf.values.iter().enumerate().all(|(m, v)| {
-                        let (lo, hi) = band(&fit.candidates[i].emulated[c][m]);
-                        lo <= v[0] && v[0] <= hi
-                    })
+                    conf.values.iter().enumerate().all(|(m, v)| Band::of(fit.candidates[i].emulated[c][m].clone()).contains(v[0]))
                 })
             })
             .collect();

@@ -117,7 +117,7 @@ pub fn field_table(fit: &Fit) -> String {
 /// their intervals, and a header saying where it came from.
 pub fn scenario_toml(fit: &Fit, source: &str) -> String {
     let scenario = fit.scenario();
-    let mut table = super::fields::full_table(&scenario);
+    let mut table = scenario.full_table();
     let behaviour = table.remove("replica_behaviour");
     let mut text = format!(
         "# Scenario fitted by `meshrl calibrate` to {source}\n# {} configuration(s), {} run(s); distance {:.4} (mean 1-Wasserstein over configurations, summed over {});\n# {} scenarios evaluated.{}\n",

@@ -161,6 +161,15 @@ impl Default for Scenario {
 }
 
 impl Scenario {
+    /// The scenario as a TOML table with every field, the ones serialisation leaves out at
+    /// their defaults included (a fitted file names every field, and each can be fitted).
+    pub fn full_table(&self) -> toml::Table {
+        let mut table = toml::Table::try_from(self).expect("a scenario serialises");
+        table.entry("overflow_counts_for_outliers").or_insert(toml::Value::Boolean(self.overflow_counts_for_outliers));
+        table.entry("slow_connect_ms").or_insert(toml::Value::Float(self.slow_connect_ms));
+        table
+    }
+
     /// Checks every field once, with the bad value in the message.
     pub fn validate(&self) -> Result<(), String> {
         let positive_ints =

@@ -61,7 +61,7 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, Vec<String>)> {
     let table: toml::Table = toml::from_str(&text).map_err(|e| Error::file(path, format!("not valid TOML: {e}")))?;
     let mut warnings = Vec::new();
     // A field at the default's value changes nothing: a fitted file names every field.
-    let defaults = crate::calibrate::fields::full_table(&Scenario::default());
+    let defaults = Scenario::default().full_table();
     for (key, value) in &table {
         if defaults.get(key) == Some(value) || (key == "replica_behaviour" && value.as_array().is_some_and(|a| a.is_empty())) {
             continue;

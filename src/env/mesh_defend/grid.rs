@@ -188,15 +188,11 @@ impl MeshRuleGrid {
 mod tests {
     use super::*;
 
-    fn shop() -> Topology {
-        Topology::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/shop11.yaml"), None).unwrap()
-    }
-
     #[test]
     fn the_default_joint_space_of_the_shop_is_beyond_enumeration_and_maps_to_rules() {
         let grid = MeshRuleGrid::default();
         grid.validate().unwrap();
-        let topology = shop();
+        let topology = super::super::topology("shop11.yaml");
         let space = grid.space(&topology);
         assert_eq!(MeshRuleGrid::destinations(&topology).len(), 10, "every service but the frontend is called");
         assert!(space.points() >= 10u128.pow(15), "{}", space.points());

@@ -18,3 +18,9 @@ pub mod grid;
 pub mod objective;
 pub mod recovery;
 pub mod state;
+
+/// A topology of the repository's `topologies/`, for the tests.
+#[cfg(test)]
+pub(crate) fn topology(file: &str) -> crate::mesh::topology::Topology {
+    crate::mesh::topology::Topology::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies").join(file), None).unwrap()
+}

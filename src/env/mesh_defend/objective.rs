@@ -81,15 +81,11 @@ mod tests {
     use crate::mesh::rules::IstioRelease;
     use rand::SeedableRng;
 
-    fn shop() -> Topology {
-        Topology::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/shop11.yaml"), None).unwrap()
-    }
-
     #[test]
     fn states_are_drawn_reproducibly_and_checked() {
         let cfg = StatesConfig::default();
         cfg.validate().unwrap();
-        let topology = shop();
+        let topology = super::super::topology("shop11.yaml");
         let draw = |seed| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             (0..20).map(|_| cfg.draw(&topology, &mut rng)).collect::<Vec<_>>()
@@ -113,7 +109,7 @@ mod tests {
 
     #[test]
     fn outlier_detection_on_a_failing_replica_raises_goodput_and_a_spike_is_scored_with_its_recovery() {
-        let topology = shop();
+        let topology = super::super::topology("shop11.yaml");
         let release = IstioRelease::parse("1.30").unwrap();
         let states = StatesConfig { before_s: 10.0, after_s: 20.0, ..StatesConfig::default() };
         let objective = MeshObjective::default();
@@ -157,8 +153,7 @@ mod every_field {
     /// changed nothing: nothing queued, and no answer took 250 ms.
     #[test]
     fn every_value_of_every_grid_field_changes_the_objective_somewhere() {
-        let topology =
-            Topology::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/shop11-capacity.yaml"), None).unwrap();
+        let topology = super::super::topology("shop11-capacity.yaml");
         let release = IstioRelease::parse("1.30").unwrap();
         let grid = MeshRuleGrid::default();
         let states_cfg = StatesConfig { before_s: 10.0, after_s: 20.0, ..StatesConfig::default() };
