@@ -180,3 +180,72 @@ fn documented_mesh_runs_reproduce_their_committed_first_seed() {
         assert_eq!(std::fs::read(out.join("series-1.csv")).unwrap(), std::fs::read(run.join("series-1.csv")).unwrap(), "{}", run.display());
     }
 }
+
+/// A budget experiment on the mesh defender, tiny: a caller and two callees with capacity,
+/// two states. Every entry within its budget (the learners' probes counted), the
+/// yardsticks with their runs, the same bytes twice, bad input refused naming the field.
+#[test]
+fn mesh_defend_budget_runs_every_entry_and_yardstick_within_budget_and_reproducibly() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "three.yaml",
+        "services:\n- {name: a, isEntrypoint: true, script: [{sleep: 1ms}, {call: b}, {call: c}]}\n\
+         - {name: b, numReplicas: 2, concurrency: 2, queueLimit: 10, script: [{sleep: 4ms}]}\n\
+         - {name: c, numReplicas: 2, concurrency: 2, queueLimit: 10, script: [{sleep: 2ms}]}\n",
+    );
+    let config = tmp.path().join("mesh_defend.toml");
+    std::fs::write(
+        &config,
+        "kind = \"budget\"\nseed = 3\nseeds = 2\nout_dir = \"m\"\nbudgets = [6, 12]\n\
+         methods = [{ method = \"random\" }]\nagents = [\"dqn\", \"ppo\"]\nscore_runs = 2\n\
+         [problem.mesh]\ntopology = \"three.yaml\"\nevaluation_states = 2\nprobe_s = 2.0\n\
+         [problem.mesh.states]\nentry_qps = [300.0]\nbefore_s = 2.0\nafter_s = 4.0\nspike_duration_s = [2.0]\n\
+         [problem.mesh.yardsticks]\nuniform_coarse = 3\nuniform_shortlist = 1\nuniform_refine = 0\ndescent_runs = 1\n\
+         [exhaustive]\nrepeats = 0\n[dqn]\nhidden = 8\nlearning_starts = 2\nbatch_size = 2\n[ppo]\nn_steps = 4\nbatch_size = 2\n",
+    )
+    .unwrap();
+    assert_ok(&meshrl(&["run", config.to_str().unwrap()], tmp.path()));
+    let dir = tmp.path().join("m");
+    let md = std::fs::read_to_string(dir.join("budget.md")).unwrap();
+    for needle in [
+        "rules for the 2 destinations of `three.yaml`",
+        "| istio_defaults |",
+        "| istio_retry_budget |",
+        "| coordinate_descent |",
+        "dqn_sequential vs dqn_independent",
+        "ppo_shared_trunk vs istio_defaults",
+    ] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    let csv = std::fs::read_to_string(dir.join("budget.csv")).unwrap();
+    // One destination's fields: 3 x 4 x 3 x 4 x 3 x 4 x 4 x 4 x 2; the best uniform rule
+    // tries 3 at random, then its leader and the leader's 22 one-field changes, per state.
+    assert!(csv.contains("per_state,best_uniform,52,1,52,"), "{csv}");
+    assert!(csv.contains("per_state,istio_defaults,0,1,0,"), "{csv}");
+    for line in csv.lines().skip(1).filter(|l| l.contains(",2,")) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (budget, spent): (f64, f64) = (f[2].parse().unwrap(), f[4].parse().unwrap());
+        assert!(spent <= budget, "{line}");
+        if f[1].starts_with("dqn") || f[1].starts_with("ppo") {
+            assert_eq!(spent, budget, "a learner spends its budget, probes included: {line}");
+        }
+    }
+    let out = meshrl(&["run", config.to_str().unwrap(), "--set", "out_dir=\"again\""], tmp.path());
+    assert_ok(&out);
+    for f in ["budget.md", "budget.csv"] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(tmp.path().join("again").join(f)).unwrap(), "{f} differs");
+    }
+    for (set, needle) in [
+        ("problem.mesh.layouts=[]", "layouts"),
+        ("problem.mesh.evaluation_states=0", "evaluation_states"),
+        ("problem.mesh.states.spike_share=2.0", "spike_share"),
+        ("problem.mesh.grid.retry_attempts=[]", "retry_attempts"),
+        ("problem.mesh.topology=\"missing.yaml\"", "missing.yaml"),
+        ("problem.mesh.release=\"0.1\"", "release"),
+    ] {
+        let out = meshrl(&["run", config.to_str().unwrap(), "--set", set, "--set", "out_dir=\"bad\""], tmp.path());
+        assert_exit_2_naming(&out, &[needle]);
+        assert!(!tmp.path().join("bad").exists(), "{set}: something was written");
+    }
+}

@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// Also count the entry's 200s answered within this many ms (goodput within the bound).
     #[arg(long, value_name = "MS")]
     pub latency_bound_ms: Option<f64>,
+    /// Record each edge's latency (mean and percentiles, `edges[].latency_ms`), as the
+    /// source sidecar's request duration shows it.
+    #[arg(long)]
+    pub edge_latency: bool,
     /// A replica stops working on a request its caller's sidecar gave up on (default: it
     /// keeps working, as Isotope does).
     #[arg(long)]
@@ -234,6 +238,7 @@ fn run_mesh(args: &RunArgs) -> Result<()> {
         time_series: args.out.is_some(),
         sick,
         latency_bound_ms: args.latency_bound_ms,
+        edge_latency: args.edge_latency,
     };
     let results = meshrl::mesh::run_seeds(&topology, &rules, &load, &scenario, options, args.seed, args.runs);
     let lines: Vec<String> = results.iter().map(serde_json::to_string).collect::<std::result::Result<_, _>>()?;

@@ -171,6 +171,13 @@ pub trait Environment: Sync {
         crate::search::SearchSpace::new(fields.collect())
     }
 
+    /// The slots' candidates of one state as the one choice they make together, when each
+    /// slot sets a part of it (the mesh defender's destinations); `None` (the default): each
+    /// slot's candidate is a choice of its own, scored on its own.
+    fn joint(&self, _candidates: &[Self::Candidate]) -> Option<Self::Candidate> {
+        None
+    }
+
     /// The candidate a joint choice (a point of [`Environment::search_space`]) builds from a
     /// slot's start: by default each group's action applied in group order.
     fn joint_candidate(&self, start: &Self::Candidate, point: &[usize]) -> Self::Candidate {

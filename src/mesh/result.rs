@@ -53,6 +53,10 @@ pub struct EdgeStats {
     pub timeout: u64,
     /// Local 503 UF: no connection could be made.
     pub connect: u64,
+    /// From the caller's call to its answer, over every exchange; recorded on request
+    /// (`MeshOptions::edge_latency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<Latency>,
 }
 
 impl EdgeStats {
@@ -68,6 +72,7 @@ impl EdgeStats {
             upstream: 0,
             timeout: 0,
             connect: 0,
+            latency_ms: None,
         }
     }
 }

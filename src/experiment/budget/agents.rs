@@ -71,7 +71,15 @@ where
     fn apply(&self, candidate: &mut E::Candidate, group: usize, action: usize) {
         self.env.apply(candidate, group, action)
     }
+    /// One evaluation per slot, or one for the slots' joint choice, its value theirs.
     fn score_model(&self, batch: &mut [Scored<E::Candidate>]) -> Result<()> {
+        let candidates: Vec<E::Candidate> = batch.iter().map(|s| s.candidate.clone()).collect();
+        if let Some(joint) = self.env.joint(&candidates) {
+            let n = self.evaluations.fetch_add(1, Ordering::Relaxed);
+            let value = (self.truth)(&joint, mix(self.seed, n))?;
+            batch.iter_mut().for_each(|s| s.model_reward = value);
+            return Ok(());
+        }
         for s in batch.iter_mut() {
             let n = self.evaluations.fetch_add(1, Ordering::Relaxed);
             s.model_reward = (self.truth)(&s.candidate, mix(self.seed, n))?;
@@ -93,6 +101,9 @@ where
     }
     fn describe(&self, candidate: &E::Candidate) -> String {
         self.env.describe(candidate)
+    }
+    fn joint(&self, candidates: &[E::Candidate]) -> Option<E::Candidate> {
+        self.env.joint(candidates)
     }
 }
 
@@ -117,15 +128,16 @@ where
     let wrapped = OnTruth { env, states, truth, seed: mix(seed, 1), evaluations: AtomicU64::new(0) };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut agent = learner.spec(&settings.dqn, &settings.ppo).build(env.layout(), &mut rng)?;
-    // Every interaction asks each slot once.
-    let steps = evaluations / env.layout().slots;
+    // Every interaction asks each slot once, or the slots' joint choice once.
+    let joint = states.first().is_some_and(|s| env.joint(&env.start(s)).is_some());
+    let steps = if joint { evaluations } else { evaluations / env.layout().slots };
     crate::train::learn(&wrapped, agent.as_mut(), steps, &mut rng)?;
     let spent = wrapped.evaluations.load(Ordering::Relaxed) as usize * cost;
     let points = states
         .iter()
         .map(|s| {
             let built = crate::train::greedy(env, agent.as_ref(), s)?;
-            Ok(point_of(&built[0]))
+            Ok(point_of(&env.joint(&built).unwrap_or_else(|| built[0].clone())))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((points, spent))

@@ -140,30 +140,37 @@ impl BudgetConfig {
         AgentSettings { dqn: self.dqn.clone(), ppo: self.ppo.clone() }
     }
 
-    /// Every entry on the curves: the search methods, then the learners.
-    fn entries(&self) -> Vec<Entry> {
+    /// Every entry on a variant's curves: the search methods, then the learners, each once
+    /// per agent layout of the variant.
+    fn entries(&self, v: &dyn Variant) -> Vec<Entry> {
         let methods = self.methods.iter().cloned().map(Entry::Search);
-        methods.chain(self.agents.iter().map(|&l| Entry::Agent(l))).collect()
+        let layouts = v.agent_layouts();
+        let agents = self.agents.iter().flat_map(|&l| layouts.iter().map(move |layout| Entry::Agent(l, layout.clone())));
+        methods.chain(agents).collect()
     }
 
     /// The names of [`BudgetConfig::entries`], in order.
-    pub fn entry_names(&self) -> Vec<String> {
-        self.entries().iter().map(Entry::name).collect()
+    pub fn entry_names(&self, v: &dyn Variant) -> Vec<String> {
+        self.entries(v).iter().map(Entry::name).collect()
     }
 }
 
-/// What a cell runs: a search method (the exhaustive yardstick among them) or a learner.
+/// What a cell runs: a search method (the exhaustive yardstick among them), a learner in
+/// one of the variant's agent layouts ("" where it has one), or a yardstick of the variant.
 #[derive(Debug, Clone, Serialize)]
 enum Entry {
     Search(Method),
-    Agent(LearnerKind),
+    Agent(LearnerKind, String),
+    Yardstick(String),
 }
 
 impl Entry {
     fn name(&self) -> String {
         match self {
             Entry::Search(m) => m.name(),
-            Entry::Agent(l) => l.name().to_string(),
+            Entry::Agent(l, layout) if layout.is_empty() => l.name().to_string(),
+            Entry::Agent(l, layout) => format!("{}_{layout}", l.name()),
+            Entry::Yardstick(name) => name.clone(),
         }
     }
 }
@@ -244,7 +251,7 @@ pub fn run(cfg: &BudgetConfig, stage: Stage, options: RunOptions) -> Result<()> 
         problem.variants.len(),
         problem.variants.iter().map(|v| v.name()).collect::<Vec<_>>(),
         cfg.budgets,
-        cfg.entry_names(),
+        cfg.entry_names(problem.variants[0].as_ref()),
         cfg.seeds
     );
     let settings = cfg.settings();
@@ -252,8 +259,8 @@ pub fn run(cfg: &BudgetConfig, stage: Stage, options: RunOptions) -> Result<()> 
     let mut plan = |variant: usize, entry: Entry, budget: Option<usize>, seed: u64| {
         let v = &problem.variants[variant];
         let learner = match &entry {
-            Entry::Agent(l) => l.settings_json(&settings.dqn, &settings.ppo),
-            Entry::Search(_) => String::new(),
+            Entry::Agent(l, _) => l.settings_json(&settings.dqn, &settings.ppo),
+            Entry::Search(_) | Entry::Yardstick(_) => String::new(),
         };
         let key = json(&(v.key(), &entry, &learner, budget, seed, cfg.score_runs, cfg.seed));
         let job = Job { index: planned.len(), variant, variant_name: v.name(), entry, budget, seed, key };
@@ -266,7 +273,10 @@ pub fn run(cfg: &BudgetConfig, stage: Stage, options: RunOptions) -> Result<()> 
         if cfg.exhaustive.repeats > 0 {
             plan(variant, Entry::Search(cfg.exhaustive.method()), None, cfg.seed);
         }
-        for entry in cfg.entries() {
+        for (name, _) in problem.variants[variant].yardsticks() {
+            plan(variant, Entry::Yardstick(name), None, cfg.seed);
+        }
+        for entry in cfg.entries(problem.variants[variant].as_ref()) {
             for &budget in &cfg.budgets {
                 for r in 0..cfg.seeds as u64 {
                     plan(variant, entry.clone(), Some(budget), cfg.seed.wrapping_add(r));
@@ -325,9 +335,11 @@ fn estimate(cfg: &BudgetConfig, problem: &Problem, planned: &[Planned<Job, Budge
         }
         let scoring = (cfg.score_runs * v.states() * v.cost()) as u64;
         let exhaustive = exhaustive_runs(cfg, v.as_ref()) as u64;
-        let runs = |j: &Job| match j.entry {
-            Entry::Agent(_) => 0,
+        let yardsticks = v.yardsticks();
+        let runs = |j: &Job| match &j.entry {
+            Entry::Agent(..) => 0,
             Entry::Search(_) => j.budget.map_or(exhaustive, |b| b as u64),
+            Entry::Yardstick(name) => yardsticks.iter().find(|y| &y.0 == name).map_or(0, |y| y.1 as u64),
         };
         let count = mine.iter().map(|j| runs(j) + scoring).sum();
         work.push(Work {
@@ -336,17 +348,19 @@ fn estimate(cfg: &BudgetConfig, problem: &Problem, planned: &[Planned<Job, Budge
             seconds_each: v.seconds_per_run()?,
             parallel: cores,
         });
-        for &learner in &cfg.agents {
-            let count: u64 =
-                mine.iter().filter(|j| matches!(j.entry, Entry::Agent(l) if l == learner)).map(|j| j.budget.unwrap_or(0) as u64).sum();
+        for entry in cfg.entries(v.as_ref()) {
+            let Entry::Agent(learner, layout) = &entry else { continue };
+            let name = entry.name();
+            let count: u64 = mine.iter().filter(|j| j.entry.name() == name).map(|j| j.budget.unwrap_or(0) as u64).sum();
             if count == 0 {
                 continue;
             }
-            let probe = (count as usize).min(AGENT_PROBE_INTERACTIONS);
+            let (starts, between) = learner.spec(&cfg.dqn, &cfg.ppo).update_schedule();
+            let probe = (count as usize).min(AGENT_PROBE_INTERACTIONS).min(starts + 3 * between).max(1);
             let started = Instant::now();
-            v.train_agent(learner, &cfg.settings(), probe, cfg.seed)?;
+            v.train_agent(*learner, &cfg.settings(), probe, cfg.seed, layout)?;
             work.push(Work {
-                what: format!("{} interactions ({})", learner.label(), v.name()),
+                what: format!("{name} interactions ({})", v.name()),
                 count,
                 seconds_each: started.elapsed().as_secs_f64() / probe as f64,
                 parallel: cores,
@@ -356,20 +370,32 @@ fn estimate(cfg: &BudgetConfig, problem: &Problem, planned: &[Planned<Job, Budge
     Ok(Estimate { cells: todo.len(), work })
 }
 
-/// Interactions of the short training that times a learner for the estimate: past DQN's
-/// learning starts and a few PPO rollouts in the shipped configs.
+/// Most interactions of the short training that times a learner for the estimate: it runs
+/// past the learner's first update and three more ([`crate::agent::LearnerSpec::update_schedule`]).
 const AGENT_PROBE_INTERACTIONS: usize = 300;
 
 /// One search (or one training) and its fresh scoring.
 fn compute_cell(cfg: &BudgetConfig, v: &dyn Variant, settings: &AgentSettings, job: &Job) -> Result<BudgetCell> {
     let started = Instant::now();
-    let (points, spent) = match &job.entry {
-        Entry::Agent(learner) => v.train_agent(*learner, settings, job.budget.expect("agents have a budget"), job.seed)?,
-        Entry::Search(method) => search(cfg, v, method, job)?,
-    };
     // Fresh runs, the same seeds for every method: run r at state s.
     let fresh = |s: usize, r: usize| mix(mix(cfg.seed, FRESH_STREAM), ((s as u64) << 24) | r as u64);
-    let value = v.value(&points, cfg.score_runs, &fresh)?;
+    let (points, spent, value) = match &job.entry {
+        Entry::Yardstick(name) => {
+            let y = v.yardstick(name, cfg.score_runs, &fresh, job.seed)?;
+            (y.points, y.spent, y.value)
+        }
+        entry => {
+            let (points, spent) = match entry {
+                Entry::Agent(learner, layout) => {
+                    v.train_agent(*learner, settings, job.budget.expect("agents have a budget"), job.seed, layout)?
+                }
+                Entry::Search(method) => search(cfg, v, method, job)?,
+                Entry::Yardstick(_) => unreachable!("matched above"),
+            };
+            let value = v.value(&points, cfg.score_runs, &fresh)?;
+            (points, spent, value)
+        }
+    };
     Ok(BudgetCell {
         key: job.key.clone(),
         variant: job.variant_name.clone(),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::problem::Problem;
 use super::{BudgetCell, BudgetConfig};
-use crate::experiment::compare::{paired, t_interval, SeedValue};
+use crate::experiment::compare::{against, paired, t_interval, SeedValue};
 use crate::experiment::rundir::RunDir;
 use crate::report::plot::{log_x_grid, Curve, CurvePanel};
 use crate::report::{markdown_table, mean_std};
@@ -55,8 +55,12 @@ impl Point {
     }
 }
 
+/// Whether a cell's method is a learner (its name starts with one's).
+fn is_learner(cfg: &BudgetConfig, method: &str) -> bool {
+    cfg.agents.iter().any(|l| method == l.name() || method.starts_with(&format!("{}_", l.name())))
+}
+
 pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &RunDir, seconds: f64) -> Result<()> {
-    let methods = cfg.entry_names();
     let exhaustive = cfg.exhaustive.method().name();
     let runs = &problem.runs_label;
     let mut md = String::from("# Budget curves: which method finds the better choice for the same number of ground-truth runs?\n\n");
@@ -71,7 +75,9 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
     let _ = writeln!(md, "{}\n", cfg.tie_margin.explained());
     let mut csv = String::from("variant,method,budget,n_seeds,spent_mean,median,mean,sd,ci_low,ci_high\n");
     let mut panels = Vec::new();
-    for variant in problem.variants.iter().map(|v| v.name()) {
+    for v in &problem.variants {
+        let variant = v.name();
+        let methods = cfg.entry_names(v.as_ref());
         let _ = writeln!(md, "## {variant}\n");
         let yard = cells.iter().find(|c| c.variant == variant && c.method == exhaustive);
         if let Some(y) = yard {
@@ -82,6 +88,19 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
                 ex.repeats, ex.shortlist, ex.refine, y.value, y.spent
             );
             let _ = writeln!(csv, "{variant},{exhaustive},{},1,{},{:.6},{:.6},0,,", y.budget, y.spent, y.value, y.value);
+        }
+        // The variant's own yardsticks: one cell each, a flat line, a verdict per entry.
+        let yardsticks: Vec<&BudgetCell> =
+            v.yardsticks().iter().filter_map(|(name, _)| cells.iter().find(|c| c.variant == variant && &c.method == name)).collect();
+        if !yardsticks.is_empty() {
+            let rows: Vec<Vec<String>> =
+                yardsticks.iter().map(|y| vec![y.method.clone(), format!("{:.4}", y.value), y.spent.to_string()]).collect();
+            md.push_str("Yardsticks, each scored on the same fresh runs:\n\n");
+            md.push_str(&markdown_table(&["yardstick".into(), "value".into(), format!("{runs} spent")], &rows));
+            md.push('\n');
+            for y in &yardsticks {
+                let _ = writeln!(csv, "{variant},{},{},1,{},{:.6},{:.6},0,,", y.method, y.budget, y.spent, y.value, y.value);
+            }
         }
         let mut header = vec!["budget".to_string()];
         header.extend(methods.iter().map(|m| format!("{m}: median, mean [95 % interval] (n; runs spent)")));
@@ -106,6 +125,12 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
         if let Some(y) = yard {
             curves.push(Curve::flat(format!("{exhaustive} ({} runs)", y.spent), y.value, cfg.budgets.len()));
         }
+        for y in &yardsticks {
+            curves.push(Curve::flat(format!("{} ({} runs)", y.method, y.spent), y.value, cfg.budgets.len()));
+        }
+        let against_rows: Vec<(String, &BudgetCell)> =
+            yardsticks.iter().flat_map(|y| methods.iter().map(move |m| (m.clone(), *y))).collect();
+        let mut yard_rows: Vec<Vec<String>> = against_rows.iter().map(|(m, y)| vec![format!("{m} vs {}", y.method)]).collect();
         for &b in &cfg.budgets {
             let mut row = vec![b.to_string()];
             let points: Vec<Point> = methods.iter().map(|m| Point::of(cells, &variant, m, b)).collect();
@@ -120,12 +145,22 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
                 let c = paired(&points[j].values, &points[i].values, cfg.tie_margin);
                 verdicts.push(format!("{}: {}", c.verdict, c.difference_text(1)));
             }
+            for ((m, y), verdicts) in against_rows.iter().zip(&mut yard_rows) {
+                let p = &points[methods.iter().position(|x| x == m).expect("an entry")];
+                let c = against(&p.values, y.value, cfg.tie_margin);
+                verdicts.push(format!("{}: {}", c.verdict, c.difference_text(1)));
+            }
             rows.push(row);
         }
         md.push_str(&markdown_table(&header, &rows));
         md.push_str("\nVerdicts, each pair paired by seed:\n\n");
         md.push_str(&markdown_table(&verdict_header, &verdict_rows));
         md.push('\n');
+        if !yard_rows.is_empty() {
+            md.push_str("Against the yardsticks (each a single recommendation, its fresh value taken as exact):\n\n");
+            md.push_str(&markdown_table(&verdict_header, &yard_rows));
+            md.push('\n');
+        }
         panels.push(CurvePanel { title: variant.clone(), curves });
     }
     let budgets: Vec<f64> = cfg.budgets.iter().map(|&b| b as f64).collect();
@@ -145,8 +180,28 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
     outputs.write("budget.csv", csv)?;
     outputs.commit()?;
     let total: f64 = cells.iter().map(|c| c.seconds).sum();
+    let runs_label = &problem.runs_label;
+    // Ground-truth runs per second of a cell (one core): spent plus the fresh scoring, over
+    // the searches and yardsticks, and over the learners (their networks' time included).
+    let rate = |learners: bool| {
+        let mine: Vec<&BudgetCell> = cells.iter().filter(|c| is_learner(cfg, &c.method) == learners).collect();
+        let runs: usize = mine
+            .iter()
+            .map(|c| {
+                let v = problem.variants.iter().find(|v| v.name() == c.variant).expect("a cell's variant");
+                c.spent + cfg.score_runs * v.states() * v.cost()
+            })
+            .sum();
+        let secs: f64 = mine.iter().map(|c| c.seconds).sum();
+        format!("{runs} {runs_label} in {secs:.0} s, {:.1} per second per core", runs as f64 / secs.max(1e-9))
+    };
     dir.write(
         crate::experiment::timing::WALL_TIME_FILE,
-        format!("# Wall time\n\n- whole run (this invocation): {seconds:.0} s\n- cells, summed: {total:.0} s ({} cells)\n", cells.len()),
+        format!(
+            "# Wall time\n\n- whole run (this invocation): {seconds:.0} s\n- cells, summed: {total:.0} s ({} cells)\n             - searches and yardsticks, scoring included: {}\n- learners, training and scoring: {}\n",
+            cells.len(),
+            rate(false),
+            rate(true)
+        ),
     )
 }

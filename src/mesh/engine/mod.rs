@@ -64,6 +64,9 @@ pub struct MeshOptions {
     /// Count the entry's 200s answered within this many ms too (`goodput_within_bound_per_s`
     /// and the time series' `ok_within`); `None`: not counted.
     pub latency_bound_ms: Option<f64>,
+    /// Record each edge's latency percentiles (`EdgeStats::latency_ms`), as the source
+    /// sidecar's `istio_request_duration_milliseconds` shows them.
+    pub edge_latency: bool,
 }
 
 /// One replica of one service made sick, as a pod on a failing node: each of its sleeps
@@ -110,6 +113,16 @@ pub fn latency_histogram() -> Histogram<u64> {
 /// A latency in ms as a mesh run reports its percentiles: the highest value of its bucket.
 pub fn reported_ms(ms_value: f64) -> f64 {
     latency_histogram().highest_equivalent(ms(ms_value).max(1)) as f64 / 1e6
+}
+
+/// The mean and percentiles, ms, of a histogram of ns whose values sum to `sum_ns`.
+fn latency_of(histogram: &Histogram<u64>, sum_ns: u128) -> Latency {
+    let n = histogram.len();
+    if n == 0 {
+        return Latency::default();
+    }
+    let q = |p: f64| histogram.value_at_quantile(p) as f64 / 1e6;
+    Latency { mean: sum_ns as f64 / n as f64 / 1e6, p50: q(0.50), p90: q(0.90), p99: q(0.99) }
 }
 
 /// Runs one load on the mesh. Deterministic in its inputs and `seed`.
@@ -164,6 +177,9 @@ struct Mesh<'a> {
     /// 200s within `options.latency_bound_ms`.
     entry_ok_within: u64,
     entry_latency: Histogram<u64>,
+    /// Per edge when `options.edge_latency` (empty otherwise): the exchanges' latencies, ns,
+    /// and their sum.
+    edge_latency: Vec<(Histogram<u64>, u128)>,
     latency_sum: u128,
     last_answer: Nanos,
     series: Option<TimeSeries>,
@@ -274,6 +290,7 @@ impl<'a> Mesh<'a> {
             }
         }
         let entry_latency = latency_histogram();
+        let edge_latency = if options.edge_latency { vec![(latency_histogram(), 0); edges.len()] } else { Vec::new() };
         // A spike's recovery is read off the series.
         let series = (options.time_series || load.spike().is_some())
             .then(|| TimeSeries::new(topology.services.iter().map(|s| s.name.clone()).collect()));
@@ -321,6 +338,7 @@ impl<'a> Mesh<'a> {
             entry_ok: 0,
             entry_ok_within: 0,
             entry_latency,
+            edge_latency,
             latency_sum: 0,
             last_answer: 0,
             series,
@@ -583,12 +601,7 @@ impl<'a> Mesh<'a> {
         let duration_s = self.last_answer as f64 / 1e9;
         let requests = self.entry_requests;
         let failed = requests - self.entry_ok;
-        let q = |p: f64| self.entry_latency.value_at_quantile(p) as f64 / 1e6;
-        let latency_ms = if requests > 0 {
-            Latency { mean: self.latency_sum as f64 / requests as f64 / 1e6, p50: q(0.50), p90: q(0.90), p99: q(0.99) }
-        } else {
-            Latency::default()
-        };
+        let latency_ms = latency_of(&self.entry_latency, self.latency_sum);
         let entry = EntryStats {
             requests,
             ok: self.entry_ok,
@@ -629,6 +642,9 @@ impl<'a> Mesh<'a> {
             (Some(spike), Some(series)) => Some(Recovery::of(series, &spike, self.load.offered_s().unwrap_or(0.0))),
             _ => None,
         };
+        for (edge, (histogram, sum_ns)) in self.edges.iter_mut().zip(&self.edge_latency) {
+            edge.latency_ms = Some(latency_of(histogram, *sum_ns));
+        }
         let series = if self.options.time_series { self.series } else { None };
         MeshResult { seed: self.seed, duration_s, entry, edges: self.edges, services, recovery, series }
     }

@@ -391,6 +391,11 @@ impl Mesh<'_> {
     pub(super) fn on_caller(&mut self, ex: u32) {
         let x = &self.exchanges.items[ex as usize];
         let (caller, outcome, sent_at) = (x.caller, x.outcome, x.sent_at);
+        if let Some((histogram, sum_ns)) = self.edge_latency.get_mut(self.clusters[x.cluster as usize].edge as usize) {
+            let took = self.now - sent_at;
+            histogram.saturating_record(took.max(1));
+            *sum_ns += u128::from(took);
+        }
         self.exchanges.remove(ex);
         match caller {
             Caller::Job { job } => self.call_returned(job, outcome == Outcome::Ok),

@@ -212,6 +212,7 @@ impl Variant for AttackVariant {
         settings: &AgentSettings,
         interactions: usize,
         seed: u64,
+        _layout: &str,
     ) -> Result<(Vec<Vec<usize>>, usize)> {
         let env = LoadSearch::new(&self.data, Configuration { mode: Mode::ThreadAndCall, services: 1 }, 0.0);
         let states: Vec<Vec<usize>> = self.rows.iter().map(|&r| vec![r]).collect();

@@ -182,6 +182,7 @@ impl Variant for ControlVariant {
         settings: &AgentSettings,
         interactions: usize,
         seed: u64,
+        _layout: &str,
     ) -> Result<(Vec<Vec<usize>>, usize)> {
         let states: Vec<LoadState> = (0..self.states()).map(|load| LoadState { load }).collect();
         let space = self.space();

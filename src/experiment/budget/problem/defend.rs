@@ -147,6 +147,7 @@ impl Variant for DefendVariant {
         settings: &AgentSettings,
         interactions: usize,
         seed: u64,
+        _layout: &str,
     ) -> Result<(Vec<Vec<usize>>, usize)> {
         // The run seed of an interaction comes from the training's own stream, not the state's.
         let states: Vec<LoadState> = (0..self.states()).map(|load| LoadState { load, seed: 0 }).collect();

@@ -4,11 +4,13 @@
 //!
 //! - [`defend`]: the defender on the emulator (per load, or one rule for all loads);
 //! - [`attack`]: the SFR2L load search on a dataset's traffic rules, on the emulator;
-//! - [`control`]: seed 002's control problem on a measured testbed trace.
+//! - [`control`]: seed 002's control problem on a measured testbed trace;
+//! - [`mesh`]: the mesh defender, rules for every destination of a service graph.
 
 pub mod attack;
 pub mod control;
 pub mod defend;
+pub mod mesh;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,13 +21,14 @@ use crate::search::SearchSpace;
 use super::agents::AgentSettings;
 
 /// The problem of a budget experiment (config `[problem.defend]`, `[problem.attack]` or
-/// `[problem.control]`).
+/// `[problem.control]` or `[problem.mesh]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProblemConfig {
     Defend(defend::DefendProblem),
     Attack(attack::AttackProblem),
     Control(control::ControlProblem),
+    Mesh(Box<mesh::MeshProblem>),
 }
 
 impl ProblemConfig {
@@ -35,6 +38,7 @@ impl ProblemConfig {
             ProblemConfig::Defend(p) => p.build(),
             ProblemConfig::Attack(p) => p.build(seed),
             ProblemConfig::Control(p) => p.build(),
+            ProblemConfig::Mesh(p) => p.build(seed),
         }
     }
 
@@ -43,6 +47,7 @@ impl ProblemConfig {
             ProblemConfig::Defend(p) => p.validate(),
             ProblemConfig::Attack(p) => p.validate(),
             ProblemConfig::Control(p) => p.validate(),
+            ProblemConfig::Mesh(p) => p.validate(),
         }
     }
 }
@@ -77,13 +82,39 @@ pub trait Variant: Sync {
     fn value(&self, points: &[Vec<usize>], runs: usize, fresh: &dyn Fn(usize, usize) -> u64) -> Result<f64>;
     /// Seconds one ground-truth run takes here, timed (for the estimate).
     fn seconds_per_run(&self) -> Result<f64>;
-    /// An agent of `learner` trained on `interactions` ground-truth runs drawn over the
-    /// states, then asked for its greedy point at every state; the runs it spent.
+    /// The agents' layouts here, by name; a learner is on the curves once per layout
+    /// (default: one, unnamed).
+    fn agent_layouts(&self) -> Vec<String> {
+        vec![String::new()]
+    }
+    /// An agent of `learner` in `layout` trained on `interactions` ground-truth runs drawn
+    /// over the states, then asked for its greedy point at every state; the runs it spent.
     fn train_agent(
         &self,
         learner: LearnerKind,
         settings: &AgentSettings,
         interactions: usize,
         seed: u64,
+        layout: &str,
     ) -> Result<(Vec<Vec<usize>>, usize)>;
+    /// Yardsticks beside the searches, each a cell of its own with the runs it will spend
+    /// (for the estimate); default none.
+    fn yardsticks(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
+    /// Yardstick `name`, searched with `seed` where it searches, scored as [`Variant::value`]
+    /// scores on the same fresh runs.
+    fn yardstick(&self, name: &str, _runs: usize, _fresh: &dyn Fn(usize, usize) -> u64, _seed: u64) -> Result<YardstickResult> {
+        Err(crate::error::Error::config(format!("no yardstick {name:?} here")))
+    }
+}
+
+/// What a yardstick recommends and what it is worth.
+pub struct YardstickResult {
+    /// Its fresh value, as [`Variant::value`] scores.
+    pub value: f64,
+    /// One point per state, or none when its rules are off the grid (Istio's defaults).
+    pub points: Vec<Vec<usize>>,
+    /// Ground-truth runs its search spent.
+    pub spent: usize,
 }
