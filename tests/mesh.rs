@@ -231,6 +231,23 @@ fn mesh_defend_budget_runs_every_entry_and_yardstick_within_budget_and_reproduci
             assert_eq!(spent, budget, "a learner spends its budget, probes included: {line}");
         }
     }
+    // The recommended rules per state: a folder per state that the mesh run reads, the
+    // Fortio commands, the worst state before and after.
+    assert!(md.contains("### Recommended rules") && md.contains("recommended/worst_after.png"), "{md}");
+    for state in ["state1", "state2"] {
+        let folder = dir.join("recommended").join(state);
+        for f in ["b.yaml", "c.yaml", "fortio.sh"] {
+            assert!(folder.join(f).exists(), "{state}/{f} missing");
+        }
+        let fortio = std::fs::read_to_string(folder.join("fortio.sh")).unwrap();
+        assert!(fortio.contains("fortio load -qps 300 -t 2s -c 64 -json segment_1.json http://a:8080/"), "{fortio}");
+        let run = meshrl(
+            &["mesh", "run", "three.yaml", "--rules-dir", folder.to_str().unwrap(), "--qps", "100", "--duration-s", "2"],
+            tmp.path(),
+        );
+        assert_ok(&run);
+    }
+    assert!(dir.join("recommended/worst_before.png").exists() && dir.join("recommended/worst_after.png").exists());
     let out = meshrl(&["run", config.to_str().unwrap(), "--set", "out_dir=\"again\""], tmp.path());
     assert_ok(&out);
     for f in ["budget.md", "budget.csv"] {

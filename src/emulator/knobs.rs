@@ -199,6 +199,23 @@ impl RetryOn {
         self.any_5xx || self.gateway_error || self.reset || self.connect_failure
     }
 
+    /// The `retryOn` list that [`RetryOn::parse`] reads back to these conditions.
+    pub fn spelling(&self) -> String {
+        let mut on: Vec<String> = Vec::new();
+        for (set, token) in
+            [(self.connect_failure, "connect-failure"), (self.reset, "reset"), (self.gateway_error, "gateway-error"), (self.any_5xx, "5xx")]
+        {
+            if set {
+                on.push(token.into());
+            }
+        }
+        if self.status_5xx_codes != 0 {
+            on.push("retriable-status-codes".into());
+            on.extend((0..100u16).filter(|k| self.status_5xx_codes & (1u128 << k) != 0).map(|k| (500 + k).to_string()));
+        }
+        on.join(",")
+    }
+
     /// Reads a `retryOn` list as Istio's validation accepts it (comma-separated, no spaces).
     pub fn parse(on: &str) -> Result<RetryOn, String> {
         let mut r = RetryOn::default();

@@ -7,10 +7,12 @@
 //!   the same format (`meshrl mesh tree`).
 //! - [`rules`]: a DestinationRule and a VirtualService per destination, and Istio's defaults
 //!   by release where a destination has none.
+//! - [`export`]: a mesh's rules written back as Istio resources, one file per destination.
 //! - [`load`]: Fortio's closed loop, or open-loop arrivals on a schedule.
 //! - [`engine`]: the discrete-event run; [`result`]: what it measured.
 
 pub mod engine;
+pub mod export;
 pub mod generate;
 pub mod load;
 pub mod result;

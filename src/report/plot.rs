@@ -169,7 +169,10 @@ fn draw_grid(
     let x_at = |e: usize| log_xs.map_or((e + 1) as f64, |xs| xs[e]);
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
-    let (w, h) = (380 * columns as u32, 300 * rows as u32 + 40);
+    // A panel with many curves grows, so that its legend leaves the curves room.
+    let most = panels.iter().map(|p| p.curves.len()).max().unwrap_or(0) as u32;
+    let (panel_w, panel_h) = if most > 10 { (760, 300 + 22 * most) } else { (380, 300) };
+    let (w, h) = (panel_w * columns as u32, panel_h * rows as u32 + 40);
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{stem}.{}.tmp.png", std::process::id()));
     {

@@ -31,7 +31,8 @@ pub struct MeshRuleGrid {
     /// `retries.attempts` (0: no retries); a value above 0 retries connect failures and
     /// 503s (Istio's default conditions before 1.24).
     pub retry_attempts: Vec<u32>,
-    /// `retries.perTryTimeout`, ms (0: none).
+    /// `retries.perTryTimeout`, ms (0: none); it acts only with retries (Istio drops it with
+    /// the retry policy when `attempts` is 0).
     pub per_try_timeout_ms: Vec<f64>,
     /// The route's `timeout`, ms (0: none).
     pub route_timeout_ms: Vec<f64>,
@@ -142,7 +143,8 @@ impl MeshRuleGrid {
             p.rules.retries = RetryPolicy { attempts, ..RetryPolicy::istio_default() };
             p.retry_on = RetryOn::istio_default(true);
         }
-        p.per_try_timeout_ms = Some(self.per_try_timeout_ms[choice[6]]).filter(|&t| t > 0.0);
+        // Istio drops the per-try timeout with the retries when there are none.
+        p.per_try_timeout_ms = Some(self.per_try_timeout_ms[choice[6]]).filter(|&t| t > 0.0 && attempts > 0);
         p.timeout_ms = Some(self.route_timeout_ms[choice[7]]).filter(|&t| t > 0.0);
         let percent = self.retry_budget_percent[choice[8]];
         if percent > 0.0 {

@@ -8,6 +8,7 @@ use super::recovery::recovery_s;
 use super::state::{MeshState, StatesConfig};
 use crate::emulator::Scenario;
 use crate::mesh::engine::{self, MeshOptions};
+use crate::mesh::result::MeshResult;
 use crate::mesh::rules::MeshRules;
 use crate::mesh::topology::Topology;
 
@@ -39,7 +40,8 @@ pub struct Outcome {
     pub value: f64,
 }
 
-/// Runs `state` once under `rules` (seed `seed`) and scores it.
+/// Runs `state` once under `rules` (seed `seed`) and scores it; the run itself beside the
+/// score (its per-second series included).
 pub fn evaluate(
     topology: &Topology,
     rules: &MeshRules,
@@ -48,7 +50,7 @@ pub fn evaluate(
     states: &StatesConfig,
     objective: &MeshObjective,
     seed: u64,
-) -> Outcome {
+) -> (Outcome, MeshResult) {
     let load = state.load(states);
     let options =
         MeshOptions { time_series: true, sick: state.sick, latency_bound_ms: Some(objective.latency_bound_ms), ..MeshOptions::default() };
@@ -70,7 +72,7 @@ pub fn evaluate(
         Some((start, stop)) => recovery_s(&per_second, start.floor() as usize, stop.ceil() as usize, end),
         None => 0.0,
     };
-    Outcome { goodput_per_s, recovery_s: recovery, value: goodput_per_s - objective.recovery_penalty * recovery }
+    (Outcome { goodput_per_s, recovery_s: recovery, value: goodput_per_s - objective.recovery_penalty * recovery }, result)
 }
 
 #[cfg(test)]
@@ -120,7 +122,7 @@ mod tests {
             sick: Some(SickReplica { service: cart, replica: 0, slowdown: 1.0, fail_share: 0.5 }),
         };
         let scenario = Scenario { fault_share: 0.0, ..Scenario::default() };
-        let defaults = evaluate(&topology, &MeshRules::defaults(&topology, release), &scenario, &state, &states, &objective, 1);
+        let defaults = evaluate(&topology, &MeshRules::defaults(&topology, release), &scenario, &state, &states, &objective, 1).0;
         // Outlier detection after one 5xx, ejecting for 30 s, on every destination.
         let grid = MeshRuleGrid::default();
         let mut point = vec![0; grid.space(&topology).fields.len()];
@@ -128,11 +130,11 @@ mod tests {
             point[k * 9 + 3] = 1;
             point[k * 9 + 4] = 1;
         }
-        let ejecting = evaluate(&topology, &grid.rules(&topology, release, &point), &scenario, &state, &states, &objective, 1);
+        let ejecting = evaluate(&topology, &grid.rules(&topology, release, &point), &scenario, &state, &states, &objective, 1).0;
         assert!(ejecting.goodput_per_s > defaults.goodput_per_s + 10.0, "{ejecting:?} against {defaults:?}");
         assert_eq!((defaults.recovery_s, ejecting.recovery_s), (0.0, 0.0), "no spike, no recovery");
         let spike = MeshState { entry_qps: 200.0, spike: Some((4.0, 5.0)), sick: None };
-        let outcome = evaluate(&topology, &MeshRules::defaults(&topology, release), &scenario, &spike, &states, &objective, 1);
+        let outcome = evaluate(&topology, &MeshRules::defaults(&topology, release), &scenario, &spike, &states, &objective, 1).0;
         assert!(outcome.goodput_per_s > 150.0 && outcome.recovery_s <= 20.0, "{outcome:?}");
     }
 }
@@ -177,7 +179,7 @@ mod every_field {
         let values = |choice: &[usize]| -> Vec<f64> {
             let point: Vec<usize> = (0..n).flat_map(|_| choice.iter().copied()).collect();
             let rules = grid.rules(&topology, release, &point);
-            states.iter().map(|s| evaluate(&topology, &rules, &scenario, s, &states_cfg, &objective, 1).value).collect()
+            states.iter().map(|s| evaluate(&topology, &rules, &scenario, s, &states_cfg, &objective, 1).0.value).collect()
         };
         let sizes: Vec<usize> = grid.labels().iter().map(Vec::len).collect();
         let mut idle = Vec::new();

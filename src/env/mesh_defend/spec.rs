@@ -35,6 +35,11 @@ impl MeshDefendSpec {
 
     /// One run of `state` under `rules`, seeded `seed`, scored.
     pub fn outcome(&self, rules: &MeshRules, state: &MeshState, seed: u64) -> Outcome {
+        evaluate(&self.topology, rules, &self.scenario, state, &self.states, &self.objective, seed).0
+    }
+
+    /// [`MeshDefendSpec::outcome`] with the run itself.
+    pub fn run(&self, rules: &MeshRules, state: &MeshState, seed: u64) -> (Outcome, crate::mesh::result::MeshResult) {
         evaluate(&self.topology, rules, &self.scenario, state, &self.states, &self.objective, seed)
     }
 

@@ -377,8 +377,7 @@ const AGENT_PROBE_INTERACTIONS: usize = 300;
 /// One search (or one training) and its fresh scoring.
 fn compute_cell(cfg: &BudgetConfig, v: &dyn Variant, settings: &AgentSettings, job: &Job) -> Result<BudgetCell> {
     let started = Instant::now();
-    // Fresh runs, the same seeds for every method: run r at state s.
-    let fresh = |s: usize, r: usize| mix(mix(cfg.seed, FRESH_STREAM), ((s as u64) << 24) | r as u64);
+    let fresh = |s: usize, r: usize| fresh_seed(cfg, s, r);
     let (points, spent, value) = match &job.entry {
         Entry::Yardstick(name) => {
             let y = v.yardstick(name, cfg.score_runs, &fresh, job.seed)?;
@@ -407,6 +406,11 @@ fn compute_cell(cfg: &BudgetConfig, v: &dyn Variant, settings: &AgentSettings, j
         value,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The seed of fresh scoring run r at state s: the same for every method.
+fn fresh_seed(cfg: &BudgetConfig, s: usize, r: usize) -> u64 {
+    mix(mix(cfg.seed, FRESH_STREAM), ((s as u64) << 24) | r as u64)
 }
 
 /// A search method at every state, B split evenly over them.

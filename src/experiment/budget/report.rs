@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::problem::Problem;
-use super::{BudgetCell, BudgetConfig};
+use super::{fresh_seed, BudgetCell, BudgetConfig};
 use crate::experiment::compare::{against, paired, t_interval, SeedValue};
 use crate::experiment::rundir::RunDir;
 use crate::report::plot::{log_x_grid, Curve, CurvePanel};
@@ -75,6 +75,7 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
     let _ = writeln!(md, "{}\n", cfg.tie_margin.explained());
     let mut csv = String::from("variant,method,budget,n_seeds,spent_mean,median,mean,sd,ci_low,ci_high\n");
     let mut panels = Vec::new();
+    let mut outputs = dir.outputs();
     for v in &problem.variants {
         let variant = v.name();
         let methods = cfg.entry_names(v.as_ref());
@@ -161,10 +162,11 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
             md.push_str(&markdown_table(&verdict_header, &yard_rows));
             md.push('\n');
         }
+        let mine: Vec<&BudgetCell> = cells.iter().filter(|c| c.variant == variant).collect();
+        md.push_str(&v.recommend(&mine, cfg.score_runs, &|s, r| fresh_seed(cfg, s, r), &mut outputs)?);
         panels.push(CurvePanel { title: variant.clone(), curves });
     }
     let budgets: Vec<f64> = cfg.budgets.iter().map(|&b| b as f64).collect();
-    let mut outputs = dir.outputs();
     let png = outputs.stage("budget.png")?;
     log_x_grid(
         &png,
@@ -198,7 +200,8 @@ pub fn write(cfg: &BudgetConfig, problem: &Problem, cells: &[BudgetCell], dir: &
     dir.write(
         crate::experiment::timing::WALL_TIME_FILE,
         format!(
-            "# Wall time\n\n- whole run (this invocation): {seconds:.0} s\n- cells, summed: {total:.0} s ({} cells)\n             - searches and yardsticks, scoring included: {}\n- learners, training and scoring: {}\n",
+            "# Wall time\n\n- whole run (this invocation): {seconds:.0} s\n- cells, summed: {total:.0} s ({} cells)\n\
+             - searches and yardsticks, scoring included: {}\n- learners, training and scoring: {}\n",
             cells.len(),
             rate(false),
             rate(true)

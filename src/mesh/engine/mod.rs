@@ -213,7 +213,9 @@ impl<'a> Mesh<'a> {
                     },
                     max_retries: p.rules.max_retries.unwrap_or(u32::MAX),
                     timeout: p.timeout_ms.map(ms),
-                    per_try: p.per_try_timeout_ms.map(ms),
+                    // Istio drops a route's whole retry policy, its per-try timeout with
+                    // it, when `attempts` is 0.
+                    per_try: p.per_try_timeout_ms.filter(|_| p.rules.retries.attempts > 0).map(ms),
                     connect_timeout: ms(p.rules.connect_timeout_ms),
                     outlier_rules: envoy::OutlierRules {
                         consecutive_5xx: p.rules.consecutive_errors,

@@ -23,12 +23,16 @@ use crate::emulator::Scenario;
 use crate::env::mesh_defend::env::{AgentLayout, MeshChoice, MeshDefendEnv, StateIndex};
 use crate::env::mesh_defend::grid::{MeshRuleGrid, FIELDS};
 use crate::env::mesh_defend::objective::MeshObjective;
+use crate::env::mesh_defend::objective::Outcome;
 use crate::env::mesh_defend::probe::{probe, Probe};
 use crate::env::mesh_defend::spec::MeshDefendSpec;
 use crate::env::mesh_defend::state::{MeshState, StatesConfig};
 use crate::error::{Error, Result};
 use crate::experiment::budget::agents::{train_on_truth, AgentSettings};
+use crate::experiment::budget::BudgetCell;
 use crate::experiment::rundir::json;
+use crate::experiment::rundir::OutputSet;
+use crate::mesh::export::rule_files;
 use crate::mesh::rules::{
     DestinationPolicy, IstioRelease, MeshRules, RetryBudget, ISTIO_RETRY_BUDGET_MIN_CONCURRENCY, ISTIO_RETRY_BUDGET_PERCENT,
 };
@@ -200,7 +204,7 @@ impl MeshProblem {
             spec.objective.latency_bound_ms,
         );
         let key = json(&(self, crate::data::fingerprint(&self.topology)?, seed));
-        let variant = MeshVariant { spec, states, probes, features, cfg: self.clone(), single, key, seconds };
+        let variant = MeshVariant { spec, states, features, cfg: self.clone(), single, key, seconds };
         Ok(Problem {
             summary,
             value_label: format!("goodput within {} ms (1/s)", self.objective.latency_bound_ms),
@@ -213,8 +217,6 @@ impl MeshProblem {
 struct MeshVariant {
     spec: MeshDefendSpec,
     states: Vec<MeshState>,
-    #[allow(dead_code)]
-    probes: Vec<Probe>,
     features: Vec<Vec<f32>>,
     cfg: MeshProblem,
     single: Option<TrafficRules>,
@@ -328,6 +330,39 @@ impl MeshVariant {
         (point, spent)
     }
 
+    /// The state's load as Fortio commands, one per segment, back to back: Fortio paces
+    /// at a constant rate where the emulator draws Poisson arrivals, and the sick replica is
+    /// the user's to make (a fault on one pod).
+    fn fortio_script(&self, state: &MeshState, header: &str) -> String {
+        let entry = &self.spec.topology.services[self.spec.topology.entry].name;
+        let mut script = format!("#!/bin/sh\n{header}\n# Apply this folder first: kubectl apply -f .\n");
+        if let Some(sick) = state.sick {
+            script += &format!(
+                "# The state's sick replica is not made by these commands: {}/{} {}.\n",
+                self.spec.topology.services[sick.service].name,
+                sick.replica,
+                if sick.fail_share > 0.0 {
+                    format!("answering {:.0} % of requests 500", sick.fail_share * 100.0)
+                } else {
+                    format!("slowed x{}", sick.slowdown)
+                }
+            );
+        }
+        script += "set -e\n";
+        let crate::mesh::load::MeshLoad::Open { schedule, .. } = state.load(&self.spec.states) else {
+            unreachable!("a state's load is open")
+        };
+        for (k, segment) in schedule.iter().enumerate() {
+            script += &format!(
+                "fortio load -qps {} -t {}s -c 64 -json segment_{}.json http://{entry}:8080/\n",
+                segment.qps,
+                segment.duration_s,
+                k + 1
+            );
+        }
+        script
+    }
+
     /// The runs a searched yardstick spends, for the estimate.
     fn yardstick_runs(&self, name: &str) -> usize {
         let y = &self.cfg.yardsticks;
@@ -402,6 +437,87 @@ impl Variant for MeshVariant {
         let (points, spent) =
             train_on_truth(&env, &states, learner, settings, evaluations, 1, seed, |c: &MeshChoice| c.point.clone(), &truth)?;
         Ok((points, spent + probes))
+    }
+
+    /// The best recommendation on the fresh runs (a search's, a learner's or a yardstick's
+    /// with grid points), as rule folders per state with Fortio commands, and the state
+    /// where Istio's defaults do worst as time series before and after. Picking the best
+    /// on the same fresh runs that scored it flatters it a little; the table says so.
+    fn recommend(
+        &self,
+        cells: &[&BudgetCell],
+        runs: usize,
+        fresh: &dyn Fn(usize, usize) -> u64,
+        outputs: &mut OutputSet,
+    ) -> Result<String> {
+        let Some(best) = cells.iter().filter(|c| c.points.len() == self.states.len()).max_by(|a, b| a.value.total_cmp(&b.value)) else {
+            return Ok(String::new());
+        };
+        let defaults = self.spec.defaults();
+        let mean = |rules: &MeshRules, s: usize| {
+            let o: Vec<Outcome> = (0..runs).map(|r| self.spec.outcome(rules, &self.states[s], fresh(s, r))).collect();
+            let n = o.len() as f64;
+            (o.iter().map(|x| x.goodput_per_s).sum::<f64>() / n, o.iter().map(|x| x.recovery_s).sum::<f64>() / n)
+        };
+        let which = if best.method.starts_with(UNIFORM) || best.method.starts_with(DESCENT) {
+            best.method.clone()
+        } else {
+            format!("{} at B = {}, seed {}", best.method, best.budget, best.seed)
+        };
+        let mut md = format!(
+            "### Recommended rules
+
+The best recommendation on the fresh runs is {which}'s (value {:.4}; chosen on the runs that \
+             score it, so a little flattered). Per state, one DestinationRule and one VirtualService per destination in \
+             `recommended/state<k>/` (`kubectl apply -f` the folder; `meshrl mesh run --rules-dir` reads it back), with \
+             `fortio.sh`, the state's load as Fortio commands. Goodput within {} ms (1/s) and recovery (s), mean of {runs} fresh runs:\n\n",
+            best.value, self.spec.objective.latency_bound_ms
+        );
+        let destinations = MeshRuleGrid::destinations(&self.spec.topology);
+        let mut rows = Vec::new();
+        let mut worst = (f64::INFINITY, 0);
+        for (s, state) in self.states.iter().enumerate() {
+            let rules = self.spec.rules(&best.points[s]);
+            let header = format!("# meshrl mesh defender: state {}, {} ({which})", s + 1, self.spec.describe(state));
+            for (file, text) in rule_files(&rules, &self.spec.topology, &destinations, &header).map_err(Error::config)? {
+                outputs.write(format!("recommended/state{}/{file}", s + 1), text)?;
+            }
+            outputs.write(format!("recommended/state{}/fortio.sh", s + 1), self.fortio_script(state, &header))?;
+            let (before, after) = (mean(&defaults, s), mean(&rules, s));
+            if before.0 < worst.0 {
+                worst = (before.0, s);
+            }
+            rows.push(vec![
+                (s + 1).to_string(),
+                self.spec.describe(state),
+                format!("{:.1}", before.0),
+                format!("{:.1}", before.1),
+                format!("{:.1}", after.0),
+                format!("{:.1}", after.1),
+            ]);
+        }
+        md += &crate::report::markdown_table(
+            &["state", "scenario", "Istio defaults", "recovery", "recommended", "recovery"].map(String::from),
+            &rows,
+        );
+        let s = worst.1;
+        for (name, rules) in [("before", defaults), ("after", self.spec.rules(&best.points[s]))] {
+            let (_, run) = self.spec.run(&rules, &self.states[s], fresh(s, 0));
+            let png = outputs.stage(format!("recommended/worst_{name}.png"))?;
+            let title = format!(
+                "state {}, {}: {}",
+                s + 1,
+                self.spec.describe(&self.states[s]),
+                if name == "before" { "Istio defaults" } else { "recommended" }
+            );
+            run.series.expect("a defender's run records its series").write_png(&png, &title)?;
+        }
+        md += &format!(
+            "\nThe state where Istio's defaults do worst, state {}, on its first fresh run: before \
+             ![before](recommended/worst_before.png) and after ![after](recommended/worst_after.png)\n\n",
+            s + 1
+        );
+        Ok(md)
     }
 
     fn yardsticks(&self) -> Vec<(String, usize)> {

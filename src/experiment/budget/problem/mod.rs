@@ -19,6 +19,8 @@ use crate::error::Result;
 use crate::search::SearchSpace;
 
 use super::agents::AgentSettings;
+use super::BudgetCell;
+use crate::experiment::rundir::OutputSet;
 
 /// The problem of a budget experiment (config `[problem.defend]`, `[problem.attack]` or
 /// `[problem.control]` or `[problem.mesh]`).
@@ -106,6 +108,17 @@ pub trait Variant: Sync {
     /// scores on the same fresh runs.
     fn yardstick(&self, name: &str, _runs: usize, _fresh: &dyn Fn(usize, usize) -> u64, _seed: u64) -> Result<YardstickResult> {
         Err(crate::error::Error::config(format!("no yardstick {name:?} here")))
+    }
+    /// Writes what the variant recommends, from its finished cells, among the report's
+    /// `outputs`, and returns the Markdown that presents it (default: nothing).
+    fn recommend(
+        &self,
+        _cells: &[&BudgetCell],
+        _runs: usize,
+        _fresh: &dyn Fn(usize, usize) -> u64,
+        _outputs: &mut OutputSet,
+    ) -> Result<String> {
+        Ok(String::new())
     }
 }
 
