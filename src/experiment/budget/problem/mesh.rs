@@ -8,7 +8,8 @@
 //! Istio's defaults, the same with Istio's `retryBudget` at its default on every
 //! destination, the single-service defender's rule on every destination, the best uniform
 //! rule (one destination's choice applied to all, searched coarse then refined) and
-//! coordinate descent from the defaults, each with the runs it spent.
+//! coordinate descent from the grid's first values (Istio's defaults with retries off),
+//! each with the runs it spent.
 
 use std::path::PathBuf;
 use std::time::Instant;
